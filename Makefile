@@ -1,0 +1,18 @@
+# Every target sets up first (idempotent, fast when nothing changed). Run as root: sudo make demo
+PY := .venv/bin/python
+
+.PHONY: setup demo test check lint
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) run_scenario.py $(ARGS)
+
+check: setup
+	$(PY) run_scenario.py --check
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check splitbed tests benchmarks run_scenario.py

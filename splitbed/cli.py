@@ -1,0 +1,65 @@
+"""The run_scenario.py command: argument parsing, root check, and turning UserError into exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from splitbed import __version__
+from splitbed.errors import UserError
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_scenario.py",
+        description="Run a split-CNN scenario in an emulated network of edge devices and servers.",
+        epilog="Needs root: sudo python run_scenario.py scenarios/default.yaml",
+    )
+    parser.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO), help="scenario YAML file")
+    parser.add_argument("--check", action="store_true", help="probe this machine's capabilities and exit")
+    parser.add_argument("--json", action="store_true", help="with --check: print the probe as JSON")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    parser.add_argument("--version", action="version", version=f"splitbed {__version__}")
+    return parser
+
+
+def run_check(as_json: bool) -> int:
+    from splitbed.topologies.capabilities import format_table, probe
+
+    caps = probe()
+    print(json.dumps(caps.to_dict(), indent=2) if as_json else format_table(caps))
+    return 0 if caps.can_run() else 2
+
+
+def run_scenario_file(path: str) -> int:
+    if os.geteuid() != 0:
+        raise UserError("needs root for namespaces, qdiscs and cgroups", fix=f"run: sudo python run_scenario.py {path}")
+    scenario = Path(path)
+    if not scenario.is_file():
+        raise UserError("scenario file not found", where=path, fix="give a path to a YAML file in scenarios/")
+    raise UserError(
+        "the end-to-end scenario runner has not landed yet; only the capability check runs",
+        where=path,
+        fix="run 'sudo python run_scenario.py --check'",
+    )
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.check:
+            return run_check(args.json)
+        return run_scenario_file(args.scenario)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err.render()}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
