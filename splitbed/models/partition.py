@@ -1,0 +1,73 @@
+"""The split abstraction: a CNN as named sequential stages, cut at a named split point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from splitbed.errors import UserError
+
+SERVER_ONLY = "server-only"  # split before the first stage: the edge sends its (preprocessed) input
+EDGE_ONLY = "edge-only"  # split after the last stage: the edge computes everything
+
+
+@dataclass
+class SplitModel:
+    """A model as stages [(name, module), ...]; split point `name` cuts after the stage of that name.
+
+    Split points in order: server-only, every stage's name but the last, edge-only. The last stage
+    (classifier) is never a split point of its own: cutting after it is edge-only.
+    """
+
+    name: str
+    stages: list[tuple[str, nn.Module]]
+    input_shape: tuple[int, ...]  # one preprocessed input, without the batch dimension
+    num_classes: int
+    preprocess: Callable  # PIL image (or raw array) -> input tensor of input_shape
+    description: str = ""
+
+    def __post_init__(self):
+        for _, module in self.stages:
+            module.eval()
+
+    @property
+    def split_points(self) -> list[str]:
+        return [SERVER_ONLY, *(name for name, _ in self.stages[:-1]), EDGE_ONLY]
+
+    def index(self, split: str) -> int:
+        """Number of stages the edge runs at this split point."""
+        points = self.split_points
+        if split not in points:
+            raise UserError(
+                f"unknown split point {split!r} for model {self.name}",
+                fix=f"choose one of: {', '.join(points)}",
+            )
+        return points.index(split)
+
+    def head(self, split: str) -> nn.Sequential:
+        return nn.Sequential(*(module for _, module in self.stages[: self.index(split)])).eval()
+
+    def tail(self, split: str) -> nn.Sequential:
+        return nn.Sequential(*(module for _, module in self.stages[self.index(split) :])).eval()
+
+    def full(self) -> nn.Sequential:
+        return nn.Sequential(*(module for _, module in self.stages)).eval()
+
+    @torch.no_grad()
+    def activations(self, batch: torch.Tensor, splits: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The tensor crossing the network at each split point, in one pass through the stages."""
+        wanted = set(splits or self.split_points)
+        out = {}
+        x = batch
+        if SERVER_ONLY in wanted:
+            out[SERVER_ONLY] = x
+        for name, module in self.stages:
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        if EDGE_ONLY in wanted:
+            out[EDGE_ONLY] = x
+        return out
