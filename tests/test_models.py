@@ -16,8 +16,7 @@ from tests.conftest import REPO
 
 
 def real_inputs(model, count=2):
-    x, _, _ = next(batches(load_dataset("imagenet-samples" if model.input_shape[0] == 3
-                                        else "fashion-mnist-test", model), count))
+    x, _, _ = next(batches(load_dataset(model.default_dataset, model), count))
     return x
 
 

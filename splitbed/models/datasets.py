@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -160,6 +161,30 @@ def load_dataset(name: str, model: SplitModel, seed: int = 0) -> Iterator[Sample
     if name.startswith("folder:"):
         return user_folder(model, Path(name.split(":", 1)[1]))
     raise UserError(f"unknown dataset {name!r}", fix=f"choose one of: {', '.join(DATASET_NAMES)}")
+
+
+def is_labelled_photo(sample_id: str) -> bool:
+    """Items of imagenet-samples that come from foolbox's labelled photos (plain or as views)."""
+    return sample_id.startswith("imagenet_")
+
+
+CALIBRATION_TRAIN_IMAGES = 2000
+
+
+def calibration_samples(model: SplitModel) -> Iterator[Sample]:
+    """Unlabelled inputs for fitting codecs, disjoint from evaluation_samples():
+    for ImageNet models the views of the photos that are not foolbox's labelled ones, for
+    Fashion-MNIST the first images of the training set."""
+    if model.default_dataset == "fashion-mnist-test":
+        return itertools.islice(fashion_mnist(model, "train"), CALIBRATION_TRAIN_IMAGES)
+    return (s for s in load_dataset(model.default_dataset, model) if not is_labelled_photo(s.id))
+
+
+def evaluation_samples(model: SplitModel) -> Iterator[Sample]:
+    """What codecs are scored on: the 10k test set, or foolbox's 20 labelled photos and their views."""
+    if model.default_dataset == "fashion-mnist-test":
+        return fashion_mnist(model, "test")
+    return (s for s in load_dataset(model.default_dataset, model) if is_labelled_photo(s.id))
 
 
 def batches(samples: Iterator[Sample], size: int) -> Iterator[tuple[torch.Tensor, list[int | None], list[str]]]:

@@ -45,4 +45,5 @@ def build(name: str = "fmnist_cnn", weights: Path = WEIGHTS) -> SplitModel:
     state = torch.load(weights, map_location="cpu", weights_only=True)
     nn.Sequential(*(m for _, m in stages)).load_state_dict(state, strict=True)
     return SplitModel(name=name, stages=stages, input_shape=(1, 28, 28), num_classes=10,
-                      preprocess=preprocess, description="3-conv CNN trained on Fashion-MNIST")
+                      preprocess=preprocess, description="3-conv CNN trained on Fashion-MNIST",
+                      default_dataset="fashion-mnist-test")

@@ -28,6 +28,7 @@ class SplitModel:
     num_classes: int
     preprocess: Callable  # PIL image (or raw array) -> input tensor of input_shape
     description: str = ""
+    default_dataset: str = "imagenet-samples"
 
     def __post_init__(self):
         for _, module in self.stages:

@@ -27,12 +27,8 @@ def median_ms(fn, x: torch.Tensor, runs: int) -> float:
     return statistics.median(times)
 
 
-def default_dataset(model: SplitModel) -> str:
-    return "fashion-mnist-test" if model.input_shape[0] == 1 else "imagenet-samples"
-
-
 def sample_inputs(model: SplitModel, count: int, dataset: str | None = None) -> torch.Tensor:
-    samples = load_dataset(dataset or default_dataset(model), model)
+    samples = load_dataset(dataset or model.default_dataset, model)
     batch, _, _ = next(batches(samples, count))
     return batch
 

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Rate-accuracy-speed of every feature codec at the split points of EfficientNet-Lite0 and the
+Fashion-MNIST CNN, measured side by side in one run.
+
+    python benchmarks/codecs.py [--quick] [--json PATH] [--plot PATH]
+
+Per (model, split, codec, setting): wire bytes per tensor including headers, reduction against fp32,
+bits per value, order-0 entropy of the quantised symbols, labelled accuracy drop (Fashion-MNIST 10k
+test set, 2k with --quick; Lite0: foolbox's 20 photos), top-1 agreement drop against the uncompressed
+model (Lite0: the 20 labelled photos and their 240 views), encode/decode ms (1 thread, median) and the
+head's compute time at that split. Every tensor is encoded on its own (batch 1), as a request would be.
+DISC is calibrated on data disjoint from the evaluation data (datasets.calibration_samples).
+Then, per model and split, the smallest setting of each codec that stays under 1 point of loss
+(Fashion-MNIST: labelled accuracy; Lite0: agreement) is printed as the frontier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from splitbed.codecs import CalibrationStore, decode, get_codec  # noqa: E402
+from splitbed.codecs.disc import quantised_symbols  # noqa: E402
+from splitbed.models import get_model  # noqa: E402
+from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
+from splitbed.models.profile import median_ms  # noqa: E402
+
+CRITERION_PTS = 1.0
+DISC_GRID = [{"step": s, "alpha": a} for a in (0.5, 1.0) for s in (0.15, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)]
+JPEG_GRID = [{"quality": q} for q in (50, 70, 85, 95)]
+SETUPS = {  # model -> (criterion, splits in --quick, all splits, items in --quick)
+    "fmnist_cnn": ("accuracy", ["conv1", "conv2", "conv3"], ["conv1", "conv2", "conv3"], 2000),
+    "efficientnet_lite0": ("agreement", ["block3", "block5", "block8", "block11", "block15"],
+                           [f"block{i}" for i in range(3, 16)], None),
+}
+
+
+def order0_entropy(symbols: np.ndarray) -> float:
+    _, counts = np.unique(symbols, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def symbols_of(codec, x: np.ndarray) -> np.ndarray | None:
+    if codec.name == "disc":
+        return quantised_symbols(codec, x)
+    if codec.name == "int8":
+        lo, hi = x.min(axis=(0, 2, 3), keepdims=True), x.max(axis=(0, 2, 3), keepdims=True)
+        return np.round((x - lo) / np.where(hi > lo, (hi - lo) / 255, 1))
+    return None
+
+
+def measure(codec, acts: np.ndarray, store, timing_items: int) -> tuple[np.ndarray, dict]:
+    """Encode and decode every tensor on its own; time a subset."""
+    sizes, rebuilt, entropies, enc_ms, dec_ms = [], [], [], [], []
+    for i in range(len(acts)):
+        x = acts[i : i + 1]
+        timed = i < timing_items
+        start = time.perf_counter_ns()
+        message = codec.encode(x)
+        middle = time.perf_counter_ns()
+        rebuilt.append(decode(message, store))
+        end = time.perf_counter_ns()
+        if timed:
+            enc_ms.append((middle - start) / 1e6)
+            dec_ms.append((end - middle) / 1e6)
+            symbols = symbols_of(codec, x)
+            if symbols is not None:
+                entropies.append(order0_entropy(symbols))
+        sizes.append(len(message))
+    values = acts[0].size
+    mean_bytes = float(np.mean(sizes))
+    return np.concatenate(rebuilt), {
+        "wire_bytes": mean_bytes,
+        "fp32_bytes": values * 4,
+        "reduction_pct": 100 * (1 - mean_bytes / (values * 4)),
+        "bits_per_value": mean_bytes * 8 / values,
+        "order0_entropy_bits": float(np.mean(entropies)) if entropies else None,
+        "encode_ms": statistics.median(enc_ms),
+        "decode_ms": statistics.median(dec_ms),
+    }
+
+
+def scores(predictions: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> tuple[float, float | None]:
+    """(agreement drop in points, labelled accuracy drop in points)."""
+    agreement_drop = 100 * (1 - float((predictions == reference).mean()))
+    labelled = labels >= 0
+    if not labelled.any():
+        return agreement_drop, None
+    base = float((reference[labelled] == labels[labelled]).mean())
+    now = float((predictions[labelled] == labels[labelled]).mean())
+    return agreement_drop, 100 * (base - now)
+
+
+def codec_grid(calibration) -> list[tuple[str, dict]]:
+    grid = [("raw", {}), ("zstd", {"level": 3}), ("int8", {"level": 3})]
+    grid += [("jpeg", p) for p in JPEG_GRID]
+    grid += [("disc", {**p, "calibration": calibration}) for p in DISC_GRID]
+    return grid
+
+
+@torch.no_grad()
+def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> list[dict]:
+    criterion, quick_splits, all_splits, quick_items = SETUPS[name]
+    model = get_model(name)
+    samples = list(evaluation_samples(model))
+    if quick and quick_items:
+        samples = samples[:quick_items]
+    inputs = torch.stack([s.tensor for s in samples])
+    labels = np.array([-1 if s.label is None else s.label for s in samples])
+    full = model.full()
+    reference = torch.cat([full(inputs[i : i + 256]) for i in range(0, len(inputs), 256)]).argmax(1).numpy()
+    calibration_inputs = None
+    rows = []
+    for split in quick_splits if quick else all_splits:
+        head, tail = model.head(split), model.tail(split)
+        acts = torch.cat([head(inputs[i : i + 256]) for i in range(0, len(inputs), 256)]).numpy()
+        head_ms = median_ms(head, inputs[:1], 20)
+        if calibration_inputs is None:
+            calibration_inputs = torch.stack([s.tensor for s in calibration_samples(model)])
+        calibration = store.ensure(model, split, lambda inputs=calibration_inputs: inputs)
+        for codec_name, params in codec_grid(calibration):
+            codec = get_codec(codec_name, **params)
+            rebuilt, row = measure(codec, acts, store, timing_items=min(50, len(acts)))
+            out = torch.cat([tail(torch.from_numpy(rebuilt[i : i + 256])) for i in range(0, len(rebuilt), 256)])
+            agreement_drop, accuracy_drop = scores(out.argmax(1).numpy(), reference, labels)
+            shown = {k: v for k, v in params.items() if k != "calibration"}
+            rows.append({"model": name, "split": split, "codec": codec_name, "params": shown,
+                         "criterion": criterion, **row, "agreement_drop_pts": agreement_drop,
+                         "accuracy_drop_pts": accuracy_drop, "head_ms": head_ms,
+                         "n_items": len(acts), "n_labelled": int((labels >= 0).sum())})
+            progress(rows[-1])
+    return rows
+
+
+def frontier(rows: list[dict]) -> list[dict]:
+    """Per (model, split, codec): the smallest setting under the criterion."""
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        drop = row["accuracy_drop_pts"] if row["criterion"] == "accuracy" else row["agreement_drop_pts"]
+        if drop >= CRITERION_PTS:
+            continue
+        key = (row["model"], row["split"], row["codec"])
+        if key not in best or row["wire_bytes"] < best[key]["wire_bytes"]:
+            best[key] = row
+    keep = ("model", "split", "codec", "params", "criterion", "wire_bytes", "reduction_pct", "bits_per_value",
+            "order0_entropy_bits", "accuracy_drop_pts", "agreement_drop_pts", "encode_ms", "decode_ms", "head_ms")
+    def order(key):
+        return key[0], int(re.sub(r"\D", "", key[1]) or 0), key[2]
+
+    return [{k: best[key][k] for k in keep} for key in sorted(best, key=order)]
+
+
+def print_frontier(front: list[dict]) -> None:
+    print(f"\nsmallest setting per codec under {CRITERION_PTS} point of loss "
+          "(accuracy for fmnist_cnn, agreement for efficientnet_lite0):")
+    print(f"{'model':<19}{'split':<8}{'codec':<6}{'reduction':>10}{'bit/val':>8}{'acc drop':>9}{'agr drop':>9}"
+          f"{'enc ms':>8}{'dec ms':>8}{'head ms':>8}  params")
+    for r in front:
+        acc = "-" if r["accuracy_drop_pts"] is None else f"{r['accuracy_drop_pts']:.2f}"
+        print(f"{r['model']:<19}{r['split']:<8}{r['codec']:<6}{r['reduction_pct']:>9.2f}%{r['bits_per_value']:>8.3f}"
+              f"{acc:>9}{r['agreement_drop_pts']:>9.2f}{r['encode_ms']:>8.2f}{r['decode_ms']:>8.2f}{r['head_ms']:>8.2f}"
+              f"  {json.dumps(r['params'])}")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 5), squeeze=False)
+    for ax, name in zip(axes[0], models, strict=True):
+        for codec in ("int8", "jpeg", "disc"):
+            pts = [(r["bits_per_value"], r["accuracy_drop_pts"] if r["criterion"] == "accuracy"
+                    else r["agreement_drop_pts"]) for r in rows if r["model"] == name and r["codec"] == codec]
+            if pts:
+                xs, ys = zip(*sorted(pts), strict=True)
+                ax.scatter(xs, ys, label=codec, s=14)
+        criterion = next(r["criterion"] for r in rows if r["model"] == name)
+        ax.axhline(CRITERION_PTS, color="grey", linestyle="--", linewidth=1, label="1 point")
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per value on the wire (log; fp32 = 32)")
+        ax.set_ylabel(f"top-1 {criterion} drop (points)")
+        ax.set_title(f"{name}: rate vs {criterion} loss, all splits")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer splits and test images (< 5 minutes)")
+    parser.add_argument("--json", help="write all rows and the frontier here")
+    parser.add_argument("--plot", default=None, help="rate-accuracy PNG (default: next to --json)")
+    parser.add_argument("--models", default="fmnist_cnn,efficientnet_lite0")
+    parser.add_argument("--cache", help="calibration folder (default: ~/.cache/splitbed/calibration)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    store = CalibrationStore(args.cache)
+    started = time.time()
+
+    def progress(row):
+        print(f"[{time.time() - started:6.1f}s] {row['model']} {row['split']} {row['codec']} {row['params']}: "
+              f"{row['reduction_pct']:.2f}% agr-drop {row['agreement_drop_pts']:.2f}", file=sys.stderr, flush=True)
+
+    rows = []
+    for name in args.models.split(","):
+        rows += bench_model(name, args.quick, store, progress)
+    front = frontier(rows)
+    print_frontier(front)
+    plot_path = Path(args.plot) if args.plot else (Path(args.json).with_suffix(".png") if args.json else None)
+    if plot_path:
+        plot(rows, plot_path)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"quick": args.quick, "criterion_pts": CRITERION_PTS,
+                                               "seconds": time.time() - started, "frontier": front,
+                                               "rows": rows}, indent=1) + "\n")
+    print(f"\n{len(rows)} settings in {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from splitbed.codecs import CalibrationStore, WireFormatError, decode, get_codec, wire
+from splitbed.codecs.disc import Calibration
+from splitbed.errors import UserError
+from splitbed.models import get_model
+from splitbed.models.datasets import batches, calibration_samples, evaluation_samples
+
+RNG = np.random.default_rng(0)
+X = (RNG.standard_normal((1, 16, 7, 7)) * 3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fmnist_disc(tmp_path_factory):
+    """A real DISC calibration: the Fashion-MNIST CNN at conv2, fitted on training images."""
+    model = get_model("fmnist_cnn")
+    store = CalibrationStore(tmp_path_factory.mktemp("cal"))
+    inputs = torch.stack([s.tensor for s in calibration_samples(model)][:300])
+    cal = store.ensure(model, "conv2", lambda: inputs)
+    test, labels, _ = next(batches(evaluation_samples(model), 500))
+    with torch.no_grad():
+        acts = model.head("conv2")(test).numpy()
+    return model, store, cal, acts, test
+
+
+@pytest.mark.parametrize("name", ["raw", "zstd"])
+def test_lossless_codecs_round_trip_exactly(name):
+    assert np.array_equal(decode(get_codec(name).encode(X)), X)
+
+
+def test_lossy_baselines_stay_close():
+    span = X.max() - X.min()
+    assert np.abs(decode(get_codec("int8").encode(X)) - X).max() <= span / 255
+    jpeg = decode(get_codec("jpeg", quality=95).encode(X))
+    assert jpeg.shape == X.shape and np.abs(jpeg - X).mean() < span / 50
+
+
+def test_encoding_is_deterministic(fmnist_disc):
+    _, _, cal, acts, _ = fmnist_disc
+    for codec in (get_codec("int8"), get_codec("jpeg"), get_codec("disc", calibration=cal, step=1.2)):
+        assert codec.encode(acts[:1]) == codec.encode(acts[:1])
+
+
+def test_disc_keeps_predictions_and_shrinks_data(fmnist_disc):
+    model, store, cal, acts, test = fmnist_disc
+    codec = get_codec("disc", calibration=cal, step=1.0)
+    messages = [codec.encode(acts[i : i + 1]) for i in range(len(acts))]
+    rebuilt = np.concatenate([decode(m, store) for m in messages])
+    with torch.no_grad():
+        ref = model.tail("conv2")(torch.from_numpy(acts)).argmax(1)
+        got = model.tail("conv2")(torch.from_numpy(rebuilt)).argmax(1)
+    assert (ref == got).float().mean() > 0.97
+    assert np.mean([len(m) for m in messages]) < 0.1 * acts[0].size * 4
+
+
+def test_disc_zstd_and_ans_decode_to_the_same_tensor(fmnist_disc):
+    _, store, cal, acts, _ = fmnist_disc
+    a = decode(get_codec("disc", calibration=cal, entropy="ans", step=0.7).encode(acts[:2]), store)
+    b = decode(get_codec("disc", calibration=cal, entropy="zstd", step=0.7).encode(acts[:2]), store)
+    assert np.array_equal(a, b)
+
+
+def test_disc_calibration_file_round_trips_without_pickle(fmnist_disc, tmp_path):
+    _, _, cal, _, _ = fmnist_disc
+    cal.save(tmp_path / "c.npz")
+    again = Calibration.load(tmp_path / "c.npz")
+    assert again.fingerprint == cal.fingerprint and again.split == "conv2"
+
+
+def test_disc_refuses_a_foreign_calibration(fmnist_disc, tmp_path):
+    _, _, cal, acts, _ = fmnist_disc
+    message = get_codec("disc", calibration=cal).encode(acts[:1])
+    with pytest.raises(WireFormatError, match="fingerprint"):
+        decode(message, CalibrationStore(tmp_path))
+
+
+def test_bad_parameters_are_user_errors():
+    with pytest.raises(UserError, match="quality"):
+        get_codec("jpeg", quality=0)
+    with pytest.raises(UserError, match="no parameter"):
+        get_codec("int8", bits=4)
+    with pytest.raises(UserError, match="unknown codec"):
+        get_codec("webp")
+
+
+def corruptions(message: bytes):
+    yield message[:-1]  # truncated
+    yield message[:5]
+    yield b"XX" + message[2:]  # bad magic
+    yield message[:2] + bytes([9]) + message[3:]  # future version
+    flipped = bytearray(message)
+    flipped[-3] ^= 0x40
+    yield bytes(flipped)  # checksum
+    yield message + b"\0"  # trailing bytes
+
+
+@pytest.mark.parametrize("name", ["raw", "zstd", "int8", "jpeg", "disc"])
+def test_corrupted_messages_raise_typed_errors(name, fmnist_disc):
+    _, store, cal, acts, _ = fmnist_disc
+    codec = get_codec(name, calibration=cal) if name == "disc" else get_codec(name)
+    for bad in corruptions(codec.encode(acts[:1])):
+        with pytest.raises(WireFormatError):
+            decode(bad, store)
+
+
+def test_oversized_shape_is_refused_before_allocating():
+    header = wire.pack(1, np.float32, (1, 1), b"", b"\0\0\0\0")
+    huge = header[:6] + (0xFFFFFFFF).to_bytes(4, "big") + header[10:]
+    with pytest.raises(wire.TooLarge):
+        decode(huge)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_random_bytes_only_raise_typed_errors(data):
+    try:
+        decode(data)
+    except WireFormatError:
+        pass  # the only acceptable failure
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_messages_only_raise_typed_errors(fmnist_disc, data):
+    _, store, cal, acts, _ = fmnist_disc
+    name = data.draw(st.sampled_from(["raw", "zstd", "int8", "jpeg", "disc"]))
+    codec = get_codec(name, calibration=cal) if name == "disc" else get_codec(name)
+    message = bytearray(codec.encode(acts[:1]))
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(0, len(message) - 1))
+        message[position] = data.draw(st.integers(0, 255))
+    try:
+        out = decode(bytes(message), store)
+        assert out.shape == acts[:1].shape or out.ndim >= 0
+    except WireFormatError:
+        pass  # typed: fine
