@@ -7,7 +7,7 @@ Fashion-MNIST CNN, measured side by side in one run.
 Per (model, split, codec, setting): wire bytes per tensor including headers, reduction against fp32,
 bits per value, order-0 entropy of the quantised symbols, labelled accuracy drop (Fashion-MNIST 10k
 test set, 2k with --quick; Lite0: foolbox's 20 photos), top-1 agreement drop against the uncompressed
-model (Lite0: the 20 labelled photos and their 240 views), encode/decode ms (1 thread, median) and the
+model (Lite0: the 20 labelled photos and their 240 views), encode/decode ms (1 thread, median of 50 tensors) and the
 head's compute time at that split. Every tensor is encoded on its own (batch 1), as a request would be.
 DISC is calibrated on data disjoint from the evaluation data (datasets.calibration_samples).
 Then, per model and split, the smallest setting of each codec that stays under 1 point of loss
@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # codec timings are single-threaded, as promised
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,13 +41,28 @@ from splitbed.models.datasets import calibration_samples, evaluation_samples  # 
 from splitbed.models.profile import median_ms  # noqa: E402
 
 CRITERION_PTS = 1.0
-DISC_GRID = [{"step": s, "alpha": a} for a in (0.5, 1.0) for s in (0.15, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)]
-JPEG_GRID = [{"quality": q} for q in (50, 70, 85, 95)]
-SETUPS = {  # model -> (criterion, splits in --quick, all splits, items in --quick)
-    "fmnist_cnn": ("accuracy", ["conv1", "conv2", "conv3"], ["conv1", "conv2", "conv3"], 2000),
-    "efficientnet_lite0": ("agreement", ["block3", "block5", "block8", "block11", "block15"],
-                           [f"block{i}" for i in range(3, 16)], None),
+EVAL_THREADS = 2  # tails over the evaluation set; head and codec timings use 1
+
+
+@dataclass
+class Setup:
+    criterion: str  # "accuracy" (labelled) or "agreement" (with the uncompressed model)
+    quick_splits: list[str]
+    splits: list[str]
+    quick_items: int | None  # evaluation items with --quick (None: all)
+    disc_steps: tuple[float, ...]
+    quick_disc_steps: tuple[float, ...]
+    quick_alphas: tuple[float, ...]
+
+
+SETUPS = {
+    "fmnist_cnn": Setup("accuracy", ["conv1", "conv2", "conv3"], ["conv1", "conv2", "conv3"], 2000,
+                        (0.8, 1.2, 1.6, 2.0, 2.5, 3.0), (1.2, 1.6, 2.0, 2.5), (0.5, 1.0)),
+    "efficientnet_lite0": Setup("agreement", ["block3", "block8", "block15"], [f"block{i}" for i in range(3, 16)],
+                                None, (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.8), (0.2, 0.3, 0.5, 0.8), (1.0,)),
 }
+ALPHAS = (0.5, 1.0)
+JPEG_QUALITIES, QUICK_JPEG_QUALITIES = (50, 70, 85, 95), (85, 95)
 
 
 def order0_entropy(symbols: np.ndarray) -> float:
@@ -102,41 +122,45 @@ def scores(predictions: np.ndarray, reference: np.ndarray, labels: np.ndarray) -
     return agreement_drop, 100 * (base - now)
 
 
-def codec_grid(calibration) -> list[tuple[str, dict]]:
+def codec_grid(setup: Setup, quick: bool, calibration) -> list[tuple[str, dict]]:
     grid = [("raw", {}), ("zstd", {"level": 3}), ("int8", {"level": 3})]
-    grid += [("jpeg", p) for p in JPEG_GRID]
-    grid += [("disc", {**p, "calibration": calibration}) for p in DISC_GRID]
+    grid += [("jpeg", {"quality": q}) for q in (QUICK_JPEG_QUALITIES if quick else JPEG_QUALITIES)]
+    steps = setup.quick_disc_steps if quick else setup.disc_steps
+    alphas = setup.quick_alphas if quick else ALPHAS
+    grid += [("disc", {"step": s, "alpha": a, "calibration": calibration}) for a in alphas for s in steps]
     return grid
 
 
 @torch.no_grad()
 def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> list[dict]:
-    criterion, quick_splits, all_splits, quick_items = SETUPS[name]
+    setup = SETUPS[name]
     model = get_model(name)
     samples = list(evaluation_samples(model))
-    if quick and quick_items:
-        samples = samples[:quick_items]
+    if quick and setup.quick_items:
+        samples = samples[: setup.quick_items]
     inputs = torch.stack([s.tensor for s in samples])
     labels = np.array([-1 if s.label is None else s.label for s in samples])
     full = model.full()
     reference = torch.cat([full(inputs[i : i + 256]) for i in range(0, len(inputs), 256)]).argmax(1).numpy()
     calibration_inputs = None
     rows = []
-    for split in quick_splits if quick else all_splits:
+    for split in setup.quick_splits if quick else setup.splits:
         head, tail = model.head(split), model.tail(split)
         acts = torch.cat([head(inputs[i : i + 256]) for i in range(0, len(inputs), 256)]).numpy()
+        torch.set_num_threads(1)  # the head's time at batch 1 on one thread, as the codecs are timed
         head_ms = median_ms(head, inputs[:1], 20)
+        torch.set_num_threads(EVAL_THREADS)
         if calibration_inputs is None:
             calibration_inputs = torch.stack([s.tensor for s in calibration_samples(model)])
         calibration = store.ensure(model, split, lambda inputs=calibration_inputs: inputs)
-        for codec_name, params in codec_grid(calibration):
+        for codec_name, params in codec_grid(setup, quick, calibration):
             codec = get_codec(codec_name, **params)
             rebuilt, row = measure(codec, acts, store, timing_items=min(50, len(acts)))
             out = torch.cat([tail(torch.from_numpy(rebuilt[i : i + 256])) for i in range(0, len(rebuilt), 256)])
             agreement_drop, accuracy_drop = scores(out.argmax(1).numpy(), reference, labels)
             shown = {k: v for k, v in params.items() if k != "calibration"}
             rows.append({"model": name, "split": split, "codec": codec_name, "params": shown,
-                         "criterion": criterion, **row, "agreement_drop_pts": agreement_drop,
+                         "criterion": setup.criterion, **row, "agreement_drop_pts": agreement_drop,
                          "accuracy_drop_pts": accuracy_drop, "head_ms": head_ms,
                          "n_items": len(acts), "n_labelled": int((labels >= 0).sum())})
             progress(rows[-1])
@@ -208,7 +232,7 @@ def main() -> int:
     parser.add_argument("--models", default="fmnist_cnn,efficientnet_lite0")
     parser.add_argument("--cache", help="calibration folder (default: ~/.cache/splitbed/calibration)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(EVAL_THREADS)
     store = CalibrationStore(args.cache)
     started = time.time()
 

@@ -54,6 +54,7 @@ def test_disc_keeps_predictions_and_shrinks_data(fmnist_disc):
         ref = model.tail("conv2")(torch.from_numpy(acts)).argmax(1)
         got = model.tail("conv2")(torch.from_numpy(rebuilt)).argmax(1)
     assert (ref == got).float().mean() > 0.97
+    assert rebuilt.min() >= 0  # post-ReLU activations: coding noise below 0 is clipped away
     assert np.mean([len(m) for m in messages]) < 0.1 * acts[0].size * 4
 
 
@@ -138,3 +139,18 @@ def test_fuzz_mutated_messages_only_raise_typed_errors(fmnist_disc, data):
         assert out.shape == acts[:1].shape or out.ndim >= 0
     except WireFormatError:
         pass  # typed: fine
+
+
+def test_calibrate_cli_writes_one_file_per_split(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-m", "splitbed.codecs", "calibrate", "fmnist_cnn", "--splits",
+                           "conv3", "--cache", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.rglob("conv3.npz"))) == 1
+    bad = subprocess.run([sys.executable, "-m", "splitbed.codecs", "calibrate", "fmnist_cnn", "--splits",
+                          "conv9", "--cache", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "conv9" in bad.stderr and "Traceback" not in bad.stderr

@@ -36,6 +36,7 @@ from splitbed.codecs.simple import check_level, zstd_decompress
 from splitbed.errors import UserError
 
 MAX_SYMBOL = 1 << 15
+CALIBRATION_VERSION = 2  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
 
 
@@ -50,18 +51,20 @@ class Calibration:
     fisher_pixel: np.ndarray  # (C, H, W) the same without the DCT
     scale: np.ndarray  # (C, H, W) mean |coefficient| (DCT domain)
     scale_pixel: np.ndarray  # (C, H, W) mean |coefficient| without the DCT
+    low: np.ndarray  # (C,) smallest value seen per channel: 0 after a ReLU, which decoding restores
+    high: np.ndarray  # (C,) largest value seen per channel (6 after a ReLU6)
 
     @functools.cached_property
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
-        for array in (self.mean, self.basis, self.fisher, self.scale):
+        for array in (self.mean, self.basis, self.fisher, self.scale, self.low, self.high):
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
         return digest.hexdigest()[:16]  # 8 bytes on the wire
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: getattr(self, k) for k in ("mean", "basis", "variance", "fisher", "fisher_pixel",
-                                                  "scale", "scale_pixel")}
+                                                  "scale", "scale_pixel", "low", "high")}
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, model=np.array(self.model), split=np.array(self.split), **arrays)
         os.replace(tmp, path)
@@ -118,7 +121,8 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     variance, basis = np.linalg.eigh(np.cov((pixels - mean).T) if c > 1 else np.var(pixels, keepdims=True))
     order = np.argsort(variance)[::-1]
     variance, basis = np.maximum(variance[order], 0), basis[:, order]
-    cal = Calibration(model.name, split, mean, basis, variance, *(np.ones((c, h, w)),) * 4)
+    cal = Calibration(model.name, split, mean, basis, variance, *(np.ones((c, h, w)),) * 4,
+                      low=acts.min(axis=(0, 2, 3)), high=acts.max(axis=(0, 2, 3)))
     fisher_dct, fisher_pix = tail_fisher(model, split, acts.astype(np.float32), basis, seed)
     cal.fisher, cal.fisher_pixel = fisher_dct, fisher_pix
     cal.scale = np.abs(to_coefficients(acts, cal, c, True)).mean(0)
@@ -156,14 +160,14 @@ class CalibrationStore:
 
     def path(self, model_name: str, split: str) -> Path:
         safe = model_name.replace("/", "_").replace(":", "_")
-        return self.root / safe / f"{split}.npz"
+        return self.root / f"v{CALIBRATION_VERSION}" / safe / f"{split}.npz"
 
     def by_fingerprint(self, fingerprint: str) -> Calibration:
         """The calibration a message names: among those loaded, else any file under the root."""
         for cal in self.loaded.values():
             if cal.fingerprint == fingerprint:
                 return cal
-        for path in sorted(self.root.glob("*/*.npz")):
+        for path in sorted(self.root.glob(f"v{CALIBRATION_VERSION}/*/*.npz")):
             cal = Calibration.load(path)
             self.loaded[(cal.model, cal.split)] = cal
             if cal.fingerprint == fingerprint:
@@ -311,6 +315,8 @@ class Disc(Codec):
         # reconstruct at the middle of the (dead-zone widened) bin
         magnitude = np.where(q != 0, np.abs(q) + theta - 0.5, 0.0)
         x = from_coefficients(np.sign(q) * magnitude * steps, cal, dct)
+        # Values outside what the channel ever showed (negative after a ReLU) are coding noise.
+        x = np.clip(x, cal.low[None, :, None, None], cal.high[None, :, None, None])
         return x.reshape(shape).astype(np.float32)
 
 
