@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from splitbed import __version__
-from splitbed.errors import UserError
+from splitbed.errors import UserError, run_reporting_user_errors
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
 
@@ -52,14 +52,8 @@ def run_scenario_file(path: str) -> int:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.check:
-            return run_check(args.json)
-        return run_scenario_file(args.scenario)
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err.render()}", file=sys.stderr)
-        return err.exit_code
+        return run_reporting_user_errors(
+            lambda: run_check(args.json) if args.check else run_scenario_file(args.scenario), args.debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ import time
 import torch
 
 from splitbed.codecs.disc import CalibrationStore
-from splitbed.errors import UserError
+from splitbed.errors import run_reporting_user_errors
 from splitbed.models import EDGE_ONLY, SERVER_ONLY, get_model
 from splitbed.models.datasets import calibration_samples
 
@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     cal.add_argument("--cache", help="calibration folder")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         model = get_model(args.model)
         splits = args.splits.split(",") if args.splits else [
             s for s in model.split_points if s not in (SERVER_ONLY, EDGE_ONLY)]
@@ -44,12 +45,8 @@ def main(argv: list[str]) -> int:
             state = store.ensure(model, split, lambda batch=inputs: batch, refit=args.refit)
             print(f"{model.name} {split}: {state.fingerprint} ({time.time() - start:.1f} s) "
                   f"-> {store.path(model.name, split)}")
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err.render()}", file=sys.stderr)
-        return err.exit_code
-    return 0
+
+    return run_reporting_user_errors(body, args.debug)
 
 
 if __name__ == "__main__":

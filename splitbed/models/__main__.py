@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from splitbed.errors import UserError
+from splitbed.errors import run_reporting_user_errors
 from splitbed.models.datasets import DATASET_NAMES
 from splitbed.models.evaluate import evaluate
 from splitbed.models.profile import format_profile, profile_model
@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
     ev.add_argument("--quiet", action="store_true")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.command == "list":
             print("models:   " + ", ".join(model_names()))
             print("datasets: " + ", ".join(DATASET_NAMES))
@@ -56,12 +57,8 @@ def main(argv: list[str]) -> int:
             print(f"{model.name} on {args.dataset}: top-1 {top1}, top-5 {top5} "
                   f"over {scores.n_labelled} labelled of {scores.n_items} inputs")
             write_json(args.json, result)
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err.render()}", file=sys.stderr)
-        return err.exit_code
-    return 0
+
+    return run_reporting_user_errors(body, args.debug)
 
 
 if __name__ == "__main__":
