@@ -137,3 +137,16 @@ def test_user_folder_in_imagefolder_layout(tmp_path):
     samples = list(load_dataset(f"folder:{tmp_path}", get_model("fmnist_cnn")))
     assert [(s.label, s.id) for s in samples] == [(0, "bag/one.png"), (1, "shoe/one.png")]
     assert samples[0].tensor.shape == (1, 28, 28)
+
+
+def test_calibration_and_evaluation_samples_never_overlap():
+    from splitbed.models.datasets import calibration_samples, evaluation_samples
+
+    model = get_model("efficientnet_lite0")
+    calibration = {s.id for s in calibration_samples(model)}
+    evaluation = [s for s in evaluation_samples(model)]
+    assert len(calibration) == 204 and len(evaluation) == 260
+    assert not calibration & {s.id for s in evaluation}
+    assert sum(s.label is not None for s in evaluation) == 20
+    photos = {i.split("#")[0] for i in calibration}
+    assert not photos & {s.id.split("#")[0] for s in evaluation}

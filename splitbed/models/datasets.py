@@ -81,11 +81,16 @@ def augmented_view(image: Image.Image, rng: random.Random) -> Image.Image:
     return ImageEnhance.Brightness(view).enhance(rng.uniform(0.8, 1.2))
 
 
-def imagenet_samples(model: SplitModel, seed: int = 0, views: int = VIEWS_PER_PHOTO) -> Iterator[Sample]:
-    labelled = labelled_imagenet_photos()
-    for path, label in labelled:
-        yield Sample(model.preprocess(Image.open(path)), label, path.stem)
-    for path in [p for p, _ in labelled] + unlabelled_photos():
+def imagenet_samples(model: SplitModel, seed: int = 0, views: int = VIEWS_PER_PHOTO,
+                     labelled: bool = True, others: bool = True) -> Iterator[Sample]:
+    """foolbox's labelled photos (if `labelled`), then seeded views of those and, if `others`, of the
+    unlabelled photos."""
+    photos = labelled_imagenet_photos()
+    if labelled:
+        for path, label in photos:
+            yield Sample(model.preprocess(Image.open(path)), label, path.stem)
+    sources = ([p for p, _ in photos] if labelled else []) + (unlabelled_photos() if others else [])
+    for path in sources:
         rng = random.Random(f"{seed}:{path.name}")
         image = Image.open(path)
         image.load()
@@ -163,11 +168,6 @@ def load_dataset(name: str, model: SplitModel, seed: int = 0) -> Iterator[Sample
     raise UserError(f"unknown dataset {name!r}", fix=f"choose one of: {', '.join(DATASET_NAMES)}")
 
 
-def is_labelled_photo(sample_id: str) -> bool:
-    """Items of imagenet-samples that come from foolbox's labelled photos (plain or as views)."""
-    return sample_id.startswith("imagenet_")
-
-
 CALIBRATION_TRAIN_IMAGES = 2000
 
 
@@ -177,14 +177,18 @@ def calibration_samples(model: SplitModel) -> Iterator[Sample]:
     Fashion-MNIST the first images of the training set."""
     if model.default_dataset == "fashion-mnist-test":
         return itertools.islice(fashion_mnist(model, "train"), CALIBRATION_TRAIN_IMAGES)
-    return (s for s in load_dataset(model.default_dataset, model) if not is_labelled_photo(s.id))
+    if model.default_dataset != "imagenet-samples":
+        raise UserError(f"no calibration set defined for {model.name}'s dataset {model.default_dataset}")
+    return imagenet_samples(model, labelled=False)
 
 
 def evaluation_samples(model: SplitModel) -> Iterator[Sample]:
     """What codecs are scored on: the 10k test set, or foolbox's 20 labelled photos and their views."""
     if model.default_dataset == "fashion-mnist-test":
         return fashion_mnist(model, "test")
-    return (s for s in load_dataset(model.default_dataset, model) if is_labelled_photo(s.id))
+    if model.default_dataset != "imagenet-samples":
+        return load_dataset(model.default_dataset, model)
+    return imagenet_samples(model, others=False)
 
 
 def batches(samples: Iterator[Sample], size: int) -> Iterator[tuple[torch.Tensor, list[int | None], list[str]]]:

@@ -17,7 +17,7 @@ from splitbed.errors import UserError
 from splitbed.models.efficientnet_lite import tf_preprocess
 from splitbed.models.partition import SplitModel
 
-INSTALL_VISION = "install the optional extra: .venv/bin/pip install -e '.[vision]' (pulls its own torch build)"
+INSTALL_VISION = "install the optional extra '.[vision]' into .venv with pip (it brings its own torch build)"
 
 
 def imagenet_preprocess(image, resolution: int = 224) -> torch.Tensor:
