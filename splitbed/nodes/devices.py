@@ -1,0 +1,80 @@
+"""Device profiles from devices.yaml: cores, clock, memory and published reference latencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from splitbed.errors import UserError
+
+PROFILES_FILE = Path(__file__).resolve().parent / "devices.yaml"
+
+
+@dataclass(frozen=True)
+class Reference:
+    workload: str
+    ms: float
+    threads: int
+    framework: str
+    estimate: bool
+    source: str
+    derived: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    key: str
+    name: str
+    cores: int | None
+    clock_ghz: float | None
+    memory_mb: int | None
+    calibrate_on: str | None  # None: unconstrained (a server)
+    references: dict[str, Reference]
+
+    @property
+    def constrained(self) -> bool:
+        return self.calibrate_on is not None
+
+    @property
+    def target(self) -> Reference | None:
+        return self.references.get(self.calibrate_on) if self.calibrate_on else None
+
+
+def load_profiles(path: Path = PROFILES_FILE) -> dict[str, DeviceProfile]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"cannot read device profiles: {err}", where=str(path)) from err
+    if not isinstance(data, dict):
+        raise UserError("expected a mapping of device keys to profiles", where=str(path))
+    profiles = {}
+    for key, entry in data.items():
+        where = f"{path}: {key}"
+        try:
+            references = {
+                workload: Reference(workload, float(r["ms"]), int(r["threads"]), str(r["framework"]),
+                                    bool(r["estimate"]), str(r["source"]), r.get("derived"))
+                for workload, r in (entry.get("references") or {}).items()
+            }
+            profile = DeviceProfile(key, str(entry["name"]), entry.get("cores"), entry.get("clock_ghz"),
+                                    entry.get("memory_mb"), entry.get("calibrate_on"), references)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise UserError(f"malformed profile ({type(err).__name__}: {err})", where=where,
+                            fix="each reference needs ms, threads, framework, estimate, source") from err
+        if profile.calibrate_on and profile.target is None:
+            raise UserError(f"calibrate_on names {profile.calibrate_on!r}, which is not among its references",
+                            where=where)
+        for ref in references.values():
+            if ref.estimate and not ref.derived:
+                raise UserError(f"estimated reference {ref.workload} must say how it was derived", where=where)
+        profiles[key] = profile
+    return profiles
+
+
+def get_profile(key: str) -> DeviceProfile:
+    profiles = load_profiles()
+    if key not in profiles:
+        raise UserError(f"unknown device {key!r}", fix=f"choose one of: {', '.join(profiles)}")
+    return profiles[key]

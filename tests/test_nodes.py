@@ -1,0 +1,109 @@
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from splitbed.errors import UserError
+from splitbed.nodes.cgroups import CgroupManager
+from splitbed.nodes.devices import load_profiles
+from splitbed.topologies.capabilities import CgroupInfo
+
+MB = 1 << 20
+
+
+def fake_v2_tree(tmp_path: Path) -> tuple[CgroupInfo, Path]:
+    root = tmp_path / "cgroup2"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "cgroup.subtree_control").write_text("")
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("0::/user.slice/session-1.scope\n")
+    return CgroupInfo(2, True, True, {}, str(root)), proc
+
+
+def test_v2_layer_writes_what_the_kernel_expects(tmp_path):
+    info, proc = fake_v2_tree(tmp_path)
+    manager = CgroupManager("splitbed-run1", info=info, proc_cgroup=str(proc))
+    group = manager.create("edge1")
+    node = tmp_path / "cgroup2" / "splitbed-run1" / "edge1"
+    assert group.dirs == {"cpu": node, "cpuset": node, "memory": node}
+    # below the root (v2 forbids controllers under a group that holds processes), controllers enabled
+    assert (tmp_path / "cgroup2" / "splitbed-run1" / "cgroup.subtree_control").read_text().split() == \
+        ["+cpu", "+cpuset", "+memory"]
+    group.set_cpu(0.25, period_us=100_000)
+    assert (node / "cpu.max").read_text() == "25000 100000\n"
+    group.set_cpu(None, period_us=100_000)
+    assert (node / "cpu.max").read_text() == "max 100000\n"
+    group.set_memory(100 * MB)
+    assert (node / "memory.max").read_text() == f"{100 * MB}\n"
+    group.set_cpuset("1")
+    assert (node / "cpuset.cpus").read_text() == "1\n"
+    group.add(4242)
+    assert (node / "cgroup.procs").read_text() == "4242\n"
+    (node / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert group.cpu_usage_s() == 1.5
+
+
+def test_bad_quota_is_a_user_error(tmp_path):
+    info, proc = fake_v2_tree(tmp_path)
+    group = CgroupManager("r", info=info, proc_cgroup=str(proc)).create("n")
+    with pytest.raises(UserError):
+        group.set_cpu(0)
+
+
+def test_profiles_have_sources_and_mark_estimates():
+    profiles = load_profiles()
+    for key in ("rpi3bplus", "rpi4", "rpi5", "jetson_nano", "server"):
+        assert key in profiles
+    assert not profiles["server"].constrained
+    for profile in profiles.values():
+        for ref in profile.references.values():
+            assert ref.source and ref.ms > 0 and ref.threads > 0
+            assert not ref.estimate or ref.derived
+    assert profiles["rpi4"].target.workload == "efficientnet_lite0"
+
+
+def test_profile_without_derivation_is_rejected(tmp_path):
+    bad = tmp_path / "devices.yaml"
+    bad.write_text("dev:\n  name: D\n  calibrate_on: w\n  references:\n    w: {ms: 1, threads: 1, "
+                   "framework: f, estimate: true, source: s}\n")
+    with pytest.raises(UserError, match="derived"):
+        load_profiles(bad)
+
+
+@pytest.fixture
+def manager():
+    created = CgroupManager(f"splitbed-test-{os.getpid()}")
+    yield created
+    created.remove_all()
+    assert all(not base.exists() for base in created.bases)
+
+
+@pytest.mark.root
+def test_memory_limit_kills_a_program_started_in_the_node(manager):
+    group = manager.create("edge")
+    group.set_memory(100 * MB)
+    grab = "import sys; b = bytearray(b'x' * ({} << 20)); print('survived')"
+    small = group.popen([sys.executable, "-c", grab.format(30)], stdout=-1, text=True)
+    assert small.communicate(timeout=60)[0].strip() == "survived" and small.returncode == 0
+    big = group.popen([sys.executable, "-c", grab.format(200)], stdout=-1, text=True)
+    out, _ = big.communicate(timeout=60)
+    assert big.returncode == -9 and "survived" not in out  # SIGKILL from the OOM killer
+    assert group.memory_peak_bytes() <= 100 * MB
+
+
+@pytest.mark.root
+def test_cpu_quota_and_accounting(manager):
+    group = manager.create("edge")
+    group.set_cpu(0.25, period_us=5000)
+    spin = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass"
+    before = group.cpu_usage_s()
+    started = time.monotonic()
+    group.popen([sys.executable, "-c", spin]).wait(timeout=30)
+    wall = time.monotonic() - started
+    used = group.cpu_usage_s() - before
+    # a 1 s busy loop under a quarter core gets about a quarter of its wall time (plus start-up)
+    assert 0.15 <= used / wall <= 0.35, (used, wall)
+    assert group.pids() == []
