@@ -1,0 +1,229 @@
+"""Bandwidth traces: readers for three formats and one normalised form.
+
+A Trace is a piecewise-constant rate: rate_bps[i] holds from start_s[i] until start_s[i + 1] (the
+last one until duration_s). Zero means an outage. Readers raise UserError naming the file and line.
+
+Formats:
+- pensieve: `time_s rate_Mbit/s` per line, whitespace separated (Pensieve's cooked traces, Norway
+  HSDPA and FCC sets); irregular sampling is kept as is; the last sample lasts the median interval.
+- mahimahi: one integer millisecond timestamp per line, each a 1500-byte delivery opportunity;
+  repeated timestamps mean several packets; binned into `bin_ms` windows (default 100 ms); the trace
+  loops at its last timestamp, as mm-link does.
+- csv: a header row; `time_column` in seconds or a timestamp (ISO 8601 or G-NetTrack's
+  2019.12.13_09.39.44), `rate_column` in `rate_unit` (bit/s, kbit/s or Mbit/s); rows sharing a second
+  are averaged, missing seconds hold the previous rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from splitbed.errors import UserError
+
+UNITS = {"bit/s": 1.0, "kbit/s": 1e3, "Mbit/s": 1e6}
+MAHIMAHI_PACKET_BITS = 1500 * 8
+TIME_FORMATS = ("%Y.%m.%d_%H.%M.%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass(frozen=True)
+class Trace:
+    start_s: np.ndarray  # increasing, first 0
+    rate_bps: np.ndarray  # same length, >= 0
+    duration_s: float
+    source: str = ""
+    loop: bool = True
+
+    def __post_init__(self):
+        if len(self.start_s) == 0 or len(self.start_s) != len(self.rate_bps):
+            raise UserError("a trace needs at least one sample and one rate per start time", where=self.source)
+        if self.duration_s <= self.start_s[-1]:
+            raise UserError("trace duration must end after its last sample", where=self.source)
+
+    def rate_at(self, t: float | np.ndarray) -> np.ndarray | float:
+        """Rate in bit/s at time t (seconds from the trace start); loops or holds the last rate."""
+        t = np.asarray(t, dtype=float)
+        if self.loop:
+            t = np.mod(t, self.duration_s)
+        index = np.clip(np.searchsorted(self.start_s, t, side="right") - 1, 0, len(self.start_s) - 1)
+        rates = self.rate_bps[index]
+        return float(rates) if rates.ndim == 0 else rates
+
+    def mean_rate_over(self, t0: float, t1: float, step_s: float = 0.001) -> float:
+        """Mean rate over [t0, t1): what a flow could carry in that window."""
+        times = np.arange(t0, t1, step_s)
+        return float(np.mean(self.rate_at(times))) if len(times) else float(self.rate_at(t0))
+
+    def scaled(self, factor: float) -> Trace:
+        if factor <= 0:
+            raise UserError(f"trace scale must be positive, got {factor}", where=self.source)
+        return Trace(self.start_s, self.rate_bps * factor, self.duration_s, self.source, self.loop)
+
+    def offset(self, seconds: float) -> Trace:
+        """Start `seconds` into the trace (wrapping around), so runs can begin at different points."""
+        seconds = seconds % self.duration_s
+        cut = np.searchsorted(self.start_s, seconds, side="right") - 1
+        head_start = self.start_s[cut:] - seconds
+        head_start[0] = 0.0
+        tail_start = self.start_s[:cut] + (self.duration_s - seconds)
+        times = np.concatenate([head_start, tail_start])
+        rates = np.concatenate([self.rate_bps[cut:], self.rate_bps[:cut]])
+        keep = np.concatenate([[True], np.diff(times) > 0])
+        return Trace(times[keep], rates[keep], self.duration_s, self.source, self.loop)
+
+    def resampled(self, step_s: float) -> Trace:
+        """Mean rate per step (the replay controller's granularity)."""
+        if step_s <= 0:
+            raise UserError(f"resample step must be positive, got {step_s}", where=self.source)
+        starts = np.arange(0.0, self.duration_s, step_s)
+        rates = np.array([self.mean_rate_over(s, min(s + step_s, self.duration_s), min(step_s / 20, 0.001))
+                          for s in starts])
+        return Trace(starts, rates, self.duration_s, self.source, self.loop)
+
+    def floored(self, min_bps: float) -> Trace:
+        """Raise every rate to at least min_bps (outages become slow links)."""
+        return Trace(self.start_s, np.maximum(self.rate_bps, min_bps), self.duration_s, self.source, self.loop)
+
+    def outages(self) -> list[tuple[float, float]]:
+        """Zero-rate periods as (start, end) seconds."""
+        ends = np.append(self.start_s[1:], self.duration_s)
+        return [(float(a), float(b)) for a, b, r in zip(self.start_s, ends, self.rate_bps, strict=True) if r == 0]
+
+    @property
+    def mean_bps(self) -> float:
+        ends = np.append(self.start_s[1:], self.duration_s)
+        return float(np.sum(self.rate_bps * (ends - self.start_s)) / self.duration_s)
+
+
+def numbers(path: Path, line_number: int, fields: list[str], count: int) -> list[float]:
+    if len(fields) < count:
+        raise UserError(f"expected {count} numbers, got {len(fields)}: {' '.join(fields)!r}",
+                        where=f"{path}:{line_number}")
+    try:
+        values = [float(f) for f in fields[:count]]
+    except ValueError:
+        raise UserError(f"expected numbers, got {' '.join(fields)!r}", where=f"{path}:{line_number}") from None
+    if any(not np.isfinite(v) or v < 0 for v in values):
+        raise UserError(f"values must be finite and >= 0, got {values}", where=f"{path}:{line_number}")
+    return values
+
+
+def data_lines(path: Path):
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read trace: {err}", where=str(path)) from err
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            yield number, stripped
+
+
+def read_pensieve(path: Path) -> Trace:
+    times, rates = [], []
+    for number, line in data_lines(path):
+        t, mbps = numbers(path, number, line.split(), 2)
+        if times and t <= times[-1]:
+            raise UserError(f"time {t} s does not increase (previous {times[-1]} s)", where=f"{path}:{number}")
+        times.append(t)
+        rates.append(mbps * 1e6)
+    if not times:
+        raise UserError("trace file has no samples", where=str(path))
+    step = statistics.median(np.diff(times)) if len(times) > 1 else 1.0
+    start = np.array(times) - times[0]
+    return Trace(start, np.array(rates), float(start[-1] + step), str(path))
+
+
+def read_mahimahi(path: Path, bin_ms: int = 100) -> Trace:
+    stamps = []
+    for number, line in data_lines(path):
+        if not line.isdigit():
+            raise UserError(f"expected one integer millisecond timestamp, got {line!r}", where=f"{path}:{number}")
+        value = int(line)
+        if stamps and value < stamps[-1]:
+            raise UserError(f"timestamp {value} ms goes back (previous {stamps[-1]} ms)", where=f"{path}:{number}")
+        stamps.append(value)
+    if not stamps:
+        raise UserError("trace file has no timestamps", where=str(path))
+    period_ms = max(stamps[-1], 1)
+    bins = int(np.ceil(period_ms / bin_ms))
+    counts = np.bincount(np.minimum(np.array(stamps) // bin_ms, bins - 1), minlength=bins)
+    rates = counts * MAHIMAHI_PACKET_BITS / (bin_ms / 1000)
+    return Trace(np.arange(bins) * bin_ms / 1000, rates.astype(float), period_ms / 1000, str(path))
+
+
+def parse_time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    for fmt in TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).timestamp()
+        except ValueError:
+            continue
+    return datetime.fromisoformat(text).timestamp()
+
+
+def read_csv(path: Path, time_column: str = "time", rate_column: str = "rate", rate_unit: str = "kbit/s") -> Trace:
+    if rate_unit not in UNITS:
+        raise UserError(f"unknown rate unit {rate_unit!r}", where=str(path), fix=f"use one of {', '.join(UNITS)}")
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"cannot read CSV trace: {err}", where=str(path)) from err
+    if not rows:
+        raise UserError("CSV trace is empty", where=str(path))
+    header = [h.strip() for h in rows[0]]
+    for column in (time_column, rate_column):
+        if column not in header:
+            raise UserError(f"no column {column!r} in the header {header}", where=f"{path}:1",
+                            fix="name the columns with time_column / rate_column")
+    ti, ri = header.index(time_column), header.index(rate_column)
+    per_second: dict[int, list[float]] = {}
+    for number, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(ti, ri):
+            raise UserError(f"row has {len(row)} cells, needs {max(ti, ri) + 1}", where=f"{path}:{number}")
+        try:
+            second = int(np.floor(parse_time(row[ti].strip())))
+            rate = float(row[ri]) * UNITS[rate_unit]
+        except ValueError:
+            raise UserError(f"cannot read time {row[ti]!r} or rate {row[ri]!r}", where=f"{path}:{number}") from None
+        if not np.isfinite(rate) or rate < 0:
+            raise UserError(f"rate must be finite and >= 0, got {row[ri]!r}", where=f"{path}:{number}")
+        per_second.setdefault(second, []).append(rate)
+    if not per_second:
+        raise UserError("CSV trace has no data rows", where=str(path))
+    first, last = min(per_second), max(per_second)
+    rates, previous = [], 0.0
+    for second in range(first, last + 1):  # duplicates averaged, gaps hold the previous rate
+        previous = float(np.mean(per_second[second])) if second in per_second else previous
+        rates.append(previous)
+    return Trace(np.arange(len(rates), dtype=float), np.array(rates), float(len(rates)), str(path))
+
+
+def detect_format(path: Path) -> str:
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    for _, line in data_lines(path):
+        return "mahimahi" if line.isdigit() else "pensieve"
+    raise UserError("trace file is empty", where=str(path))
+
+
+def load_trace(path: str | Path, format: str = "auto", **options) -> Trace:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("trace file not found", where=str(path))
+    kind = detect_format(path) if format == "auto" else format
+    readers = {"pensieve": read_pensieve, "mahimahi": read_mahimahi, "csv": read_csv}
+    if kind not in readers:
+        raise UserError(f"unknown trace format {kind!r}", where=str(path), fix="use pensieve, mahimahi, csv or auto")
+    return readers[kind](path, **options)

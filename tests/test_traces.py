@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from splitbed.errors import UserError
+from splitbed.scenarios.traces import load_trace
+from tests.conftest import REPO
+
+BUNDLED = REPO / "traces" / "pensieve"
+
+
+@pytest.mark.parametrize("name,mean_mbps,duration", [
+    ("norway_bus_1", 2.95, 154.8), ("norway_tram_26", 0.58, 301.2), ("trace_866_http---www.amazon.com", 2.62, 1840.0),
+])
+def test_bundled_pensieve_traces_match_their_manifest(name, mean_mbps, duration):
+    trace = load_trace(BUNDLED / name)
+    assert trace.mean_bps / 1e6 == pytest.approx(mean_mbps, abs=0.01)
+    assert duration <= trace.duration_s <= duration + 6  # the last sample lasts one median interval
+
+
+def test_mahimahi_packets_become_rates(tmp_path):
+    # 1 packet per ms for 1 s (12 Mbit/s), then 1 per 2 ms for 1 s (6 Mbit/s); repeated stamps count twice
+    stamps = list(range(1, 1001)) + list(range(1002, 2001, 2))
+    path = tmp_path / "up.mahi"
+    path.write_text("\n".join(map(str, stamps)) + "\n")
+    trace = load_trace(path, bin_ms=500)
+    assert trace.rate_at(0.25) == pytest.approx(12e6, rel=0.01)
+    assert trace.rate_at(1.6) == pytest.approx(6e6, rel=0.01)
+    assert trace.rate_at(0.25 + trace.duration_s) == trace.rate_at(0.25)  # loops like mm-link
+
+
+def test_csv_in_kbits_with_duplicate_and_missing_seconds(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("Timestamp,DL_bitrate,Other\n"
+                    "2019.12.13_09.39.44,1000,x\n2019.12.13_09.39.44,3000,x\n"
+                    "2019.12.13_09.39.45,500,x\n2019.12.13_09.39.48,800,x\n")
+    trace = load_trace(path, time_column="Timestamp", rate_column="DL_bitrate", rate_unit="kbit/s")
+    assert list(trace.rate_bps) == [2e6, 0.5e6, 0.5e6, 0.5e6, 0.8e6]  # mean of duplicates, gaps held
+    assert trace.duration_s == 5
+
+
+def test_options_scale_offset_floor_resample_outages(tmp_path):
+    path = tmp_path / "t"
+    path.write_text("0 1\n1 0\n2 3\n")
+    trace = load_trace(path, format="pensieve")
+    assert trace.outages() == [(1.0, 2.0)]
+    assert trace.scaled(2).rate_at(2.5) == 6e6
+    assert trace.floored(0.1e6).rate_at(1.5) == 0.1e6
+    shifted = trace.offset(2.0)
+    assert shifted.rate_at(0.5) == 3e6 and shifted.rate_at(1.5) == 1e6
+    resampled = trace.resampled(0.5)
+    assert len(resampled.start_s) == 6 and resampled.mean_bps == pytest.approx(trace.mean_bps)
+    assert np.all(np.diff(resampled.start_s) == 0.5)
+
+
+@pytest.mark.parametrize("content,fmt,where", [
+    ("0 1\n1 abc\n", "pensieve", ":2"),
+    ("0 1\n0.5 2\n0.4 3\n", "pensieve", ":3"),
+    ("10\n20\n1.5\n", "mahimahi", ":3"),
+    ("time,rate\n1,2\n2,-5\n", "csv", ":3"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, content, fmt, where):
+    path = tmp_path / ("bad.csv" if fmt == "csv" else "bad")
+    path.write_text(content)
+    with pytest.raises(UserError) as err:
+        load_trace(path, format=fmt)
+    assert f"{path}{where}" in err.value.render()
+
+
+def test_missing_file_and_missing_column(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_trace(tmp_path / "nope")
+    path = tmp_path / "x.csv"
+    path.write_text("t,r\n1,2\n")
+    with pytest.raises(UserError, match="no column 'time'"):
+        load_trace(path)
