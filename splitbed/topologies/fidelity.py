@@ -1,0 +1,120 @@
+"""Measure a shaped link against what it was configured to do (used by benchmarks/fidelity.py and tests).
+
+Two throw-away namespaces joined by a veth, HTB on the sender's side, a bulk TCP flow across, and the
+received bytes binned per second next to the configured rate (times the TCP/IP header efficiency).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from splitbed.scenarios.traces import Trace
+from splitbed.topologies.netns import NetnsSet, in_netns
+from splitbed.topologies.shaping import HtbShaper, TcBatch, TraceReplayer
+
+# What TCP payload a shaped Ethernet frame carries: MSS 1448 (with timestamps) in a 1514-byte frame.
+GOODPUT_EFFICIENCY = 1448 / 1514
+REPO = Path(__file__).resolve().parents[2]
+PORT = 5201
+
+
+@dataclass
+class Bench:
+    """Sender namespace `a` (shaped egress), receiver namespace `b`."""
+
+    nets: NetnsSet
+    a: str
+    b: str
+
+    @classmethod
+    def create(cls, tag: str) -> Bench:
+        nets = NetnsSet()
+        a, b = nets.add(f"sbA-{tag}"), nets.add(f"sbB-{tag}")
+        try:
+            nets.veth(a, "sba0", "10.251.0.1", b, "sbb0", "10.251.0.2")
+        except Exception:
+            nets.remove()
+            raise
+        return cls(nets, a, b)
+
+    def python(self, ns: str, *args: str) -> list[str]:
+        return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.topologies.bulk", *args])
+
+    def transfer(self, seconds: float, on_start=None) -> tuple[list[list[int]], float]:
+        """Run a bulk flow a->b for `seconds`; returns receiver bins and the monotonic start time."""
+        receiver = subprocess.Popen(self.python(self.b, "recv", str(PORT), str(seconds)),
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            if receiver.stdout.readline().strip() != "listening":
+                raise OSError("bulk receiver did not start")
+            started = on_start() if on_start else time.monotonic()
+            sender = subprocess.Popen(self.python(self.a, "send", "10.251.0.2", str(PORT), str(seconds + 1)))
+            bins = json.loads(receiver.stdout.readline())
+            receiver.wait(timeout=15)
+            sender.wait(timeout=15)
+        finally:
+            for process in (receiver,):
+                if process.poll() is None:
+                    process.kill()
+        return bins, started
+
+    def remove(self) -> None:
+        self.nets.remove()
+
+
+def per_second(bins: list[list[int]], origin_s: float, seconds: int) -> np.ndarray:
+    """Received bit/s in each whole second after origin."""
+    out = np.zeros(seconds)
+    for t_ns, count in bins:
+        k = int(t_ns / 1e9 - origin_s)
+        if 0 <= k < seconds:
+            out[k] += count * 8
+    return out
+
+
+def follow_trace(trace: Trace, seconds: int, step_s: float = 0.1, queue_packets: int = 100) -> dict:
+    """Replay `trace` on a fresh link for `seconds` and compare per-second goodput with it."""
+    bench = Bench.create(f"{os.getpid()}")
+    try:
+        prefix = ["ip", "netns", "exec", bench.a]
+        shaper = HtbShaper(prefix, "sba0", trace.rate_at(0), queue_packets=queue_packets)
+        shaper.setup()
+        batch = TcBatch(prefix)
+        replayer = TraceReplayer([shaper], [trace], batch, step_s)
+        try:
+            bins, origin = bench.transfer(seconds, on_start=replayer.start)
+        finally:
+            replayer.stop()
+            tc_errors = batch.close()
+        achieved = per_second(bins, origin, seconds)
+        expected = np.array([trace.mean_rate_over(k, k + 1) for k in range(seconds)]) * GOODPUT_EFFICIENCY
+        # the first second holds TCP's slow start: compare from the second one on
+        errors = np.abs(achieved[1:] - expected[1:]) / expected[1:] * 100
+        return {"trace": Path(trace.source).name, "seconds": seconds, "step_s": step_s,
+                "median_error_pct": float(np.median(errors)), "p90_error_pct": float(np.percentile(errors, 90)),
+                "achieved_bps": achieved.tolist(), "expected_bps": expected.tolist(),
+                "rate_changes": len(replayer.applied), "tc_errors": tc_errors.strip()}
+    finally:
+        bench.remove()
+
+
+def fixed_rate_goodput(rate_bps: float, seconds: int = 4) -> dict:
+    bench = Bench.create(f"{os.getpid()}")
+    try:
+        HtbShaper(["ip", "netns", "exec", bench.a], "sba0", rate_bps).setup()
+        bins, origin = bench.transfer(seconds)
+        achieved = per_second(bins, origin, seconds)[1:]  # skip slow start
+        goodput = float(np.mean(achieved))
+        expected = rate_bps * GOODPUT_EFFICIENCY
+        return {"rate_bps": rate_bps, "goodput_bps": goodput, "expected_goodput_bps": expected,
+                "rate_error_pct": abs(goodput - expected) / expected * 100}
+    finally:
+        bench.remove()

@@ -1,0 +1,137 @@
+"""Rate shaping with HTB, changed in place while a trace replays.
+
+One HTB class per shaped interface (root 1:, class 1:1, leaf FIFO with an explicit limit). Rate
+changes are `tc class change` lines fed to one long-running `tc -force -batch -` per namespace
+(~0.02 ms a change, against ~2 ms for forking tc): no qdisc is recreated, so queued packets and TCP
+state survive. GSO/TSO are turned off on shaped interfaces: with them on, TCP followed a 100 ms-step
+trace with 40% per-second error here; off, under 2%.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from splitbed.errors import UserError
+from splitbed.scenarios.traces import Trace
+
+MIN_RATE_BPS = 8_000  # HTB cannot do 0: outages are floored here (and dropped elsewhere when asked)
+MTU_BYTES = 1514
+
+
+def burst_bytes(rate_bps: float) -> int:
+    """One millisecond at the rate, but never below one full frame."""
+    return max(2 * MTU_BYTES, int(rate_bps / 8 * 0.001))
+
+
+def htb_class_args(rate_bps: float) -> list[str]:
+    rate = max(int(rate_bps), MIN_RATE_BPS)
+    burst = burst_bytes(rate)
+    return ["rate", f"{rate}bit", "ceil", f"{rate}bit", "burst", str(burst), "cburst", str(burst)]
+
+
+@dataclass
+class HtbShaper:
+    """Egress shaping of `dev`, with commands run through `prefix` (e.g. ip netns exec NS)."""
+
+    prefix: list[str]
+    dev: str
+    rate_bps: float
+    queue_packets: int | None = 100
+    queue_bytes: int | None = None
+
+    def setup(self) -> None:
+        if self.rate_bps <= 0:
+            raise UserError(f"link rate must be positive, got {self.rate_bps} bit/s")
+        self.cmd("ip", "link", "set", "dev", self.dev, "gso_max_segs", "1", "gso_max_size", "1500")
+        subprocess.run([*self.prefix, "ethtool", "-K", self.dev, "tso", "off", "gso", "off", "gro", "off"],
+                       capture_output=True)  # veths accept it; a device without offloads needs nothing
+        self.cmd("tc", "qdisc", "replace", "dev", self.dev, "root", "handle", "1:", "htb", "default", "1")
+        self.cmd("tc", "class", "add", "dev", self.dev, "parent", "1:", "classid", "1:1", "htb",
+                 *htb_class_args(self.rate_bps))
+        if self.queue_bytes is not None:
+            leaf = ["bfifo", "limit", str(self.queue_bytes)]
+        else:
+            leaf = ["pfifo", "limit", str(self.queue_packets or 100)]
+        self.cmd("tc", "qdisc", "add", "dev", self.dev, "parent", "1:1", "handle", "10:", *leaf)
+
+    def change_line(self, rate_bps: float) -> str:
+        return " ".join(["class", "change", "dev", self.dev, "parent", "1:", "classid", "1:1", "htb",
+                         *htb_class_args(rate_bps)])
+
+    def remove(self) -> None:
+        subprocess.run([*self.prefix, "tc", "qdisc", "del", "dev", self.dev, "root"], capture_output=True)
+
+    def cmd(self, *argv: str) -> None:
+        done = subprocess.run([*self.prefix, *argv], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"{' '.join(argv)}: {done.stderr.strip()}")
+
+
+class TcBatch:
+    """One `tc -force -batch -` process: each written line is a tc command, applied at once."""
+
+    def __init__(self, prefix: list[str]):
+        self.process = subprocess.Popen([*prefix, "tc", "-force", "-batch", "-"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> str:
+        """Stop; returns what tc printed on stderr (empty when every change applied)."""
+        try:  # communicate() closes tc's stdin, which ends the batch
+            _, err = self.process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return err or ""
+
+
+@dataclass
+class TraceReplayer:
+    """Drives shapers through their traces at a fixed step, on the monotonic clock, in a thread.
+
+    `applied` logs (time since start, shaper index, rate) for the run record.
+    """
+
+    shapers: list[HtbShaper]
+    traces: list[Trace]
+    batch: TcBatch
+    step_s: float = 0.1
+    applied: list[tuple[float, int, float]] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self):
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.started_at: float | None = None
+
+    def start(self) -> float:
+        self.started_at = self.clock()
+        self.thread.start()
+        return self.started_at
+
+    def loop(self) -> None:
+        tick = 0
+        last: dict[int, float] = {}
+        while not self.stop_event.is_set():
+            t = tick * self.step_s
+            for index, (shaper, trace) in enumerate(zip(self.shapers, self.traces, strict=True)):
+                rate = trace.mean_rate_over(t, t + self.step_s)
+                if last.get(index) != rate:
+                    self.batch.send(shaper.change_line(rate))
+                    last[index] = rate
+                    self.applied.append((self.clock() - self.started_at, index, rate))
+            tick += 1
+            delay = self.started_at + tick * self.step_s - self.clock()
+            if delay > 0:
+                self.stop_event.wait(delay)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=5)

@@ -1,0 +1,39 @@
+import subprocess
+
+import pytest
+
+from splitbed.scenarios.traces import load_trace
+from splitbed.topologies.fidelity import GOODPUT_EFFICIENCY, fixed_rate_goodput, follow_trace
+from splitbed.topologies.shaping import MIN_RATE_BPS, htb_class_args
+from tests.conftest import REPO
+
+
+def our_namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.startswith(("sbA-", "sbB-"))}
+
+
+def test_htb_arguments_floor_outages_and_keep_a_frame_of_burst():
+    args = htb_class_args(0)
+    assert args[1] == f"{MIN_RATE_BPS}bit" and int(args[5]) >= 1514
+    args = htb_class_args(100e6)
+    assert args[1] == "100000000bit" and int(args[5]) == 12500  # 1 ms at 100 Mbit/s
+
+
+@pytest.mark.root
+def test_fixed_rate_goodput_within_5_percent_and_nothing_left():
+    before = our_namespaces()
+    row = fixed_rate_goodput(10e6, seconds=3)
+    assert row["expected_goodput_bps"] == pytest.approx(10e6 * GOODPUT_EFFICIENCY)
+    assert row["rate_error_pct"] < 5
+    assert our_namespaces() == before
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_tcp_follows_a_replayed_3g_trace():
+    trace = load_trace(REPO / "traces" / "pensieve" / "norway_bus_1")
+    row = follow_trace(trace, 8)
+    assert row["tc_errors"] == ""
+    assert row["rate_changes"] > 10  # the rate really moved, in place
+    assert row["median_error_pct"] <= 3 and row["p90_error_pct"] <= 10
