@@ -3,10 +3,11 @@
 
     sudo .venv/bin/python benchmarks/fidelity.py [--quick] [--json PATH] [--plot PATH]
 
-Goodput of a bulk TCP flow through HTB at fixed rates (0.5-100 Mbit/s) against rate x 1448/1514
-(TCP/IP and Ethernet headers), and per-second trace-following error while three bundled traces
-replay (100 ms steps, `tc class change` through one `tc -batch`). Not measured yet: UDP, RTT under
-configured delay and loss (the no-netem delay/loss backend has not landed).
+The headline link (10 Mbit/s, 20 ms each way, 1% loss): TCP goodput against rate x 1448/1514
+(TCP/IP and Ethernet headers), RTT against 40 ms, forward loss against 1%. Then goodput at fixed
+rates (0.5-100 Mbit/s), RTT at delays 5-200 ms, loss at 0.1-10%, and per-second trace-following error
+while three bundled traces replay (100 ms steps, `tc class change` through one `tc -batch`).
+Delay and loss use the receiver-side NFQUEUE stage (this kernel has no netem). Not measured yet: UDP.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.scenarios.traces import load_trace  # noqa: E402
-from splitbed.topologies.fidelity import fixed_rate_goodput, follow_trace  # noqa: E402
+from splitbed.topologies.fidelity import fixed_rate_goodput, follow_trace, measure_link  # noqa: E402
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
 RATES_MBIT = [0.5, 1, 10, 100]
+DELAYS_MS, QUICK_DELAYS_MS = [5, 10, 50, 100, 200], [5, 100]
+LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
 
 
 def plot(traces: list[dict], path: Path) -> None:
@@ -51,7 +55,7 @@ def plot(traces: list[dict], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="20 s per trace, 3 s per rate (< 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer points, 15 s per trace (< 2 minutes)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
@@ -60,29 +64,44 @@ def main() -> int:
               file=sys.stderr)
         return 2
     started = time.time()
+    headline = measure_link(10e6, 20, 1.0, seconds=5, probes=3000)
+    print(f"headline 10 Mbit/s, 20 ms each way, 1% loss: goodput error {headline['rate_error_pct']:.2f}%, "
+          f"RTT {headline['rtt_ms']:.2f} ms (error {headline['rtt_error_ms']:.2f}), loss "
+          f"{headline['measured_loss_pct']:.2f}% (error {headline['loss_error_pts']:.2f} pts)", flush=True)
+    sweep = []
+    for delay in QUICK_DELAYS_MS if args.quick else DELAYS_MS:
+        sweep.append(measure_link(10e6, delay, 0.0, seconds=3, probes=0))
+        print(f"delay {delay:>4} ms each way: RTT {sweep[-1]['rtt_ms']:.2f} ms, error "
+              f"{sweep[-1]['rtt_error_ms']:.2f} ms", flush=True)
+    for loss in QUICK_LOSSES_PCT if args.quick else LOSSES_PCT:
+        sweep.append(measure_link(10e6, 5, loss, seconds=3, probes=4000))
+        print(f"loss {loss:>5}%: measured {sweep[-1]['measured_loss_pct']:.2f}%", flush=True)
     rates = []
     for mbit in RATES_MBIT:
-        row = fixed_rate_goodput(mbit * 1e6, seconds=4 if args.quick else 10)
+        row = fixed_rate_goodput(mbit * 1e6, seconds=3 if args.quick else 10)
         rates.append(row)
         print(f"fixed {mbit:>6} Mbit/s: goodput {row['goodput_bps'] / 1e6:8.3f} Mbit/s, expected "
               f"{row['expected_goodput_bps'] / 1e6:8.3f}, error {row['rate_error_pct']:.2f}%", flush=True)
-    traces = []
-    for name in TRACES:
-        trace = load_trace(Path(__file__).resolve().parent.parent / "traces" / "pensieve" / name)
-        row = follow_trace(trace, 20 if args.quick else 60)
-        traces.append(row)
-        print(f"trace {name:<34} median error {row['median_error_pct']:.2f}%  p90 {row['p90_error_pct']:.2f}%  "
-              f"({row['rate_changes']} rate changes)", flush=True)
+    folder = Path(__file__).resolve().parent.parent / "traces" / "pensieve"
+    with ThreadPoolExecutor(len(TRACES)) as pool:  # one namespace pair each: they do not share a link
+        traces = list(pool.map(lambda name: follow_trace(load_trace(folder / name), 15 if args.quick else 60),
+                               TRACES))
+    for row in traces:
+        print(f"trace {row['trace']:<34} median error {row['median_error_pct']:.2f}%  "
+              f"p90 {row['p90_error_pct']:.2f}%  ({row['rate_changes']} rate changes)", flush=True)
     plot_path = Path(args.plot) if args.plot else (Path(args.json).with_suffix(".png") if args.json else None)
     if plot_path:
         plot(traces, plot_path)
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "quick": args.quick, "backend": "htb", "seconds": time.time() - started, "fixed_rates": rates,
+            "quick": args.quick, "backend": "htb+nfqueue", "seconds": time.time() - started,
+            "rate_error_pct": headline["rate_error_pct"], "rtt_error_ms": headline["rtt_error_ms"],
+            "loss_error_pts": headline["loss_error_pts"], "headline": headline, "sweep": sweep,
+            "fixed_rates": rates,
             "traces": traces,
             "trace_median_error_pct": max(t["median_error_pct"] for t in traces),
             "trace_p90_error_pct": max(t["p90_error_pct"] for t in traces),
-            "not_measured": ["udp", "rtt_error_ms", "loss_error_pts"],
+            "not_measured": ["udp"],
         }, indent=1) + "\n")
     print(f"done in {time.time() - started:.0f} s")
     return 0

@@ -38,5 +38,5 @@ def test_v2_without_cpu_controller_is_unusable(tmp_path):
 
 def test_link_backend_choice():
     assert choose_link_backend(True, True, True) == "netem"
-    assert choose_link_backend(False, True, True) == "htb+relay"
+    assert choose_link_backend(False, True, True) == "htb+nfqueue"
     assert choose_link_backend(False, False, True) is None

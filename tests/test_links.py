@@ -3,7 +3,7 @@ import subprocess
 import pytest
 
 from splitbed.scenarios.traces import load_trace
-from splitbed.topologies.fidelity import GOODPUT_EFFICIENCY, fixed_rate_goodput, follow_trace
+from splitbed.topologies.fidelity import GOODPUT_EFFICIENCY, fixed_rate_goodput, follow_trace, measure_link
 from splitbed.topologies.shaping import MIN_RATE_BPS, htb_class_args
 from tests.conftest import REPO
 
@@ -37,3 +37,24 @@ def test_tcp_follows_a_replayed_3g_trace():
     assert row["tc_errors"] == ""
     assert row["rate_changes"] > 10  # the rate really moved, in place
     assert row["median_error_pct"] <= 3 and row["p90_error_pct"] <= 10
+
+
+def test_impossible_delay_parameters_are_user_errors():
+    from splitbed.errors import UserError
+    from splitbed.topologies.delay import DelayStage
+
+    for kwargs in ({"delay_ms": -1}, {"loss_pct": 100}, {"jitter_ms": -2}):
+        with pytest.raises(UserError):
+            DelayStage(["true"], "eth0", 1, **kwargs).setup()
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_headline_link_without_netem_rate_rtt_and_loss():
+    """10 Mbit/s, 20 ms each way, 1% loss: the issue's bar, on HTB + the NFQUEUE delay stage."""
+    before = our_namespaces()
+    row = measure_link(10e6, 20, 1.0, seconds=5, probes=3000)
+    assert row["rate_error_pct"] < 5
+    assert row["rtt_error_ms"] <= 1 + 0.02 * 40
+    assert row["loss_error_pts"] <= 0.5
+    assert our_namespaces() == before  # namespaces, rules and the delay programs went with them

@@ -118,6 +118,7 @@ class Capabilities:
     linux_bridge: bool | None  # None: unknown, probing needs root
     ifb: bool | None  # None: unknown, probing needs root
     nfqueue: bool | None  # None: unknown, probing needs root
+    netfilterqueue: bool  # the Python binding the delay stage uses
     iptables_statistic: bool | None  # None: unknown, probing needs root
     raw_sockets: bool
     cgroup_version: int | None
@@ -137,12 +138,21 @@ class Capabilities:
         return asdict(self)
 
 
-def choose_link_backend(netem: bool, htb: bool, raw_sockets: bool) -> str | None:
-    """netem where the kernel has it; else HTB for rate plus a userspace delay/loss relay."""
+def netfilterqueue_importable() -> bool:
+    try:
+        import netfilterqueue  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_link_backend(netem: bool | None, htb: bool | None, nfqueue: bool | None) -> str | None:
+    """netem where the kernel has it; else HTB for rate plus the receiver-side NFQUEUE delay stage
+    (iptables statistic for loss)."""
     if netem:
         return "netem"
-    if htb and raw_sockets:
-        return "htb+relay"
+    if htb and nfqueue:
+        return "htb+nfqueue"
     return None
 
 
@@ -152,6 +162,8 @@ def probe() -> Capabilities:
     netem = qdisc_available("netem delay 1ms")
     htb = qdisc_available("htb default 1")
     raw = raw_sockets_available()
+    nfqueue = in_throwaway_netns("iptables -t raw -A PREROUTING -j NFQUEUE --queue-num 7")
+    binding = netfilterqueue_importable()
     version, threads = torch_info()
     caps = Capabilities(
         root=root,
@@ -163,7 +175,8 @@ def probe() -> Capabilities:
         ovs_kernel_datapath=in_throwaway_netns("ip link add ovsprobe type openvswitch"),
         linux_bridge=in_throwaway_netns("ip link add brprobe type bridge"),
         ifb=in_throwaway_netns("ip link add ifbprobe type ifb"),
-        nfqueue=in_throwaway_netns("iptables -t raw -A PREROUTING -j NFQUEUE --queue-num 7"),
+        nfqueue=nfqueue,
+        netfilterqueue=binding,
         iptables_statistic=in_throwaway_netns(
             "iptables -t raw -A PREROUTING -m statistic --mode random --probability 0.5 -j DROP"
         ),
@@ -174,7 +187,7 @@ def probe() -> Capabilities:
         torch=version,
         torch_threads=threads,
         kernel=platform.release(),
-        link_backend=choose_link_backend(netem, htb, raw),
+        link_backend=choose_link_backend(netem, htb, nfqueue and binding),
         cpu_backend=f"cgroup-v{cg.version}" if cg.version else None,
         problems=[],
     )
@@ -192,7 +205,8 @@ def find_problems(caps: Capabilities) -> list[str]:
     if not caps.mnexec:
         problems.append("mnexec is missing: run 'sudo make setup' (Debian package mininet)")
     if caps.link_backend is None:
-        problems.append("no link backend: the kernel has neither netem nor HTB with raw sockets")
+        problems.append("no link backend: the kernel has neither netem nor HTB with NFQUEUE "
+                        "(and NetfilterQueue: 'sudo make setup')")
     if caps.cpu_backend is None:
         problems.append("no cgroup cpu controller (v1 or v2): device CPU quotas are impossible")
     if caps.torch is None:
@@ -212,6 +226,7 @@ def format_table(caps: Capabilities) -> str:
         ("Linux bridge", caps.linux_bridge),
         ("IFB devices", caps.ifb),
         ("iptables NFQUEUE", caps.nfqueue),
+        ("NetfilterQueue (Python)", caps.netfilterqueue),
         ("iptables statistic (loss)", caps.iptables_statistic),
         ("AF_PACKET raw sockets", caps.raw_sockets),
         ("cgroup version", caps.cgroup_version or "none usable"),

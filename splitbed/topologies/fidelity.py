@@ -6,8 +6,10 @@ received bytes binned per second next to the configured rate (times the TCP/IP h
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,8 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from splitbed.scenarios.traces import Trace
+from splitbed.topologies.delay import DelayStage
 from splitbed.topologies.netns import NetnsSet, in_netns
 from splitbed.topologies.shaping import HtbShaper, TcBatch, TraceReplayer
+
+_bench_ids = itertools.count()
 
 # What TCP payload a shaped Ethernet frame carries: MSS 1448 (with timestamps) in a 1514-byte frame.
 GOODPUT_EFFICIENCY = 1448 / 1514
@@ -35,7 +40,9 @@ class Bench:
     b: str
 
     @classmethod
-    def create(cls, tag: str) -> Bench:
+    def create(cls) -> Bench:
+        """Fresh namespaces, named by PID and a counter so benches can run side by side."""
+        tag = f"{os.getpid()}-{next(_bench_ids)}"
         nets = NetnsSet()
         a, b = nets.add(f"sbA-{tag}"), nets.add(f"sbB-{tag}")
         try:
@@ -82,7 +89,7 @@ def per_second(bins: list[list[int]], origin_s: float, seconds: int) -> np.ndarr
 
 def follow_trace(trace: Trace, seconds: int, step_s: float = 0.1, queue_packets: int = 100) -> dict:
     """Replay `trace` on a fresh link for `seconds` and compare per-second goodput with it."""
-    bench = Bench.create(f"{os.getpid()}")
+    bench = Bench.create()
     try:
         prefix = ["ip", "netns", "exec", bench.a]
         shaper = HtbShaper(prefix, "sba0", trace.rate_at(0), queue_packets=queue_packets)
@@ -106,8 +113,50 @@ def follow_trace(trace: Trace, seconds: int, step_s: float = 0.1, queue_packets:
         bench.remove()
 
 
+def ping(ns: str, address: str, count: int, interval_s: float) -> tuple[float | None, float]:
+    """(mean RTT in ms, loss in %) as the application sees it: ping -U times user to user, because
+    ping's default kernel receive timestamps are taken before a receiver-side delay stage holds the
+    packet."""
+    done = subprocess.run(in_netns(ns, ["ping", "-U", "-q", "-n", "-c", str(count), "-i", str(interval_s),
+                                        "-W", "2", address]), capture_output=True, text=True)
+    loss = re.search(r"([\d.]+)% packet loss", done.stdout)
+    rtt = re.search(r"= [\d.]+/([\d.]+)/", done.stdout)
+    if loss is None:
+        raise OSError(f"ping failed: {done.stdout} {done.stderr}")
+    return (float(rtt.group(1)) if rtt else None), float(loss.group(1))
+
+
+def measure_link(rate_bps: float, delay_ms: float, loss_pct: float, seconds: int = 5,
+                 probes: int = 2000) -> dict:
+    """A link of `rate_bps` and `delay_ms` each way, `loss_pct` on the forward direction: measured
+    RTT (40 probes), forward loss (`probes` pings) and bulk TCP goodput against the configuration."""
+    bench = Bench.create()
+    stages = []
+    try:
+        for ns, dev in ((bench.a, "sba0"), (bench.b, "sbb0")):
+            HtbShaper(["ip", "netns", "exec", ns], dev, rate_bps).setup()
+        forward = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, delay_ms, loss_pct=loss_pct)
+        backward = DelayStage(["ip", "netns", "exec", bench.a], "sba0", 1, delay_ms)
+        for stage in (forward, backward):
+            stages.append(stage)
+            stage.setup()
+        rtt_ms, _ = ping(bench.a, "10.251.0.2", 40, 0.05)
+        measured_loss = ping(bench.a, "10.251.0.2", probes, 0.002)[1] if probes else 0.0
+        bins, origin = bench.transfer(seconds)
+        goodput = float(np.mean(per_second(bins, origin, seconds)[2:]))  # past slow start
+        expected = rate_bps * GOODPUT_EFFICIENCY
+        return {"rate_bps": rate_bps, "delay_ms": delay_ms, "loss_pct": loss_pct,
+                "rtt_ms": rtt_ms, "rtt_error_ms": abs(rtt_ms - 2 * delay_ms),
+                "measured_loss_pct": measured_loss, "loss_error_pts": abs(measured_loss - loss_pct),
+                "goodput_bps": goodput, "rate_error_pct": abs(goodput - expected) / expected * 100}
+    finally:
+        for stage in stages:
+            stage.remove()
+        bench.remove()
+
+
 def fixed_rate_goodput(rate_bps: float, seconds: int = 4) -> dict:
-    bench = Bench.create(f"{os.getpid()}")
+    bench = Bench.create()
     try:
         HtbShaper(["ip", "netns", "exec", bench.a], "sba0", rate_bps).setup()
         bins, origin = bench.transfer(seconds)
