@@ -48,7 +48,7 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     sys.path.insert(0, str(REPO))
     if not any(arg in ("-h", "--help", "--version", "--check") for arg in argv):
-        exit_unless_root(argv)
+        exit_unless_root(argv)  # scenarios and --cleanup
     if not any(arg in ("-h", "--help", "--version") for arg in argv):
         ensure_dependencies(required="--check" not in argv)
     from splitbed.cli import main

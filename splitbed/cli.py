@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO), help="scenario YAML file")
     parser.add_argument("--check", action="store_true", help="probe this machine's capabilities and exit")
     parser.add_argument("--json", action="store_true", help="with --check: print the probe as JSON")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove what killed runs left (namespaces, rules, qdiscs, cgroups, processes)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     parser.add_argument("--version", action="version", version=f"splitbed {__version__}")
     return parser
@@ -34,6 +36,18 @@ def run_check(as_json: bool) -> int:
     caps = probe()
     print(json.dumps(caps.to_dict(), indent=2) if as_json else format_table(caps))
     return 0 if caps.can_run() else 2
+
+
+def run_cleanup() -> int:
+    from splitbed.topologies.state import STATE_DIR, cleanup_dead_runs
+
+    if os.geteuid() != 0:
+        raise UserError("--cleanup needs root", fix="run: sudo python run_scenario.py --cleanup")
+    removed = cleanup_dead_runs()
+    for item in removed:
+        print(f"removed {item}")
+    print(f"cleanup: {len(removed)} item(s) removed from runs recorded in {STATE_DIR}")
+    return 0
 
 
 def run_scenario_file(path: str) -> int:
@@ -52,8 +66,11 @@ def run_scenario_file(path: str) -> int:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_reporting_user_errors(
-            lambda: run_check(args.json) if args.check else run_scenario_file(args.scenario), args.debug)
+        if args.check:
+            return run_reporting_user_errors(lambda: run_check(args.json), args.debug)
+        if args.cleanup:
+            return run_reporting_user_errors(run_cleanup, args.debug)
+        return run_reporting_user_errors(lambda: run_scenario_file(args.scenario), args.debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

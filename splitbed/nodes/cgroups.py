@@ -18,6 +18,7 @@ from pathlib import Path
 
 from splitbed.errors import UserError
 from splitbed.topologies.capabilities import CgroupInfo, probe_cgroups
+from splitbed.topologies.state import RunState
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 
@@ -137,11 +138,13 @@ def write(path: Path, value) -> None:
 class CgroupManager:
     """Makes NodeGroups under `<own cgroup>/<prefix>` for the machine's cgroup version."""
 
-    def __init__(self, prefix: str, info: CgroupInfo | None = None, proc_cgroup: str = "/proc/self/cgroup"):
+    def __init__(self, prefix: str, info: CgroupInfo | None = None, proc_cgroup: str = "/proc/self/cgroup",
+                 state: RunState | None = None):
         self.info = info or probe_cgroups()
         if self.info.version is None:
             raise UserError("no usable cgroup cpu controller (v1 or v2): device CPU quotas are impossible")
         self.prefix = prefix
+        self.state = state
         self.own = own_cgroup_paths(proc_cgroup)
         self.groups: list[NodeGroup] = []
         self.bases: list[Path] = []  # the per-run parents we made
@@ -171,6 +174,8 @@ class CgroupManager:
                 continue
             if self.info.version == 2:  # children may only use what their parent delegates
                 enable_v2_controllers(directory.parent)
+            if self.state:
+                self.state.cgroup(directory)
             directory.mkdir()
             if directory == base:
                 self.bases.append(base)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from splitbed.errors import UserError
+from splitbed.topologies.state import RunState
 
 QUEUE_MAXLEN = 8192
 
@@ -82,6 +83,8 @@ class DelayStage:
     jitter_ms: float = 0.0
     loss_pct: float = 0.0
     seed: int = 0
+    state: RunState | None = None
+    netns: str | None = None  # the namespace `prefix` enters, for the state record
     rules: list[list[str]] = field(default_factory=list)
     process: subprocess.Popen | None = None
 
@@ -98,6 +101,8 @@ class DelayStage:
                 [*self.prefix, sys.executable, "-m", "splitbed.topologies.delay", str(self.queue_num),
                  str(self.delay_ms), str(self.jitter_ms), str(self.seed)],
                 stdout=subprocess.PIPE, text=True, env=env)
+            if self.state:
+                self.state.process(self.process.pid)
             if self.process.stdout.readline().strip() != "ready":
                 self.remove()
                 raise OSError("the NFQUEUE delay program did not start (is NetfilterQueue installed?)")
@@ -105,6 +110,8 @@ class DelayStage:
 
     def add_rule(self, spec: list[str]) -> None:
         rule = ["PREROUTING", "-i", self.dev, *spec]
+        if self.state:
+            self.state.iptables(rule, "raw", self.netns)
         done = subprocess.run([*self.prefix, "iptables", "-t", "raw", "-A", *rule], capture_output=True, text=True)
         if done.returncode != 0:
             raise OSError(f"iptables -t raw -A {' '.join(rule)}: {done.stderr.strip()}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 
+from splitbed.topologies.state import RunState
+
 
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -20,9 +22,12 @@ def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
 class NetnsSet:
     """Namespaces created through this object; remove() deletes those and nothing else."""
 
+    state: RunState | None = None  # where creations are written down for --cleanup
     names: list[str] = field(default_factory=list)
 
     def add(self, name: str) -> str:
+        if self.state:
+            self.state.netns(name)  # before creating: a crash in between leaves nothing unrecorded
         run(["ip", "netns", "add", name])
         self.names.append(name)
         run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])

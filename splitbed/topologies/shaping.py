@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from splitbed.errors import UserError
 from splitbed.scenarios.traces import Trace
+from splitbed.topologies.state import RunState
 
 MIN_RATE_BPS = 8_000  # HTB cannot do 0: outages are floored here (and dropped elsewhere when asked)
 MTU_BYTES = 1514
@@ -42,10 +43,14 @@ class HtbShaper:
     rate_bps: float
     queue_packets: int | None = 100
     queue_bytes: int | None = None
+    state: RunState | None = None
+    netns: str | None = None  # the namespace `prefix` enters, for the state record
 
     def setup(self) -> None:
         if self.rate_bps <= 0:
             raise UserError(f"link rate must be positive, got {self.rate_bps} bit/s")
+        if self.state:
+            self.state.qdisc(self.dev, self.netns)
         self.cmd("ip", "link", "set", "dev", self.dev, "gso_max_segs", "1", "gso_max_size", "1500")
         subprocess.run([*self.prefix, "ethtool", "-K", self.dev, "tso", "off", "gso", "off", "gro", "off"],
                        capture_output=True)  # veths accept it; a device without offloads needs nothing
