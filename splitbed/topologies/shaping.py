@@ -45,6 +45,7 @@ class HtbShaper:
     queue_bytes: int | None = None
     state: RunState | None = None
     netns: str | None = None  # the namespace `prefix` enters, for the state record
+    leaf: list[str] | None = None  # the leaf qdisc (netem ...) instead of a plain FIFO
 
     def setup(self) -> None:
         if self.rate_bps <= 0:
@@ -57,7 +58,9 @@ class HtbShaper:
         self.cmd("tc", "qdisc", "replace", "dev", self.dev, "root", "handle", "1:", "htb", "default", "1")
         self.cmd("tc", "class", "add", "dev", self.dev, "parent", "1:", "classid", "1:1", "htb",
                  *htb_class_args(self.rate_bps))
-        if self.queue_bytes is not None:
+        if self.leaf is not None:
+            leaf = self.leaf
+        elif self.queue_bytes is not None:
             leaf = ["bfifo", "limit", str(self.queue_bytes)]
         else:
             leaf = ["pfifo", "limit", str(self.queue_packets or 100)]

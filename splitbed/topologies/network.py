@@ -1,0 +1,172 @@
+"""Mininet topologies for a scenario: single, star and edge-cloud, shaped by our own link backends.
+
+Hosts are Mininet hosts (private network namespaces); the star's switch is a Linux bridge, so no
+Open vSwitch kernel datapath or controller is needed. Mininet only builds plain links: rate, delay
+and loss come from links.py, because Mininet's TCLink silently drops what the kernel lacks. Every
+host shell and bridge is written to the run's state file, so a killed run can be cleaned by id.
+
+    single      e1 ---------------- srv                 (uplink/downlink on the one link)
+    star        e1..eN --- s1 ----- srv                 (the s1-srv link is the shared bottleneck)
+    edge-cloud  e1 --access-- es --wan-- cloud          (es routes between the two subnets)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from splitbed.errors import UserError
+from splitbed.topologies.links import Endpoint, LinkDirection, LinkSpec
+from splitbed.topologies.state import RunState
+
+KINDS = ("single", "star", "edge-cloud")
+
+
+@dataclass
+class NetworkSpec:
+    kind: str = "single"
+    edges: int = 1
+    uplink: LinkSpec = field(default_factory=LinkSpec)  # edge -> server (access link in edge-cloud)
+    downlink: LinkSpec = field(default_factory=LinkSpec)
+    wan_up: LinkSpec = field(default_factory=LinkSpec)  # edge-cloud only: edge server -> cloud
+    wan_down: LinkSpec = field(default_factory=LinkSpec)
+
+    def check(self, backend: str | None) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"unknown topology {self.kind!r}", fix=f"choose one of: {', '.join(KINDS)}")
+        if self.edges < 1 or (self.kind != "star" and self.edges != 1):
+            raise UserError(f"topology {self.kind} takes {'1 or more' if self.kind == 'star' else 'exactly 1'} "
+                            f"edge node(s), got {self.edges}")
+        for name in ("uplink", "downlink", "wan_up", "wan_down"):
+            getattr(self, name).check(backend, where=f"links.{name}")
+
+
+def host_endpoint(host, intf: str) -> Endpoint:
+    return Endpoint(intf, ["mnexec", "-a", str(host.pid)])
+
+
+class EmulatedNetwork:
+    """Build, shape, and tear down one topology. `directions` maps link names to LinkDirections."""
+
+    def __init__(self, spec: NetworkSpec, backend: str | None, state: RunState | None = None):
+        spec.check(backend)  # everything is checked before anything is created
+        self.spec, self.backend, self.state = spec, backend, state
+        self.net = None
+        self.directions: dict[str, LinkDirection] = {}
+        self.queue_numbers: dict[str, int] = {}
+
+    # --- names the runner uses ------------------------------------------------------------------
+    @property
+    def edge_names(self) -> list[str]:
+        return [f"e{i + 1}" for i in range(self.spec.edges)]
+
+    @property
+    def server_name(self) -> str:
+        return "cloud" if self.spec.kind == "edge-cloud" else "srv"
+
+    def server_ip(self) -> str:
+        return "10.0.2.2" if self.spec.kind == "edge-cloud" else "10.0.0.100"
+
+    def host(self, name: str):
+        return self.net.get(name)
+
+    def prefix(self, name: str) -> list[str]:
+        """argv prefix that runs a command inside host `name`'s namespace."""
+        return ["mnexec", "-a", str(self.host(name).pid)]
+
+    # --- building -----------------------------------------------------------------------------------
+    def start(self) -> EmulatedNetwork:
+        from mininet.link import Link
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import Host
+        from mininet.nodelib import LinuxBridge
+
+        setLogLevel("error")
+        self.net = Mininet(topo=None, switch=LinuxBridge, controller=None, host=Host, link=Link,
+                           autoSetMacs=True, waitConnected=False, build=False)
+        try:
+            getattr(self, f"build_{self.spec.kind.replace('-', '_')}")()
+            self.net.build()
+            if self.state:
+                for host in self.net.hosts:
+                    self.state.process(host.pid)  # its end takes its namespace and veth ends along
+                for switch in self.net.switches:
+                    self.state.link(switch.name)
+            self.net.start()
+            self.configure_routes()
+            for direction in self.directions.values():
+                direction.setup()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def direction(self, name: str, spec: LinkSpec, sender: Endpoint, receiver: Endpoint) -> None:
+        key = receiver.prefix[-1] if receiver.prefix else "root"
+        self.queue_numbers[key] = self.queue_numbers.get(key, 0) + 1
+        self.directions[name] = LinkDirection(spec, sender, receiver, self.backend or "",
+                                              self.queue_numbers[key], self.state)
+
+    def build_single(self) -> None:
+        self.net.addHost("e1", ip="10.0.0.1/24")
+        self.net.addHost("srv", ip="10.0.0.100/24")
+        self.net.addLink("e1", "srv", intfName1="e1-eth0", intfName2="srv-eth0")
+
+    def build_star(self) -> None:
+        self.net.addSwitch("s1", stp=False)
+        self.net.addHost("srv", ip="10.0.0.100/24")
+        self.net.addLink("srv", "s1", intfName1="srv-eth0", intfName2="s1-srv")
+        for i, name in enumerate(self.edge_names):
+            self.net.addHost(name, ip=f"10.0.0.{i + 1}/24")
+            self.net.addLink(name, "s1", intfName1=f"{name}-eth0", intfName2=f"s1-{name}")
+
+    def build_edge_cloud(self) -> None:
+        self.net.addHost("e1", ip="10.0.1.1/24")
+        self.net.addHost("es", ip="10.0.1.2/24")
+        self.net.addHost("cloud", ip="10.0.2.2/24")
+        self.net.addLink("e1", "es", intfName1="e1-eth0", intfName2="es-eth0")
+        self.net.addLink("es", "cloud", intfName1="es-eth1", intfName2="cloud-eth0")
+
+    def configure_routes(self) -> None:
+        """Addresses and routes beyond Mininet's one-address-per-host; then the link directions."""
+        get = self.host
+        if self.spec.kind == "edge-cloud":
+            es = get("es")
+            es.cmd("ip addr add 10.0.2.1/24 dev es-eth1 && sysctl -qw net.ipv4.ip_forward=1")
+            get("e1").cmd("ip route add 10.0.2.0/24 via 10.0.1.2")
+            get("cloud").cmd("ip route add 10.0.1.0/24 via 10.0.2.1")
+            e1, cloud = get("e1"), get("cloud")
+            self.direction("uplink", self.spec.uplink, host_endpoint(e1, "e1-eth0"), host_endpoint(es, "es-eth0"))
+            self.direction("downlink", self.spec.downlink, host_endpoint(es, "es-eth0"), host_endpoint(e1, "e1-eth0"))
+            self.direction("wan_up", self.spec.wan_up, host_endpoint(es, "es-eth1"), host_endpoint(cloud, "cloud-eth0"))
+            self.direction("wan_down", self.spec.wan_down, host_endpoint(cloud, "cloud-eth0"),
+                           host_endpoint(es, "es-eth1"))
+            return
+        srv = get("srv")
+        if self.spec.kind == "single":
+            e1 = get("e1")
+            self.direction("uplink", self.spec.uplink, host_endpoint(e1, "e1-eth0"), host_endpoint(srv, "srv-eth0"))
+            self.direction("downlink", self.spec.downlink, host_endpoint(srv, "srv-eth0"),
+                           host_endpoint(e1, "e1-eth0"))
+            return
+        # star: the bridge port towards the server is the shared uplink bottleneck (root namespace);
+        # the server's egress is the shared downlink; downlink delay acts as each edge receives
+        self.direction("uplink", self.spec.uplink, Endpoint("s1-srv", []), host_endpoint(srv, "srv-eth0"))
+        down_delay = LinkSpec(None, self.spec.downlink.delay_ms, self.spec.downlink.jitter_ms,
+                              self.spec.downlink.loss_pct)
+        self.direction("downlink", LinkSpec(self.spec.downlink.rate_bps, queue_packets=self.spec.downlink.queue_packets,
+                                            queue_bytes=self.spec.downlink.queue_bytes),
+                       host_endpoint(srv, "srv-eth0"), host_endpoint(srv, "srv-eth0"))
+        for name in self.edge_names:
+            edge = get(name)
+            self.direction(f"downlink-{name}", down_delay, host_endpoint(srv, "srv-eth0"),
+                           host_endpoint(edge, f"{name}-eth0"))
+
+    # --- teardown -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        for direction in reversed(list(self.directions.values())):
+            direction.remove()
+        self.directions.clear()
+        if self.net is not None:
+            self.net.stop()  # this network's hosts, links and bridge only: never Mininet's cleanup()
+            self.net = None
