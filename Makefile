@@ -5,9 +5,8 @@ PY := .venv/bin/python
 setup:
 	bash scripts/setup.sh
 
-# Until the end-to-end runner lands, the demo is the capability check (see README, Status).
 demo: setup
-	$(PY) run_scenario.py --check $(ARGS)
+	$(PY) run_scenario.py scenarios/default.yaml $(ARGS)
 
 check: setup
 	$(PY) run_scenario.py --check

@@ -24,8 +24,9 @@ MTU_BYTES = 1514
 
 
 def burst_bytes(rate_bps: float) -> int:
-    """One millisecond at the rate, but never below one full frame."""
-    return max(2 * MTU_BYTES, int(rate_bps / 8 * 0.001))
+    """One millisecond at the rate, but never below one full frame: a larger bucket would let the
+    first kilobytes of every request after an idle gap out at line rate."""
+    return max(MTU_BYTES + 86, int(rate_bps / 8 * 0.001))
 
 
 def htb_class_args(rate_bps: float) -> list[str]:

@@ -1,0 +1,61 @@
+"""The columns of requests.csv, defined once: the edge writes them, the summary reads them, the README
+table is generated from them (python -m splitbed.analysis.schema)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from splitbed.errors import UserError
+
+STAGES = ["edge_compute_ms", "encode_ms", "uplink_ms", "server_queue_ms", "decode_ms", "server_compute_ms",
+          "downlink_ms"]
+COLUMNS: list[tuple[str, str]] = [
+    ("request_id", "sequence number of the request on its edge node (warm-up requests are not written)"),
+    ("node", "edge node name (e1, e2, ...)"),
+    ("method", "the plan or baseline that served the request"),
+    ("start_s", "send time, seconds since the run started (kernel monotonic clock)"),
+    ("split", "split point: the edge ran the model up to and including it"),
+    ("codec", "feature codec on the wire"),
+    ("codec_params", "codec parameters, JSON"),
+    ("raw_bytes", "fp32 size of the tensor at the split"),
+    ("wire_bytes", "bytes of the request frame on the wire (protocol header + codec message)"),
+    ("edge_compute_ms", "head of the model on the edge"),
+    ("encode_ms", "encoding on the edge"),
+    ("uplink_ms", "from the edge's send to the server having the whole request"),
+    ("server_queue_ms", "waiting for the server's model (other clients)"),
+    ("decode_ms", "decoding on the server"),
+    ("server_compute_ms", "tail of the model on the server"),
+    ("downlink_ms", "from the server's reply to the edge having it"),
+    ("e2e_ms", "end to end: the sum of the seven stage columns"),
+    ("trace_rate_mbps", "the uplink trace's rate at send time (empty for a fixed link)"),
+    ("estimate_mbps", "the planner's bandwidth estimate at send time (empty for fixed plans)"),
+    ("label", "ground-truth class (empty when the input has none)"),
+    ("prediction", "the server's top-1 class"),
+    ("correct", "prediction == label (empty without a label)"),
+    ("agrees_with_reference", "prediction == the uncompressed model's top-1 on the same input"),
+    ("status", "ok, or failed: reason"),
+]
+NAMES = [name for name, _ in COLUMNS]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a requests.csv; a missing column is an error that names it."""
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [name for name in NAMES if name not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"missing column(s) {', '.join(missing)}", where=str(path),
+                                fix="was it written by another splitbed version?")
+            return list(reader)
+    except OSError as err:
+        raise UserError(f"cannot read: {err.strerror}", where=str(path)) from err
+
+
+def markdown_table() -> str:
+    return "\n".join(["| column | meaning |", "|---|---|", *(f"| `{n}` | {m} |" for n, m in COLUMNS)])
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,233 @@
+"""One scenario run, start to finish: check, calibrate, build the network, start the programs in their
+nodes, replay the trace, collect the rows, summarise, and remove exactly what was created.
+
+Results go to OUTPUT/<name>-<UTC time>/: manifest.json first (scenario, resolved settings, versions,
+capabilities, backends, calibration), requests.csv as rows arrive, then summary.csv and summary.md.
+Ctrl-C or a crash still runs the cleanup; the rows stay and the manifest says the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from splitbed import __version__
+from splitbed.analysis.schema import NAMES
+from splitbed.analysis.summary import write_summaries
+from splitbed.codecs import CalibrationStore, get_codec
+from splitbed.errors import UserError
+from splitbed.models import get_model
+from splitbed.models.datasets import calibration_samples
+from splitbed.nodes.calibration import CalibrationCache, calibrated
+from splitbed.nodes.cgroups import CgroupManager
+from splitbed.nodes.devices import get_profile
+from splitbed.scenarios.schema import Scenario
+from splitbed.scenarios.traces import load_trace
+from splitbed.topologies.capabilities import probe
+from splitbed.topologies.links import LinkSpec
+from splitbed.topologies.network import EmulatedNetwork, NetworkSpec
+from splitbed.topologies.shaping import TcBatch, TraceReplayer
+from splitbed.topologies.state import RunState
+
+REPO = Path(__file__).resolve().parents[2]
+PORT = 7700
+
+
+def link_spec(link: dict, trace_start_bps: float | None) -> LinkSpec:
+    rate = link.get("rate_mbit")
+    rate_bps = trace_start_bps if trace_start_bps is not None else (rate * 1e6 if rate else None)
+    return LinkSpec(rate_bps, link.get("delay_ms", 0.0), link.get("jitter_ms", 0.0), link.get("loss_pct", 0.0),
+                    link.get("queue_packets", 100))
+
+
+class Run:
+    def __init__(self, scenario: Scenario, quick: bool = False, quiet: bool = False):
+        self.scenario, self.quick, self.quiet = scenario, quick, quiet
+        data = scenario.data
+        self.plans = [{"name": data["plan"].get("name", "plan"), **data["plan"]}] + [
+            {"name": b.get("name", f"baseline{i + 1}"), **b} for i, b in enumerate(data["baselines"])]
+        self.workload = dict(data["workload"])
+        if quick:
+            self.workload["requests"] = min(self.workload["requests"], 10)
+            self.workload["warmup"] = min(self.workload["warmup"], 1)
+        self.caps = probe()
+        self.backend = self.caps.link_backend if data["backend"] == "auto" else data["backend"]
+        self.traces = {}
+        for name, link in data["links"].items():
+            if "trace" in link:
+                trace = load_trace(link["trace"]).scaled(link.get("trace_scale", 1.0))
+                self.traces[name] = trace.offset(link.get("trace_offset_s", 0.0))
+        links = {name: link_spec(link, self.traces[name].rate_at(0) if name in self.traces else None)
+                 for name, link in data["links"].items()}
+        self.network_spec = NetworkSpec(data["topology"]["kind"], data["topology"]["edges"],
+                                        **{k: v for k, v in links.items()})
+        self.network_spec.check(self.backend)  # before anything starts
+        if self.caps.problems:
+            raise UserError("this machine cannot run a scenario: " + "; ".join(self.caps.problems))
+        self.model = get_model(data["model"])
+        for plan in self.plans:
+            self.model.index(plan["split"])
+            get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
+        self.edge_profile = get_profile(data["nodes"]["edge"]["device"])
+        self.server_profile = get_profile(data["nodes"]["server"]["device"])
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        output = Path(data["output"])
+        output = output if output.is_absolute() else REPO / output
+        self.dir = output / f"{data['name']}-{stamp}"
+        self.run_id = f"{data['name']}-{stamp}-{os.getpid()}"
+        self.manifest: dict = {}
+
+    # --- records -----------------------------------------------------------------------------------
+    def write_manifest(self, **updates) -> None:
+        self.manifest.update(updates)
+        tmp = self.dir / "manifest.json.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=1, default=str) + "\n")
+        os.replace(tmp, self.dir / "manifest.json")
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    # --- the run -----------------------------------------------------------------------------------
+    def execute(self) -> Path:
+        self.dir.mkdir(parents=True)
+        self.write_manifest(
+            scenario_file=str(self.scenario.path), scenario=self.scenario.data, quick=self.quick,
+            workload=self.workload, plans=self.plans, started_utc=self.dir.name.rsplit("-", 1)[-1],
+            versions={"splitbed": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                      "kernel": platform.release()},
+            capabilities=self.caps.to_dict(), link_backend=self.backend, cpu_backend=self.caps.cpu_backend,
+            status="starting")
+        with (self.dir / "requests.csv").open("w", newline="") as f:
+            f.write(",".join(NAMES) + "\n")
+        state = RunState(self.run_id)
+        network = None
+        cgroups = CgroupManager(f"splitbed-{self.run_id}", state=state)
+        server = None
+        status = "interrupted"
+        try:
+            device = self.calibrate_device(cgroups)
+            self.calibrate_codecs()
+            self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
+            network = EmulatedNetwork(self.network_spec, self.backend, state).start()
+            server = self.start_server(network, cgroups, state)
+            for plan in self.plans:
+                self.run_plan(plan, network, cgroups, state, device)
+            status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted (Ctrl-C)"
+            raise
+        except BaseException as err:
+            status = f"failed: {type(err).__name__}: {err}"
+            raise
+        finally:
+            if server is not None and server.poll() is None:
+                server.terminate()
+                server.wait(timeout=10)
+            if network is not None:
+                network.stop()
+            cgroups_usage = {g.name: g.cpu_usage_s() for g in cgroups.groups}
+            cgroups.remove_all()
+            state.cleanup()
+            self.write_manifest(status=status, node_cpu_seconds=cgroups_usage,
+                                finished_utc=datetime.datetime.now(datetime.timezone.utc).isoformat())
+            write_summaries(self.dir, self.scenario.data["name"], self.backend)
+        self.say(f"results: {self.dir}")
+        return self.dir
+
+    def calibrate_device(self, cgroups: CgroupManager) -> dict:
+        profile = self.edge_profile
+        if not profile.constrained:
+            result = {"device": profile.key, "quota_cores": None, "threads": os.cpu_count()}
+        else:
+            self.say(f"calibrating the CPU quota for {profile.name} (cached per machine)")
+            cal = calibrated(profile, cgroups, CalibrationCache())
+            if cal.warning:
+                raise UserError(cal.warning, fix="choose a slower device profile on this machine")
+            result = {"device": profile.key, "quota_cores": cal.quota_cores, "threads": cal.threads,
+                      "calibration": cal.__dict__}
+        self.write_manifest(edge_device=result, memory_mb=profile.memory_mb)
+        return result
+
+    def calibrate_codecs(self) -> None:
+        store = CalibrationStore()
+        inputs = None
+        for plan in self.plans:
+            if plan["codec"] == "disc":
+                if inputs is None:
+                    inputs = torch.stack([s.tensor for s in calibration_samples(self.model)])
+                self.say(f"DISC calibration for {self.model.name} at {plan['split']} (cached)")
+                store.ensure(self.model, plan["split"], lambda batch=inputs: batch)
+
+    def python_in(self, network: EmulatedNetwork, host: str, module: str, *args: str) -> list[str]:
+        return [*network.prefix(host), "env", f"PYTHONPATH={REPO}", "OMP_NUM_THREADS=1", sys.executable, "-m",
+                module, *args]
+
+    def start_server(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState):
+        group = cgroups.create(network.server_name)
+        argv = self.python_in(network, network.server_name, "splitbed.nodes.server", "--port", str(PORT),
+                              "--model", self.model.name, "--threads", str(os.cpu_count()))
+        process = group.popen(argv, stdout=subprocess.PIPE, text=True)
+        state.process(process.pid)
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the server program did not start")
+        self.write_manifest(server_pid=process.pid)
+        return process
+
+    def run_plan(self, plan: dict, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState,
+                 device: dict) -> None:
+        self.say(f"plan {plan['name']}: split {plan['split']}, codec {plan['codec']} {plan.get('params', {})}")
+        replayer = batch = None
+        uplink = network.directions.get("uplink")
+        if "uplink" in self.traces and uplink is not None and uplink.shaper is not None:
+            batch = TcBatch(uplink.sender.prefix)
+            replayer = TraceReplayer([uplink.shaper], [self.traces["uplink"]], batch)
+        edges = []
+        try:
+            run_start = replayer.start() if replayer else time.monotonic()
+            for name in network.edge_names:
+                config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
+                          "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plan": plan,
+                          "method": plan["name"], "workload": self.workload, "csv": str(self.dir / "requests.csv"),
+                          "trace": self.scenario["links"].get("uplink", {}).get("trace"),
+                          "threads": device["threads"] or 1, "run_start_ns": int(run_start * 1e9),
+                          "max_inputs": self.workload["requests"] + self.workload["warmup"]}
+                path = self.dir / f"edge-{name}-{plan['name']}.json"
+                path.write_text(json.dumps(config))
+                group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)
+                if device["quota_cores"]:
+                    group.set_cpu(device["quota_cores"])
+                if self.edge_profile.memory_mb:
+                    group.set_memory(self.edge_profile.memory_mb << 20)
+                argv = self.python_in(network, name, "splitbed.nodes.edge", "--config", str(path), "--node", name)
+                process = group.popen(argv, stdout=subprocess.PIPE, text=True)
+                state.process(process.pid)
+                edges.append(process)
+            total = len(edges) * (self.workload["requests"] + self.workload["warmup"])
+            with tqdm(total=total, desc=plan["name"], unit="req", disable=self.quiet) as bar:
+                for process in edges:
+                    for _line in process.stdout:
+                        bar.update(1)
+                    process.wait()
+        finally:
+            for process in edges:
+                if process.poll() is None:
+                    process.terminate()
+            if replayer:
+                replayer.stop()
+                self.write_manifest(**{f"trace_applied_{plan['name']}": replayer.applied[:2000]})
+            if batch:
+                batch.close()
+
+
+def run_scenario(scenario: Scenario, quick: bool = False, quiet: bool = False) -> Path:
+    return Run(scenario, quick, quiet).execute()

@@ -1,0 +1,171 @@
+import csv
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from splitbed.analysis.schema import NAMES, STAGES
+from splitbed.errors import UserError
+from splitbed.nodes import protocol
+from splitbed.scenarios.schema import load_scenario
+from tests.conftest import REPO
+
+RUN = [sys.executable, str(REPO / "run_scenario.py")]
+FAST = """name: {name}
+topology: {{kind: single, edges: 1}}
+nodes: {{edge: {{device: server}}, server: {{device: server}}}}
+links:
+  uplink: {{rate_mbit: {rate}, delay_ms: 5}}
+  downlink: {{rate_mbit: 20, delay_ms: 5}}
+model: fmnist_cnn
+dataset: fashion-mnist-test
+workload: {{requests: {requests}, warmup: 1, interval_s: {interval}, deadline_s: 2}}
+plan: {{name: raw-conv1, type: fixed, split: conv1, codec: raw}}
+output: {output}
+"""
+
+
+def write(tmp_path, text, name="s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def our_processes_and_namespaces() -> tuple[str, str]:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    return netns, bridges
+
+
+@pytest.mark.parametrize("all_scenarios", sorted((REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_scenarios_validate(all_scenarios):
+    scenario = load_scenario(all_scenarios)
+    assert scenario["plan"]["split"]
+
+
+def test_misspelt_key_exits_2_naming_key_and_line_and_starts_nothing(tmp_path):
+    before = our_processes_and_namespaces()
+    path = write(tmp_path, "name: x\nworkload: {requests: 3}\nplan: {type: fixed, split: conv1, codec: raw}\n"
+                           "lnks:\n  uplink: {rate_mbit: 5}\n")
+    done = subprocess.run([*RUN, str(path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert f"{path}:4" in done.stderr and "'lnks'" in done.stderr and "links" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert our_processes_and_namespaces() == before
+
+
+def test_missing_trace_file_exits_2_naming_it(tmp_path):
+    path = write(tmp_path, "plan: {type: fixed, split: block5, codec: raw}\nlinks:\n"
+                           "  uplink: {trace: traces/nope.txt}\n")
+    done = subprocess.run([*RUN, str(path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "traces/nope.txt" in done.stderr and f"{path}:3" in done.stderr
+
+
+def test_wrong_types_and_impossible_values(tmp_path):
+    with pytest.raises(UserError, match="workload.requests: expected an integer"):
+        load_scenario(write(tmp_path, "plan: {type: fixed, split: a, codec: raw}\nworkload: {requests: many}\n"))
+    with pytest.raises(UserError, match="loss_pct"):
+        load_scenario(write(tmp_path, "plan: {type: fixed, split: a, codec: raw}\n"
+                                      "links: {uplink: {loss_pct: 150}}\n"))
+
+
+def test_server_survives_garbage_and_answers_the_next_request(tmp_path):
+    port = 17000 + os.getpid() % 1000
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen([sys.executable, "-m", "splitbed.nodes.server", "--port", str(port), "--model",
+                               "fmnist_cnn"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(os.urandom(300))
+            kind, body = protocol.recv_frame(s)
+            assert kind == protocol.ERROR and "magic" in json.loads(body)["error"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(struct.pack(">2sBBI", b"SQ", 1, 1, 0xFFFFFFFF))  # a 4 GiB length prefix
+            kind, body = protocol.recv_frame(s)
+            assert kind == protocol.ERROR and "exceeds" in json.loads(body)["error"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # a bad tensor message
+            protocol.send_frame(s, protocol.REQUEST, protocol.request_body({"id": 1, "split": "conv1"}, b"junk"))
+            kind, _ = protocol.recv_frame(s)
+            assert kind == protocol.ERROR
+            import numpy as np
+
+            from splitbed.codecs import get_codec
+            x = np.zeros((1, 32, 14, 14), np.float32)  # the same connection still serves a valid request
+            protocol.send_frame(s, protocol.REQUEST, protocol.request_body({"id": 2, "split": "conv1"},
+                                                                           get_codec("raw").encode(x)))
+            kind, body = protocol.recv_frame(s)
+            reply = json.loads(body)
+            assert kind == protocol.RESPONSE and reply["id"] == 2 and 0 <= reply["prediction"] < 10
+        assert server.poll() is None
+    finally:
+        server.kill()
+        server.wait()
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    with (run_dir / "requests.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def run_fast(tmp_path, name, rate, requests=8, interval=0.0) -> Path:
+    path = write(tmp_path, FAST.format(name=name, rate=rate, requests=requests, interval=interval,
+                                       output=tmp_path / "results"), f"{name}.yaml")
+    done = subprocess.run([*RUN, str(path), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return next((tmp_path / "results").glob(f"{name}-*"))
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+@pytest.mark.slow
+def test_uplink_time_grows_when_the_rate_shrinks(tmp_path):
+    fast, slow = run_fast(tmp_path, "fast", 20), run_fast(tmp_path, "slow", 2)
+    up_fast = sorted(float(r["uplink_ms"]) for r in rows_of(fast))
+    up_slow = sorted(float(r["uplink_ms"]) for r in rows_of(slow))
+    # 25 KB of fp32 at conv1: ~10 ms at 20 Mbit/s, ~100 ms at 2 Mbit/s (plus 5 ms delay)
+    assert up_slow[len(up_slow) // 2] > 4 * up_fast[len(up_fast) // 2]
+    for run_dir in (fast, slow):
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["link_backend"]
+        rows = rows_of(run_dir)
+        assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+        assert list(rows[0]) == NAMES
+        for r in rows:
+            assert abs(sum(float(r[s]) for s in STAGES) - float(r["e2e_ms"])) <= 1
+        assert (run_dir / "summary.md").exists() and (run_dir / "summary.csv").exists()
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+@pytest.mark.slow
+def test_killing_the_server_mid_run_gives_failed_rows_and_a_clean_exit(tmp_path):
+    path = write(tmp_path, FAST.format(name="kill", rate=20, requests=40, interval=0.1,
+                                       output=tmp_path / "results"))
+    runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            runs = list((tmp_path / "results").glob("kill-*"))
+            if runs and (runs[0] / "requests.csv").exists() and len(rows_of(runs[0])) >= 5:
+                break
+            time.sleep(0.2)
+        manifest = json.loads((runs[0] / "manifest.json").read_text())
+        os.kill(manifest["server_pid"], signal.SIGKILL)
+        _, err = runner.communicate(timeout=180)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, err
+    rows = rows_of(runs[0])
+    failed = [r for r in rows if r["status"].startswith("failed")]
+    assert len(rows) == 40 and failed and all(len(r["status"]) > len("failed: ") for r in failed)
+    assert json.loads((runs[0] / "manifest.json").read_text())["status"] == "complete"
