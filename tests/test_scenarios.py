@@ -169,3 +169,14 @@ def test_killing_the_server_mid_run_gives_failed_rows_and_a_clean_exit(tmp_path)
     failed = [r for r in rows if r["status"].startswith("failed")]
     assert len(rows) == 40 and failed and all(len(r["status"]) > len("failed: ") for r in failed)
     assert json.loads((runs[0] / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.root
+def test_delay_on_a_rate_only_backend_exits_2_before_anything_starts(tmp_path):
+    before = our_processes_and_namespaces()
+    path = write(tmp_path, "backend: htb\nplan: {type: fixed, split: conv1, codec: raw}\nmodel: fmnist_cnn\n"
+                           "links: {uplink: {rate_mbit: 5, delay_ms: 20}}\n")
+    done = subprocess.run([*RUN, str(path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "cannot emulate" in done.stderr and "links.uplink" in done.stderr
+    assert our_processes_and_namespaces() == before
+    assert not list((REPO / "results").glob("s-*"))  # no run folder either

@@ -60,7 +60,7 @@ class Run:
             self.workload["requests"] = min(self.workload["requests"], 10)
             self.workload["warmup"] = min(self.workload["warmup"], 1)
         self.caps = probe()
-        self.backend = self.caps.link_backend if data["backend"] == "auto" else data["backend"]
+        self.backend = self.choose_backend(data["backend"])
         self.traces = {}
         for name, link in data["links"].items():
             if "trace" in link:
@@ -85,6 +85,21 @@ class Run:
         self.dir = output / f"{data['name']}-{stamp}"
         self.run_id = f"{data['name']}-{stamp}-{os.getpid()}"
         self.manifest: dict = {}
+
+    def choose_backend(self, wanted: str) -> str | None:
+        """auto: what the probe chose. netem / htb+nfqueue only where this machine has them; htb:
+        rate only (a scenario asking it for delay or loss then fails before anything starts)."""
+        available = {"netem": bool(self.caps.netem), "htb+nfqueue": self.caps.link_backend == "htb+nfqueue",
+                     "htb": bool(self.caps.htb)}
+        if wanted == "auto":
+            return self.caps.link_backend
+        if wanted not in available:
+            raise UserError(f"unknown link backend {wanted!r}", where=f"{self.scenario.path}: backend",
+                            fix="auto, netem, htb+nfqueue or htb")
+        if not available[wanted]:
+            raise UserError(f"link backend {wanted!r} is not available on this machine",
+                            where=f"{self.scenario.path}: backend", fix="see 'sudo python run_scenario.py --check'")
+        return wanted
 
     # --- records -----------------------------------------------------------------------------------
     def write_manifest(self, **updates) -> None:

@@ -3,6 +3,8 @@
 
     python -m splitbed.topologies.bulk recv PORT SECONDS      -> one JSON line [[t_ns, bytes], ...]
     python -m splitbed.topologies.bulk send HOST PORT SECONDS
+    python -m splitbed.topologies.bulk udprecv PORT SECONDS   -> the same JSON, for UDP datagrams
+    python -m splitbed.topologies.bulk udpsend HOST PORT SECONDS RATE_BPS   (paced at RATE_BPS)
 """
 
 from __future__ import annotations
@@ -57,11 +59,56 @@ def send(host: str, port: int, seconds: float) -> None:
         sock.close()
 
 
+UDP_PAYLOAD = 1472  # fills a 1514-byte Ethernet frame
+
+
+def receive_udp(port: int, seconds: float) -> list[list[int]]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("0.0.0.0", port))
+    sock.settimeout(0.5)
+    print("listening", flush=True)
+    bins: dict[int, int] = {}
+    end = time.monotonic() + seconds + 2
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        key = time.monotonic_ns() // BIN_NS
+        bins[key] = bins.get(key, 0) + len(data)
+    sock.close()
+    return [[k * BIN_NS, v] for k, v in sorted(bins.items())]
+
+
+def send_udp(host: str, port: int, seconds: float, rate_bps: float) -> None:
+    """Datagrams paced in 1 ms slots at rate_bps (payload bits; the link sees headers on top)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payload = b"\0" * UDP_PAYLOAD
+    per_ms = rate_bps / 8 / 1000 / UDP_PAYLOAD
+    start = time.monotonic()
+    sent = 0.0
+    while (now := time.monotonic()) - start < seconds:
+        due = (now - start) * 1000 * per_ms
+        while sent < due:
+            try:
+                sock.sendto(payload, (host, port))
+            except OSError:
+                pass  # a full local queue drops the datagram, as a link would
+            sent += 1
+        time.sleep(0.0005)
+    sock.close()
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["recv"]:
         print(json.dumps(receive(int(argv[1]), float(argv[2]))), flush=True)
     elif argv[:1] == ["send"]:
         send(argv[1], int(argv[2]), float(argv[3]))
+    elif argv[:1] == ["udprecv"]:
+        print(json.dumps(receive_udp(int(argv[1]), float(argv[2]))), flush=True)
+    elif argv[:1] == ["udpsend"]:
+        send_udp(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

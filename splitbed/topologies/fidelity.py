@@ -27,6 +27,7 @@ _bench_ids = itertools.count()
 
 # What TCP payload a shaped Ethernet frame carries: MSS 1448 (with timestamps) in a 1514-byte frame.
 GOODPUT_EFFICIENCY = 1448 / 1514
+UDP_EFFICIENCY = 1472 / 1514  # UDP payload in a full frame
 REPO = Path(__file__).resolve().parents[2]
 PORT = 5201
 
@@ -55,15 +56,19 @@ class Bench:
     def python(self, ns: str, *args: str) -> list[str]:
         return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.topologies.bulk", *args])
 
-    def transfer(self, seconds: float, on_start=None) -> tuple[list[list[int]], float]:
-        """Run a bulk flow a->b for `seconds`; returns receiver bins and the monotonic start time."""
-        receiver = subprocess.Popen(self.python(self.b, "recv", str(PORT), str(seconds)),
+    def transfer(self, seconds: float, on_start=None, udp_rate_bps: float | None = None
+                 ) -> tuple[list[list[int]], float]:
+        """Run a bulk flow a->b for `seconds` (TCP, or UDP paced at udp_rate_bps); returns receiver
+        bins and the monotonic start time."""
+        recv, send = ("udprecv", "udpsend") if udp_rate_bps else ("recv", "send")
+        receiver = subprocess.Popen(self.python(self.b, recv, str(PORT), str(seconds)),
                                     stdout=subprocess.PIPE, text=True)
         try:
             if receiver.stdout.readline().strip() != "listening":
                 raise OSError("bulk receiver did not start")
             started = on_start() if on_start else time.monotonic()
-            sender = subprocess.Popen(self.python(self.a, "send", "10.251.0.2", str(PORT), str(seconds + 1)))
+            extra = [str(udp_rate_bps)] if udp_rate_bps else []
+            sender = subprocess.Popen(self.python(self.a, send, "10.251.0.2", str(PORT), str(seconds + 1), *extra))
             bins = json.loads(receiver.stdout.readline())
             receiver.wait(timeout=15)
             sender.wait(timeout=15)
@@ -155,15 +160,16 @@ def measure_link(rate_bps: float, delay_ms: float, loss_pct: float, seconds: int
         bench.remove()
 
 
-def fixed_rate_goodput(rate_bps: float, seconds: int = 4) -> dict:
+def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False) -> dict:
+    """Goodput through HTB at a fixed rate: bulk TCP, or UDP offered at 1.2x the rate."""
     bench = Bench.create()
     try:
         HtbShaper(["ip", "netns", "exec", bench.a], "sba0", rate_bps).setup()
-        bins, origin = bench.transfer(seconds)
-        achieved = per_second(bins, origin, seconds)[1:]  # skip slow start
+        bins, origin = bench.transfer(seconds, udp_rate_bps=1.2 * rate_bps if udp else None)
+        achieved = per_second(bins, origin, seconds)[1:]  # skip TCP's slow start (and UDP's first bin)
         goodput = float(np.mean(achieved))
-        expected = rate_bps * GOODPUT_EFFICIENCY
-        return {"rate_bps": rate_bps, "goodput_bps": goodput, "expected_goodput_bps": expected,
-                "rate_error_pct": abs(goodput - expected) / expected * 100}
+        expected = rate_bps * (UDP_EFFICIENCY if udp else GOODPUT_EFFICIENCY)
+        return {"protocol": "udp" if udp else "tcp", "rate_bps": rate_bps, "goodput_bps": goodput,
+                "expected_goodput_bps": expected, "rate_error_pct": abs(goodput - expected) / expected * 100}
     finally:
         bench.remove()
