@@ -141,6 +141,20 @@ def test_uplink_time_grows_when_the_rate_shrinks(tmp_path):
         for r in rows:
             assert abs(sum(float(r[s]) for s in STAGES) - float(r["e2e_ms"])) <= 1
         assert (run_dir / "summary.md").exists() and (run_dir / "summary.csv").exists()
+        # the report ran at the end: four plots for a single edge, each drawn from this run's rows
+        drawn = json.loads((run_dir / "plots" / "plots.json").read_text())
+        assert drawn["rows"] == len(rows) and drawn["points"]["timeline"] == len(rows)
+        assert drawn["points"]["cdf"] == drawn["points"]["bytes"] == len(rows) and "nodes" not in drawn["points"]
+        for name in ("timeline", "breakdown", "cdf", "bytes"):
+            assert (run_dir / "plots" / f"{name}.png").stat().st_size > 10_000
+    out = tmp_path / "compared"
+    done = subprocess.run([sys.executable, "-m", "splitbed.analysis", "compare", str(fast), str(slow), "--out",
+                           str(out)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    with (out / "compare.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [(r["run"], r["method"]) for r in table] == [(fast.name, "raw-conv1"), (slow.name, "raw-conv1")]
+    assert (out / "compare.png").stat().st_size > 10_000
 
 
 @pytest.mark.root
@@ -180,3 +194,13 @@ def test_delay_on_a_rate_only_backend_exits_2_before_anything_starts(tmp_path):
     assert done.returncode == 2 and "cannot emulate" in done.stderr and "links.uplink" in done.stderr
     assert our_processes_and_namespaces() == before
     assert not list((REPO / "results").glob("s-*"))  # no run folder either
+
+
+def test_a_csv_with_a_column_removed_fails_naming_it(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    names = [n for n in NAMES if n != "uplink_ms"]
+    (run_dir / "requests.csv").write_text(",".join(names) + "\n")
+    done = subprocess.run([sys.executable, "-m", "splitbed.analysis", "report", str(run_dir)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and "uplink_ms" in done.stderr and "Traceback" not in done.stderr

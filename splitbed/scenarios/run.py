@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from splitbed import __version__
+from splitbed.analysis.report import report
 from splitbed.analysis.schema import NAMES
-from splitbed.analysis.summary import write_summaries
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.errors import UserError
 from splitbed.models import get_model
@@ -155,7 +155,11 @@ class Run:
             state.cleanup()
             self.write_manifest(status=status, node_cpu_seconds=cgroups_usage,
                                 finished_utc=datetime.datetime.now(datetime.timezone.utc).isoformat())
-            write_summaries(self.dir, self.scenario.data["name"], self.backend)
+            try:
+                report(self.dir)
+            except Exception as err:  # the rows are safe on disk; a failed plot must not hide the run's own error
+                print(f"warning: report failed ({type(err).__name__}: {err}); "
+                      f"rerun: python -m splitbed.analysis report {self.dir}", file=sys.stderr)
         self.say(f"results: {self.dir}")
         return self.dir
 

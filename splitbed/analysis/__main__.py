@@ -1,0 +1,35 @@
+"""python -m splitbed.analysis {report RUN_DIR | compare RUN_DIR RUN_DIR ... --out DIR}"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from splitbed.analysis.report import compare, report
+from splitbed.errors import run_reporting_user_errors
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m splitbed.analysis", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("report", help="summary.md and plots/*.png for one run folder")
+    rep.add_argument("run_dir")
+    cmp_ = sub.add_parser("compare", help="one table and one figure across run folders")
+    cmp_.add_argument("run_dirs", nargs="+")
+    cmp_.add_argument("--out", required=True)
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        if args.command == "report":
+            drawn = report(args.run_dir)
+            print(f"plots: {', '.join(drawn)} in {args.run_dir}/plots")
+        else:
+            rows = compare(args.run_dirs, args.out)
+            print(f"{len(rows)} row(s): {args.out}/compare.md, compare.csv, compare.png")
+
+    return run_reporting_user_errors(body, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,119 @@
+"""The run's pictures: timeline, stacked breakdown, e2e CDF, bytes per request, per-node breakdown.
+
+Each function draws from the rows it is given and returns how many data points it drew, so a test
+can tell a plot of the run's data from an empty frame. Every figure carries a footer: the scenario
+and how the link was emulated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from splitbed.analysis.schema import STAGES  # noqa: E402
+
+STAGE_LABELS = ["edge compute", "encode", "uplink", "server queue", "decode", "server compute", "downlink"]
+
+
+def ok_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["status"] == "ok"]
+
+
+def methods_of(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["method"] for r in rows))
+
+
+def finish(fig, path: Path, footer: str) -> None:
+    fig.text(0.01, 0.005, footer, fontsize=7, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def timeline(rows: list[dict], path: Path, title: str, footer: str) -> int:
+    """Trace rate and the planner's estimate, the split, and e2e latency per request over time."""
+    fig, (ax_rate, ax_split, ax_e2e) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+    points = 0
+    for method in methods_of(rows):
+        mine = [r for r in rows if r["method"] == method]
+        t = [float(r["start_s"]) for r in mine]
+        rates = [(float(r["start_s"]), float(r["trace_rate_mbps"])) for r in mine if r["trace_rate_mbps"]]
+        if rates:
+            ax_rate.plot(*zip(*rates, strict=True), ".", label=f"trace rate ({method})")
+        estimates = [(float(r["start_s"]), float(r["estimate_mbps"])) for r in mine if r["estimate_mbps"]]
+        if estimates:
+            ax_rate.plot(*zip(*estimates, strict=True), "x", label=f"planner estimate ({method})")
+        ax_split.plot(t, [r["split"] for r in mine], ".", label=method)
+        e2e = [float(r["e2e_ms"]) if r["status"] == "ok" else np.nan for r in mine]
+        ax_e2e.plot(t, e2e, ".", label=method)
+        failed = [float(r["start_s"]) for r in mine if r["status"] != "ok"]
+        if failed:
+            ax_e2e.plot(failed, [0] * len(failed), "rx", label=f"failed ({method})")
+        points += len(mine)
+    ax_rate.set_ylabel("uplink Mbit/s")
+    ax_rate.set_title(f"{title}: timeline")
+    if ax_rate.lines:
+        ax_rate.legend(fontsize=7)
+    else:
+        ax_rate.text(0.5, 0.5, "fixed-rate link (no trace)", ha="center", transform=ax_rate.transAxes)
+    ax_split.set_ylabel("split point")
+    ax_e2e.set_ylabel("end-to-end ms")
+    ax_e2e.set_xlabel("time since the run started (s)")
+    ax_e2e.legend(fontsize=7)
+    finish(fig, path, footer)
+    return points
+
+
+def breakdown(rows: list[dict], path: Path, title: str, footer: str, key: str = "method") -> int:
+    """Mean time per stage, stacked, one bar per method (or per node)."""
+    groups = list(dict.fromkeys(r[key] for r in ok_rows(rows)))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 3), 5))
+    bottom = np.zeros(len(groups))
+    for stage, label in zip(STAGES, STAGE_LABELS, strict=True):
+        means = np.array([np.mean([float(r[stage]) for r in ok_rows(rows) if r[key] == g]) for g in groups])
+        ax.bar(groups, means, bottom=bottom, label=label)
+        bottom += means
+    ax.set_ylabel("mean time per request (ms)")
+    ax.set_title(f"{title}: where the time goes, per {key}")
+    ax.legend(fontsize=8)
+    finish(fig, path, footer)
+    return len(groups)
+
+
+def cdf(rows: list[dict], path: Path, title: str, footer: str) -> int:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points = 0
+    for method in methods_of(rows):
+        e2e = np.sort([float(r["e2e_ms"]) for r in ok_rows(rows) if r["method"] == method])
+        if len(e2e):
+            ax.step(e2e, np.arange(1, len(e2e) + 1) / len(e2e), where="post", label=method)
+            points += len(e2e)
+    ax.set_xscale("log")
+    ax.set_xlabel("end-to-end latency (ms, log)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title(f"{title}: latency CDF")
+    ax.legend(fontsize=8)
+    finish(fig, path, footer)
+    return points
+
+
+def wire_bytes(rows: list[dict], path: Path, title: str, footer: str) -> int:
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    points = 0
+    for method in methods_of(rows):
+        mine = [r for r in ok_rows(rows) if r["method"] == method]
+        ax.plot([float(r["start_s"]) for r in mine], [float(r["wire_bytes"]) / 1024 for r in mine], ".",
+                label=method)
+        points += len(mine)
+    ax.set_yscale("log")
+    ax.set_xlabel("time since the run started (s)")
+    ax.set_ylabel("bytes on the wire per request (KiB, log)")
+    ax.set_title(f"{title}: request size")
+    ax.legend(fontsize=8)
+    finish(fig, path, footer)
+    return points

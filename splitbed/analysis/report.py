@@ -1,0 +1,87 @@
+"""`python -m splitbed.analysis report RUN_DIR` (also run at the end of every scenario) and
+`python -m splitbed.analysis compare RUN_DIR ... --out DIR`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from splitbed.analysis import plots  # noqa: E402
+from splitbed.analysis.schema import read_rows  # noqa: E402
+from splitbed.analysis.summary import summarise, write_summaries  # noqa: E402
+from splitbed.errors import UserError  # noqa: E402
+
+
+def run_context(run_dir: Path) -> tuple[str, str]:
+    """(title, footer) from the manifest: scenario name and how the link and CPU were emulated."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        manifest = {}
+    name = manifest.get("scenario", {}).get("name", run_dir.name)
+    backend = manifest.get("link_backend") or "unknown"
+    note = {"htb+nfqueue": "rate by HTB; delay/loss by a receiver-side NFQUEUE stage (no netem here)",
+            "netem": "rate by HTB; delay/loss by netem"}.get(backend, f"link backend {backend}")
+    device = (manifest.get("edge_device") or {}).get("device", "?")
+    return name, f"{run_dir.name} | {note} | edge CPU: {device} via {manifest.get('cpu_backend', '?')}"
+
+
+def report(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError("run folder not found", where=str(run_dir))
+    rows = read_rows(run_dir / "requests.csv")
+    title, footer = run_context(run_dir)
+    write_summaries(run_dir, title, footer.split(" | ")[1])
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    drawn = {
+        "timeline": plots.timeline(rows, out / "timeline.png", title, footer),
+        "breakdown": plots.breakdown(rows, out / "breakdown.png", title, footer),
+        "cdf": plots.cdf(rows, out / "cdf.png", title, footer),
+        "bytes": plots.wire_bytes(rows, out / "bytes.png", title, footer),
+    }
+    if len({r["node"] for r in rows}) > 1:
+        drawn["nodes"] = plots.breakdown(rows, out / "nodes.png", title, footer, key="node")
+    (out / "plots.json").write_text(json.dumps({"rows": len(rows), "points": drawn}, indent=1) + "\n")
+    return drawn
+
+
+def compare(run_dirs: list[str], out: str) -> list[dict]:
+    """One table (compare.csv, compare.md) and one figure across runs, a row per run and method."""
+    table = []
+    for run_dir in map(Path, run_dirs):
+        title, _ = run_context(run_dir)
+        for row in summarise(read_rows(run_dir / "requests.csv")):
+            table.append({"run": run_dir.name, "scenario": title, "method": row["method"],
+                          "requests": row["requests"], "failed": row["failed"], "p50_e2e_ms": row["p50_e2e_ms"],
+                          "p90_e2e_ms": row["p90_e2e_ms"], "accuracy": row["accuracy"],
+                          "agreement": row["agreement"], "mean_wire_bytes": row["mean_wire_bytes"]})
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "compare.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    lines = ["| " + " | ".join(table[0]) + " |", "|---" * len(table[0]) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
+    (folder / "compare.md").write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(table) + 3), 5))
+    labels = [f"{r['scenario']}\n{r['method']}" for r in table]
+    ax.bar(labels, [r["p90_e2e_ms"] for r in table], color="lightsteelblue", label="p90")
+    ax.bar(labels, [r["p50_e2e_ms"] for r in table], color="steelblue", label="p50")
+    ax.set_yscale("log")
+    ax.set_ylabel("end-to-end latency (ms, log)")
+    ax.set_title("runs compared: p50 and p90 end-to-end latency")
+    ax.legend()
+    plt.setp(ax.get_xticklabels(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "compare.png", dpi=100)
+    plt.close(fig)
+    return table
