@@ -29,6 +29,7 @@ dataset: fashion-mnist-test
 workload: {{requests: {requests}, warmup: 1, interval_s: {interval}, deadline_s: 2}}
 plan: {{name: raw-conv1, type: fixed, split: conv1, codec: raw}}
 output: {output}
+capture: {capture}
 """
 
 
@@ -115,9 +116,9 @@ def rows_of(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def run_fast(tmp_path, name, rate, requests=8, interval=0.0) -> Path:
+def run_fast(tmp_path, name, rate, requests=8, interval=0.0, capture=False) -> Path:
     path = write(tmp_path, FAST.format(name=name, rate=rate, requests=requests, interval=interval,
-                                       output=tmp_path / "results"), f"{name}.yaml")
+                                       output=tmp_path / "results", capture=str(capture).lower()), f"{name}.yaml")
     done = subprocess.run([*RUN, str(path), "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return next((tmp_path / "results").glob(f"{name}-*"))
@@ -162,7 +163,7 @@ def test_uplink_time_grows_when_the_rate_shrinks(tmp_path):
 @pytest.mark.slow
 def test_killing_the_server_mid_run_gives_failed_rows_and_a_clean_exit(tmp_path):
     path = write(tmp_path, FAST.format(name="kill", rate=20, requests=40, interval=0.1,
-                                       output=tmp_path / "results"))
+                                       output=tmp_path / "results", capture="false"))
     runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
@@ -204,3 +205,19 @@ def test_a_csv_with_a_column_removed_fails_naming_it(tmp_path):
     done = subprocess.run([sys.executable, "-m", "splitbed.analysis", "report", str(run_dir)],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2 and "uplink_ms" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+@pytest.mark.slow
+def test_capture_counts_each_requests_bytes_on_the_wire(tmp_path):
+    run_dir = run_fast(tmp_path, "cap", 10, requests=6, interval=0.05, capture=True)
+    with (run_dir / "requests_capture.csv").open() as f:
+        joined = list(csv.DictReader(f))
+    assert len(joined) == 6
+    for row in joined:
+        payload, frames = int(row["wire_bytes"]), int(row["capture_frame_bytes"])
+        headers = int(row["capture_segments"]) * (14 + 20 + 32)  # Ethernet + IPv4 + TCP with timestamps
+        assert int(row["capture_payload_bytes"]) >= payload
+        assert frames >= payload and abs(frames - (payload + headers)) <= 0.1 * (payload + headers)
+    assert (run_dir / "plots" / "goodput.png").stat().st_size > 10_000

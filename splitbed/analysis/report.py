@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from splitbed.analysis import plots  # noqa: E402
+from splitbed.analysis.capture import goodput_series, join, read_segments, write_joined  # noqa: E402
 from splitbed.analysis.schema import read_rows  # noqa: E402
 from splitbed.analysis.summary import summarise, write_summaries  # noqa: E402
 from splitbed.errors import UserError  # noqa: E402
@@ -49,8 +50,35 @@ def report(run_dir: str | Path) -> dict:
     }
     if len({r["node"] for r in rows}) > 1:
         drawn["nodes"] = plots.breakdown(rows, out / "nodes.png", title, footer, key="node")
+    if list(run_dir.glob("capture-*.pcap")):
+        drawn["goodput"] = capture_view(run_dir, rows, out / "goodput.png", title, footer)
     (out / "plots.json").write_text(json.dumps({"rows": len(rows), "points": drawn}, indent=1) + "\n")
     return drawn
+
+
+def capture_view(run_dir: Path, rows: list[dict], plot_path: Path, title: str, footer: str) -> int:
+    """requests_capture.csv (rows joined with what the pcap saw) and the uplink goodput plot."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    offset, starts, port = manifest["clock_offset_ns"], manifest["run_start_ns"], manifest["server_port"]
+    joined, series = [], {}
+    for pcap in sorted(run_dir.glob("capture-*.pcap")):
+        node = pcap.stem.split("-", 1)[1]
+        segments = read_segments(pcap, port, offset)
+        joined += join(rows, segments, starts, node)
+        series[node] = goodput_series(segments, min(starts.values()))
+    write_joined(run_dir / "requests_capture.csv", joined, list(rows[0]) if rows else [])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for node, (t, mbps) in series.items():
+        ax.step(t, mbps, where="post", label=f"{node}: uplink goodput from the capture (per 100 ms)")
+    rates = sorted((float(r["start_s"]), float(r["trace_rate_mbps"])) for r in rows if r["trace_rate_mbps"])
+    if rates:
+        ax.plot(*zip(*rates, strict=True), "k.", label="trace rate at each request's send time")
+    ax.set_xlabel("time since the first plan started (s)")
+    ax.set_ylabel("Mbit/s")
+    ax.set_title(f"{title}: achieved uplink goodput next to the trace")
+    ax.legend(fontsize=8)
+    plots.finish(fig, plot_path, footer)
+    return sum(len(t) for t, _ in series.values())
 
 
 def compare(run_dirs: list[str], out: str) -> list[dict]:

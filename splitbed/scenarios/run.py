@@ -128,6 +128,7 @@ class Run:
         network = None
         cgroups = CgroupManager(f"splitbed-{self.run_id}", state=state)
         server = None
+        captures = []
         status = "interrupted"
         try:
             device = self.calibrate_device(cgroups)
@@ -135,6 +136,8 @@ class Run:
             self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
             network = EmulatedNetwork(self.network_spec, self.backend, state).start()
             server = self.start_server(network, cgroups, state)
+            if self.scenario["capture"]:
+                captures = self.start_captures(network, state)
             for plan in self.plans:
                 self.run_plan(plan, network, cgroups, state, device)
             status = "complete"
@@ -145,6 +148,9 @@ class Run:
             status = f"failed: {type(err).__name__}: {err}"
             raise
         finally:
+            for capture in captures:
+                capture.terminate()
+                capture.wait(timeout=10)
             if server is not None and server.poll() is None:
                 server.terminate()
                 server.wait(timeout=10)
@@ -202,6 +208,20 @@ class Run:
         self.write_manifest(server_pid=process.pid)
         return process
 
+    def start_captures(self, network: EmulatedNetwork, state: RunState) -> list:
+        """tcpdump on each edge's interface, inside its namespace, headers only (snaplen 128); immediate
+        mode, or packets still in the ring buffer at the end of a short run are never written."""
+        self.write_manifest(clock_offset_ns=time.time_ns() - time.monotonic_ns(), server_port=PORT)
+        captures = []
+        for name in network.edge_names:
+            argv = [*network.prefix(name), "tcpdump", "--immediate-mode", "-i", f"{name}-eth0", "-s", "128", "-U", "-w",
+                    str(self.dir / f"capture-{name}.pcap"), "tcp", "port", str(PORT)]
+            process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            state.process(process.pid)
+            process.stderr.readline()  # "listening on ...": capturing from here on
+            captures.append(process)
+        return captures
+
     def run_plan(self, plan: dict, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState,
                  device: dict) -> None:
         self.say(f"plan {plan['name']}: split {plan['split']}, codec {plan['codec']} {plan.get('params', {})}")
@@ -213,6 +233,8 @@ class Run:
         edges = []
         try:
             run_start = replayer.start() if replayer else time.monotonic()
+            self.write_manifest(run_start_ns={**self.manifest.get("run_start_ns", {}),
+                                              plan["name"]: int(run_start * 1e9)})
             for name in network.edge_names:
                 config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
                           "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plan": plan,

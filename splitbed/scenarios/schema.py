@@ -33,6 +33,7 @@ SCHEMA = {
     "baselines": [PLAN],
     "seed": int,
     "output": str,
+    "capture": bool,
 }
 DEFAULTS = {
     "topology": {"kind": "single", "edges": 1},
@@ -45,6 +46,7 @@ DEFAULTS = {
     "baselines": [],
     "seed": 0,
     "output": "results",
+    "capture": False,
 }
 
 
@@ -93,7 +95,7 @@ def check_node(node: yaml.Node, expected, field: str, path: Path):
         return yaml.safe_load(yaml.serialize(node))
     value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
     types = expected if isinstance(expected, tuple) else (expected,)
-    if not isinstance(value, types) or isinstance(value, bool):
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         raise UserError(f"field {field}: expected {type_name(expected)}, got {node.value!r}", where=where)
     return value
 
