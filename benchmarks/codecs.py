@@ -198,10 +198,9 @@ def print_frontier(front: list[dict]) -> None:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from splitbed.analysis.plots import finish
 
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 5), squeeze=False)
@@ -219,9 +218,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_ylabel(f"top-1 {criterion} drop (points)")
         ax.set_title(f"{name}: rate vs {criterion} loss, all splits")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(fig, path, "DISC: our training-free design (KLT + DCT + Fisher-weighted quantiser + ANS); "
+                      "bytes include the wire format's headers")
 
 
 def main() -> int:

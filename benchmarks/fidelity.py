@@ -33,10 +33,9 @@ LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
 
 
 def plot(traces: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from splitbed.analysis.plots import finish
 
     fig, axes = plt.subplots(len(traces), 1, figsize=(9, 2.6 * len(traces)), squeeze=False)
     for ax, row in zip(axes[:, 0], traces, strict=True):
@@ -47,11 +46,7 @@ def plot(traces: list[dict], path: Path) -> None:
         ax.set_xlabel("time (s)")
         ax.set_ylabel("Mbit/s")
         ax.legend(loc="lower right")
-    fig.text(0.01, 0.005, "HTB rate changed in place every 100 ms; GSO/TSO off; veth between two namespaces",
-             fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(fig, path, "HTB rate changed in place every 100 ms; GSO/TSO off; veth between two namespaces")
 
 
 def main() -> int:
