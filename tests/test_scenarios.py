@@ -221,3 +221,15 @@ def test_capture_counts_each_requests_bytes_on_the_wire(tmp_path):
         assert int(row["capture_payload_bytes"]) >= payload
         assert frames >= payload and abs(frames - (payload + headers)) <= 0.1 * (payload + headers)
     assert (run_dir / "plots" / "goodput.png").stat().st_size > 10_000
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+@pytest.mark.slow
+def test_duration_ends_a_run_before_its_request_count(tmp_path):
+    text = FAST.format(name="dur", rate=20, requests=1000, interval=0.1, output=tmp_path / "results",
+                       capture="false").replace("deadline_s: 2}", "deadline_s: 2, duration_s: 1.5}")
+    done = subprocess.run([*RUN, str(write(tmp_path, text)), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = rows_of(next((tmp_path / "results").glob("dur-*")))
+    assert 10 <= len(rows) <= 16  # 1.5 s at one request per 0.1 s

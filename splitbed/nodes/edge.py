@@ -101,11 +101,17 @@ class Edge:
         workload = self.config["workload"]
         total, warmup = workload["requests"], workload.get("warmup", 0)
         path = Path(self.config["csv"])
+        duration = workload.get("duration_s")  # optional: ends the run before `requests` when reached
+        measured_from = None
         sock = None
         with path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=NAMES)
             for index in range(total + warmup):
                 started = time.monotonic_ns()
+                if index == warmup:
+                    measured_from = started
+                if duration and measured_from and (started - measured_from) / 1e9 >= duration:
+                    break
                 try:
                     sock = sock or self.connect()
                     row = self.request(sock, index)

@@ -28,7 +28,8 @@ SCHEMA = {
     "backend": str,
     "model": str,
     "dataset": str,
-    "workload": {"requests": int, "warmup": int, "interval_s": NUMBER, "deadline_s": NUMBER},
+    "workload": {"requests": int, "warmup": int, "interval_s": NUMBER, "deadline_s": NUMBER,
+                 "duration_s": NUMBER},
     "plan": PLAN,
     "baselines": [PLAN],
     "seed": int,
@@ -153,6 +154,8 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
         fail("workload.requests", "must be at least 1")
     if workload["warmup"] < 0 or workload["deadline_s"] <= 0 or workload["interval_s"] < 0:
         fail("workload", "warmup and interval_s must be >= 0, deadline_s > 0")
+    if workload.get("duration_s", 1) <= 0:
+        fail("workload.duration_s", "must be positive")
     for name, link in data["links"].items():
         for key in ("rate_mbit", "trace_scale"):
             if key in link and link[key] <= 0:
