@@ -233,3 +233,28 @@ def test_duration_ends_a_run_before_its_request_count(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = rows_of(next((tmp_path / "results").glob("dur-*")))
     assert 10 <= len(rows) <= 16  # 1.5 s at one request per 0.1 s
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+@pytest.mark.slow
+def test_ctrl_c_keeps_rows_marks_the_manifest_and_cleans_up(tmp_path):
+    before = our_processes_and_namespaces()
+    path = write(tmp_path, FAST.format(name="intr", rate=20, requests=400, interval=0.05, output=tmp_path / "results",
+                                       capture="false"))
+    runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = list((tmp_path / "results").glob("intr-*"))
+        if runs and (runs[0] / "requests.csv").exists() and len(rows_of(runs[0])) >= 5:
+            break
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGINT)
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 130 and "Traceback" not in err
+    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    assert manifest["status"].startswith("interrupted")
+    rows = rows_of(runs[0])
+    assert 5 <= len(rows) < 400
+    assert our_processes_and_namespaces() == before
+    assert not list(Path("/run/splitbed").glob(f"intr-*-{runner.pid}.jsonl"))

@@ -14,10 +14,11 @@ SUMMARY_COLUMNS = ["method", "requests", "failed", "p50_e2e_ms", "p90_e2e_ms", "
                    *[f"mean_{s}" for s in STAGES], "mean_wire_bytes", "accuracy", "n_labelled", "agreement"]
 
 
-def summarise(rows: list[dict]) -> list[dict]:
+def summarise(rows: list[dict], key: str = "method") -> list[dict]:
+    """One row per method (or per node, with key="node")."""
     out = []
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
+    for method in dict.fromkeys(r[key] for r in rows):
+        mine = [r for r in rows if r[key] == method]
         ok = [r for r in mine if r["status"] == "ok"]
         e2e = np.array([float(r["e2e_ms"]) for r in ok]) if ok else np.array([np.nan])
         labelled = [r for r in ok if r["correct"] != ""]
@@ -41,12 +42,18 @@ def write_summaries(run_dir: Path, scenario_name: str, backend: str | None) -> l
         writer.writeheader()
         writer.writerows(summary)
     lines = [f"# {scenario_name}", "", f"Link backend: {backend}. Run folder: `{run_dir.name}`.", "",
-             "| method | requests | failed | p50 e2e ms | p90 | p99 | " + " | ".join(STAGES) +
-             " | wire bytes | accuracy (n) | agreement |",
-             "|---" * (9 + len(STAGES)) + "|"]
+             *markdown_table(summary, "method")]
+    if len({r["node"] for r in rows}) > 1:
+        lines += ["", "## Per edge node", "", *markdown_table(summarise(rows, key="node"), "node")]
+    (run_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def markdown_table(summary: list[dict], key: str) -> list[str]:
+    lines = [f"| {key} | requests | failed | p50 e2e ms | p90 | p99 | " + " | ".join(STAGES) +
+             " | wire bytes | accuracy (n) | agreement |", "|---" * (9 + len(STAGES)) + "|"]
     for s in summary:
         lines.append(f"| {s['method']} | {s['requests']} | {s['failed']} | {s['p50_e2e_ms']} | {s['p90_e2e_ms']} | "
                      f"{s['p99_e2e_ms']} | " + " | ".join(str(s[f'mean_{x}']) for x in STAGES) +
                      f" | {s['mean_wire_bytes']} | {s['accuracy']} ({s['n_labelled']}) | {s['agreement']} |")
-    (run_dir / "summary.md").write_text("\n".join(lines) + "\n")
-    return summary
+    return lines
