@@ -63,19 +63,22 @@ class Bench:
         recv, send = ("udprecv", "udpsend") if udp_rate_bps else ("recv", "send")
         receiver = subprocess.Popen(self.python(self.b, recv, str(PORT), str(seconds)),
                                     stdout=subprocess.PIPE, text=True)
+        processes = [receiver]
         try:
             if receiver.stdout.readline().strip() != "listening":
                 raise OSError("bulk receiver did not start")
             started = on_start() if on_start else time.monotonic()
             extra = [str(udp_rate_bps)] if udp_rate_bps else []
-            sender = subprocess.Popen(self.python(self.a, send, "10.251.0.2", str(PORT), str(seconds + 1), *extra))
+            processes.append(subprocess.Popen(self.python(self.a, send, "10.251.0.2", str(PORT), str(seconds + 1),
+                                                          *extra)))
             bins = json.loads(receiver.stdout.readline())
-            receiver.wait(timeout=15)
-            sender.wait(timeout=15)
+            for process in processes:
+                process.wait(timeout=15)
         finally:
-            for process in (receiver,):
+            for process in processes:  # both end with their namespaces anyway; do not leave them to that
                 if process.poll() is None:
                     process.kill()
+                    process.wait()
         return bins, started
 
     def remove(self) -> None:

@@ -8,7 +8,7 @@ before anything is created, never a warning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from splitbed.errors import UserError
 from splitbed.topologies.delay import DelayStage
@@ -78,7 +78,6 @@ class LinkDirection:
     state: RunState | None = None
     shaper: HtbShaper | None = None
     stage: DelayStage | None = None
-    parts: list = field(default_factory=list)
 
     def setup(self) -> None:
         self.spec.check(self.backend)
