@@ -43,7 +43,7 @@ def emulate(workload: str, threads: int, quota: float, manager: CgroupManager, n
         with WorkloadWorker(workload, threads, group) as worker:
             return worker.medians(RUNS, PER_RUN)
     finally:
-        group.remove()
+        manager.discard(group)
 
 
 def main() -> int:

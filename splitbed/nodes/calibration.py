@@ -130,7 +130,7 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, per
                     break
                 proposal = quota * ratio
     finally:
-        group.remove()
+        manager.discard(group)
     return NodeCalibration(profile.key, reference.workload, reference.ms, threads, round(quota, 4), PERIOD_US,
                            measured, ratio, iteration, machine_key(), cpu_model(), warning, time.time())
 
@@ -162,11 +162,14 @@ class CalibrationCache:
 
 
 def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache | None = None,
-               recalibrate: bool = False) -> NodeCalibration:
-    """The cached calibration for this machine and device, or a fresh one."""
+               recalibrate: bool = False, refine: bool = True) -> NodeCalibration:
+    """This machine's calibration for the device: fitted afresh when there is none (or on request),
+    else refined from the cached quota, because this host's speed drifts between runs."""
     cache = cache or CalibrationCache()
     found = None if recalibrate else cache.get(profile.key)
-    if found is None:
+    if found is None or found.warning:
         found = calibrate(profile, manager)
-        cache.put(found)
+    elif refine:
+        found = calibrate(profile, manager, runs=3, start=found)
+    cache.put(found)
     return found

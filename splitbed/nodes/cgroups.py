@@ -184,6 +184,11 @@ class CgroupManager:
                     write(directory / name, (directory.parent / name).read_text().strip())
         return base / node
 
+    def discard(self, group: NodeGroup, timeout_s: float = 5.0) -> None:
+        """Remove one node's groups before the run ends (e.g. a calibration node)."""
+        group.remove(timeout_s)
+        self.groups.remove(group)
+
     def remove_all(self, timeout_s: float = 5.0) -> None:
         """Remove every node group, then the per-run parents: exactly what this manager made."""
         for group in self.groups:

@@ -148,33 +148,50 @@ class Run:
             status = f"failed: {type(err).__name__}: {err}"
             raise
         finally:
-            for capture in captures:
-                capture.terminate()
-                capture.wait(timeout=10)
-            if server is not None and server.poll() is None:
-                server.terminate()
-                server.wait(timeout=10)
-            if network is not None:
-                network.stop()
-            cgroups_usage = {g.name: g.cpu_usage_s() for g in cgroups.groups}
-            cgroups.remove_all()
-            state.cleanup()
-            self.write_manifest(status=status, node_cpu_seconds=cgroups_usage,
-                                finished_utc=datetime.datetime.now(datetime.timezone.utc).isoformat())
-            try:
-                report(self.dir)
-            except Exception as err:  # the rows are safe on disk; a failed plot must not hide the run's own error
-                print(f"warning: report failed ({type(err).__name__}: {err}); "
-                      f"rerun: python -m splitbed.analysis report {self.dir}", file=sys.stderr)
+            self.teardown(captures, server, network, cgroups, state, status)
         self.say(f"results: {self.dir}")
         return self.dir
+
+    def teardown(self, captures: list, server, network, cgroups: CgroupManager, state: RunState, status: str) -> None:
+        """Undo the run, each step on its own: one failing must not leave the others' objects behind."""
+        steps = [("stop a packet capture", lambda c=c: (c.terminate(), c.wait(10))) for c in captures]
+        if server is not None:
+            steps.append(("stop the server", lambda: server.poll() is None and (server.terminate(), server.wait(10))))
+        if network is not None:
+            steps.append(("stop the network", network.stop))
+        usage: dict = {}
+
+        def account():
+            for group in cgroups.groups:
+                try:
+                    usage[group.name] = group.cpu_usage_s()
+                except OSError as err:
+                    usage[group.name] = f"unreadable: {err}"
+
+        steps += [("read CPU accounting", account), ("remove cgroups", cgroups.remove_all),
+                  ("remove recorded objects", state.cleanup)]
+        problems = []
+        for name, step in steps:
+            try:
+                step()
+            except Exception as err:  # keep going: the state file still lists what is left for --cleanup
+                problems.append(f"{name}: {type(err).__name__}: {err}")
+        self.write_manifest(status=status, node_cpu_seconds=usage, teardown_problems=problems,
+                            finished_utc=datetime.datetime.now(datetime.timezone.utc).isoformat())
+        for problem in problems:
+            print(f"warning: {problem} (then: sudo python run_scenario.py --cleanup)", file=sys.stderr)
+        try:
+            report(self.dir)
+        except Exception as err:  # the rows are safe on disk; a failed plot must not hide the run's own error
+            print(f"warning: report failed ({type(err).__name__}: {err}); "
+                  f"rerun: python -m splitbed.analysis report {self.dir}", file=sys.stderr)
 
     def calibrate_device(self, cgroups: CgroupManager) -> dict:
         profile = self.edge_profile
         if not profile.constrained:
             result = {"device": profile.key, "quota_cores": None, "threads": os.cpu_count()}
         else:
-            self.say(f"calibrating the CPU quota for {profile.name} (cached per machine)")
+            self.say(f"calibrating the CPU quota for {profile.name} (refined from this machine's cache)")
             cal = calibrated(profile, cgroups, CalibrationCache())
             if cal.warning:
                 raise UserError(cal.warning, fix="choose a slower device profile on this machine")
