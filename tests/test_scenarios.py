@@ -116,6 +116,17 @@ def rows_of(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def run_with_rows(tmp_path, name: str, count: int, timeout_s: float = 120) -> Path:
+    """Wait until a running scenario's folder has `count` rows; returns the folder."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        runs = list((tmp_path / "results").glob(f"{name}-*"))
+        if runs and (runs[0] / "requests.csv").exists() and len(rows_of(runs[0])) >= count:
+            return runs[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} rows from {name} within {timeout_s} s")
+
+
 def run_fast(tmp_path, name, rate, requests=8, interval=0.0, capture=False) -> Path:
     path = write(tmp_path, FAST.format(name=name, rate=rate, requests=requests, interval=interval,
                                        output=tmp_path / "results", capture=str(capture).lower()), f"{name}.yaml")
@@ -167,23 +178,18 @@ def test_killing_the_server_mid_run_gives_failed_rows_and_a_clean_exit(tmp_path)
     runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            runs = list((tmp_path / "results").glob("kill-*"))
-            if runs and (runs[0] / "requests.csv").exists() and len(rows_of(runs[0])) >= 5:
-                break
-            time.sleep(0.2)
-        manifest = json.loads((runs[0] / "manifest.json").read_text())
+        run_dir = run_with_rows(tmp_path, "kill", 5)
+        manifest = json.loads((run_dir / "manifest.json").read_text())
         os.kill(manifest["server_pid"], signal.SIGKILL)
         _, err = runner.communicate(timeout=180)
     finally:
         if runner.poll() is None:
             runner.kill()
     assert runner.returncode == 0, err
-    rows = rows_of(runs[0])
+    rows = rows_of(run_dir)
     failed = [r for r in rows if r["status"].startswith("failed")]
     assert len(rows) == 40 and failed and all(len(r["status"]) > len("failed: ") for r in failed)
-    assert json.loads((runs[0] / "manifest.json").read_text())["status"] == "complete"
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
 
 
 @pytest.mark.root
@@ -243,18 +249,13 @@ def test_ctrl_c_keeps_rows_marks_the_manifest_and_cleans_up(tmp_path):
     path = write(tmp_path, FAST.format(name="intr", rate=20, requests=400, interval=0.05, output=tmp_path / "results",
                                        capture="false"))
     runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        runs = list((tmp_path / "results").glob("intr-*"))
-        if runs and (runs[0] / "requests.csv").exists() and len(rows_of(runs[0])) >= 5:
-            break
-        time.sleep(0.2)
+    run_dir = run_with_rows(tmp_path, "intr", 5)
     runner.send_signal(signal.SIGINT)
     _, err = runner.communicate(timeout=120)
     assert runner.returncode == 130 and "Traceback" not in err
-    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"].startswith("interrupted")
-    rows = rows_of(runs[0])
+    rows = rows_of(run_dir)
     assert 5 <= len(rows) < 400
     assert our_processes_and_namespaces() == before
     assert not list(Path("/run/splitbed").glob(f"intr-*-{runner.pid}.jsonl"))
