@@ -107,16 +107,17 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, per
     reference = profile.target
     cores = os.cpu_count() or 1
     if start is not None:
-        threads, free_one = start.threads, start.quota_cores / start.threads * reference.ms
+        threads, proposal = start.threads, start.quota_cores
     else:
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
             free_one = statistics.median(free_worker.medians(runs, per_run))
         threads = 1 if free_one <= 0.95 * reference.ms else min(cores, profile.cores or cores)
+        # one thread: scale the free time to the device's; more: start from all the cores allowed
+        proposal = free_one / reference.ms if threads == 1 else float(threads)
     group = manager.create(f"calibrate-{profile.key}")
     warning = None
     try:
         with WorkloadWorker(reference.workload, threads, group) as worker:
-            proposal = threads * free_one / reference.ms if threads == 1 or start else float(threads)
             for iteration in range(1, MAX_ITERATIONS + 1):  # noqa: B007  (reported as iterations)
                 quota = min(proposal, float(threads))
                 group.set_cpu(quota, PERIOD_US)

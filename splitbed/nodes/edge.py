@@ -43,9 +43,8 @@ class Edge:
         self.codec = get_codec(self.codec_name, **self.params, **extra)
         self.head = self.model.head(self.split)
         self.full = self.model.full()
-        samples = list(itertools.islice(load_dataset(config["dataset"], self.model, config.get("seed", 0)),
-                                        config.get("max_inputs", 512)))
-        self.samples = samples
+        self.samples = list(itertools.islice(load_dataset(config["dataset"], self.model, config.get("seed", 0)),
+                                             config.get("max_inputs", 512)))
         self.trace = load_trace(config["trace"]) if config.get("trace") else None
         self.run_start_ns = int(config["run_start_ns"])
 

@@ -69,7 +69,7 @@ class Run:
         links = {name: link_spec(link, self.traces[name].rate_at(0) if name in self.traces else None)
                  for name, link in data["links"].items()}
         self.network_spec = NetworkSpec(data["topology"]["kind"], data["topology"]["edges"],
-                                        **{k: v for k, v in links.items()})
+                                        **links)
         self.network_spec.check(self.backend)  # before anything starts
         if self.caps.problems:
             raise UserError("this machine cannot run a scenario: " + "; ".join(self.caps.problems))
