@@ -39,6 +39,17 @@ def test_lossy_baselines_stay_close():
     assert jpeg.shape == X.shape and np.abs(jpeg - X).mean() < span / 50
 
 
+def test_rgb_jpeg_sends_an_image_as_one_colour_picture_smaller_than_three_grey_tiles():
+    y, x = np.mgrid[0:64, 0:64].astype(np.float32) / 64
+    image = np.stack([np.sin(6 * x) + y, np.cos(5 * y) * x, x * y])[None] * 2 - 1  # smooth, like a photo
+    grey, colour = get_codec("jpeg", quality=85), get_codec("jpeg", quality=85, rgb=True)
+    back = decode(colour.encode(image))
+    assert back.shape == image.shape and np.abs(back - image).mean() < 0.05
+    assert len(colour.encode(image)) < 0.85 * len(grey.encode(image))  # photos: ~0.4 (chroma at 4:2:0)
+    with pytest.raises(UserError, match="3-channel"):
+        colour.encode(np.zeros((1, 4, 8, 8), np.float32))
+
+
 def test_encoding_is_deterministic(fmnist_disc):
     _, _, cal, acts, _ = fmnist_disc
     for codec in (get_codec("int8"), get_codec("jpeg"), get_codec("disc", calibration=cal, step=1.2)):

@@ -113,15 +113,21 @@ class Int8(Codec):
 
 @register
 class Jpeg(Codec):
-    """sc2bench-style: each channel min-max scaled to 8 bits, tiled into one grey image, JPEG quality q."""
+    """sc2bench-style: each channel min-max scaled to 8 bits, tiled into one grey image, JPEG quality q.
+
+    rgb=true (a 3-channel input image, the server-only baseline): one colour JPEG with 4:2:0 chroma,
+    as a camera would send it, instead of three grey tiles.
+    """
 
     name, codec_id = "jpeg", 4
-    DEFAULTS = {"quality": 90}
+    DEFAULTS = {"quality": 90, "rgb": False}
 
     def validate(self):
         q = self.params["quality"]
         if not isinstance(q, int) or not 1 <= q <= 100:
             raise UserError(f"jpeg quality must be an integer 1..100, got {q!r}")
+        if not isinstance(self.params["rgb"], bool):
+            raise UserError(f"jpeg rgb must be true or false, got {self.params['rgb']!r}")
 
     @staticmethod
     def grid(channels: int) -> tuple[int, int]:
@@ -133,14 +139,20 @@ class Jpeg(Codec):
             raise UserError(f"jpeg codec takes one CxHxW tensor, got shape {x.shape}")
         maps = x.reshape(x.shape[-3:])
         c, h, w = maps.shape
+        if self.params["rgb"] and c != 3:
+            raise UserError(f"jpeg rgb=true takes a 3-channel image, got {c} channels")
         lo, hi = maps.min((1, 2)), maps.max((1, 2))
         scale = np.where(hi > lo, (hi - lo) / 255.0, 1.0).astype(np.float32)
         q = np.round((maps - lo[:, None, None]) / scale[:, None, None]).astype(np.uint8)
+        buffer = io.BytesIO()
+        if self.params["rgb"]:
+            Image.fromarray(q.transpose(1, 2, 0), mode="RGB").save(buffer, format="JPEG", quality=self.params["quality"],
+                                                                    subsampling="4:2:0")
+            return np.stack([lo, scale]).astype("<f4").tobytes() + buffer.getvalue(), {}
         rows, cols = self.grid(c)
         tiles = np.zeros((rows * cols, h, w), np.uint8)
         tiles[:c] = q
         image = tiles.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-        buffer = io.BytesIO()
         Image.fromarray(image, mode="L").save(buffer, format="JPEG", quality=self.params["quality"])
         return np.stack([lo, scale]).astype("<f4").tobytes() + buffer.getvalue(), {}
 
@@ -151,6 +163,12 @@ class Jpeg(Codec):
             raise CorruptPayload("jpeg message needs a 3-d or 4-d shape")
         c, h, w = shape[-3:]
         side = np.frombuffer(message.payload[: 8 * c], dtype="<f4").reshape(2, c)
+        if params.get("rgb") is True:
+            with Image.open(io.BytesIO(message.payload[8 * c :])) as image:
+                if c != 3 or image.size != (w, h) or image.mode != "RGB":
+                    raise CorruptPayload(f"jpeg image is {image.size} {image.mode}, expected {(w, h)} RGB")
+                pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+            return (pixels * side[1][:, None, None] + side[0][:, None, None]).reshape(shape)
         rows, cols = cls.grid(c)
         with Image.open(io.BytesIO(message.payload[8 * c :])) as image:
             if image.size != (cols * w, rows * h) or image.mode != "L":
