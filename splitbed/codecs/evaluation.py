@@ -1,0 +1,70 @@
+"""Measuring a codec on a set of activations: sizes, symbol entropy, timings, and the top-1 loss its
+reconstruction causes. Shared by the codec benchmark and AGLOP's profile tables."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from splitbed.codecs.base import decode
+from splitbed.codecs.disc import quantised_symbols
+
+
+def order0_entropy(symbols: np.ndarray) -> float:
+    _, counts = np.unique(symbols, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def symbols_of(codec, x: np.ndarray) -> np.ndarray | None:
+    if codec.name == "disc":
+        return quantised_symbols(codec, x)
+    if codec.name == "int8":
+        lo, hi = x.min(axis=(0, 2, 3), keepdims=True), x.max(axis=(0, 2, 3), keepdims=True)
+        return np.round((x - lo) / np.where(hi > lo, (hi - lo) / 255, 1))
+    return None
+
+
+def measure(codec, acts: np.ndarray, store, timing_items: int) -> tuple[np.ndarray, dict]:
+    """Encode and decode every tensor on its own; time a subset."""
+    sizes, rebuilt, entropies, enc_ms, dec_ms = [], [], [], [], []
+    for i in range(len(acts)):
+        x = acts[i : i + 1]
+        timed = i < timing_items
+        start = time.perf_counter_ns()
+        message = codec.encode(x)
+        middle = time.perf_counter_ns()
+        rebuilt.append(decode(message, store))
+        end = time.perf_counter_ns()
+        if timed:
+            enc_ms.append((middle - start) / 1e6)
+            dec_ms.append((end - middle) / 1e6)
+            symbols = symbols_of(codec, x)
+            if symbols is not None:
+                entropies.append(order0_entropy(symbols))
+        sizes.append(len(message))
+    values = acts[0].size
+    mean_bytes = float(np.mean(sizes))
+    return np.concatenate(rebuilt), {
+        "wire_bytes": mean_bytes,
+        "wire_bytes_p90": float(np.percentile(sizes, 90)),
+        "fp32_bytes": values * 4,
+        "reduction_pct": 100 * (1 - mean_bytes / (values * 4)),
+        "bits_per_value": mean_bytes * 8 / values,
+        "order0_entropy_bits": float(np.mean(entropies)) if entropies else None,
+        "encode_ms": statistics.median(enc_ms),
+        "decode_ms": statistics.median(dec_ms),
+    }
+
+
+def scores(predictions: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> tuple[float, float | None]:
+    """(agreement drop in points, labelled accuracy drop in points)."""
+    agreement_drop = 100 * (1 - float((predictions == reference).mean()))
+    labelled = labels >= 0
+    if not labelled.any():
+        return agreement_drop, None
+    base = float((reference[labelled] == labels[labelled]).mean())
+    now = float((predictions[labelled] == labels[labelled]).mean())
+    return agreement_drop, 100 * (base - now)
