@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from splitbed.errors import UserError
 from splitbed.nodes.cgroups import CgroupManager, NodeGroup
 from splitbed.nodes.devices import DeviceProfile
 
@@ -174,3 +175,15 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
         found = calibrate(profile, manager, runs=3, start=found)
     cache.put(found)
     return found
+
+
+def node_settings(profile: DeviceProfile, manager: CgroupManager) -> dict:
+    """What an edge node of this device runs with: quota, period and threads (refined calibration);
+    an unconstrained profile gets every core. A device faster than this machine is an error."""
+    if not profile.constrained:
+        return {"device": profile.key, "quota_cores": None, "period_us": None, "threads": os.cpu_count()}
+    cal = calibrated(profile, manager, CalibrationCache())
+    if cal.warning:
+        raise UserError(cal.warning, fix="choose a slower device profile on this machine")
+    return {"device": profile.key, "quota_cores": cal.quota_cores, "period_us": cal.period_us,
+            "threads": cal.threads, "calibration": asdict(cal)}

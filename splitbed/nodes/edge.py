@@ -1,9 +1,12 @@
-"""The edge program: runs the head, encodes, sends, waits for the answer, writes one CSV row each.
+"""The edge program: per request, asks its plan what to do, runs the head, encodes, sends, waits for the
+answer, and writes one CSV row.
 
     python -m splitbed.nodes.edge --config JSON_FILE --node e1
 
-The config (written by the runner) names the server, model, dataset, plan, workload and the CSV path.
-Rows are appended and flushed one by one, so an interrupted run keeps what it measured.
+The config (written by the runner) names the server, model, dataset, plans, workload and the CSV path.
+The program loads everything, then runs the plans one after another: for each it prints
+{"ready": PLAN} and waits for "go RUN_START_NS" on stdin, so that every plan starts with the trace
+replay at its beginning. Rows are appended and flushed one by one: an interrupted run keeps them.
 """
 
 from __future__ import annotations
@@ -12,18 +15,23 @@ import argparse
 import csv
 import itertools
 import json
+import random
 import socket
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from splitbed.aglop.online import PROBE_BYTES, make_policy
+from splitbed.aglop.profile import Option
 from splitbed.analysis.schema import NAMES, STAGES
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
 from splitbed.nodes import protocol
+from splitbed.scenarios.schema import plan_groups
 from splitbed.scenarios.traces import load_trace
 
 
@@ -36,100 +44,202 @@ class Edge:
         self.config, self.node = config, node
         torch.set_num_threads(config.get("threads", 1))
         self.model = get_model(config["model"])
-        plan = config["plan"]
-        self.split, self.codec_name, self.params = plan["split"], plan["codec"], plan.get("params", {})
-        store = CalibrationStore(config.get("cal_dir"))
-        extra = {"calibration": store.get(self.model.name, self.split)} if self.codec_name == "disc" else {}
-        self.codec = get_codec(self.codec_name, **self.params, **extra)
-        self.head = self.model.head(self.split)
-        self.full = self.model.full()
+        self.store = CalibrationStore(config.get("cal_dir"))
         self.samples = list(itertools.islice(load_dataset(config["dataset"], self.model, config.get("seed", 0)),
                                              config.get("max_inputs", 512)))
-        self.trace = load_trace(config["trace"]) if config.get("trace") else None
-        self.run_start_ns = int(config["run_start_ns"])
+        self.references = config["references"]  # the uncompressed model's top-1 per sample (runner-computed)
+        trace = config.get("trace")
+        self.trace = (load_trace(trace["path"]).scaled(trace["scale"]).offset(trace["offset_s"]) if trace else None)
+        self.profile = json.loads(Path(config["profile"]).read_text()) if config.get("profile") else None
+        self.heads: dict[str, torch.nn.Module] = {}
+        self.codecs: dict[str, object] = {}
+        self.run_start_ns = 0
+        self.warm_up()
+
+    @torch.no_grad()
+    def warm_up(self) -> None:
+        """First calls allocate (torch) and build tables (DISC): do them before any request is timed.
+        The heads share the full model's stage modules, so one full pass warms them all."""
+        x = self.samples[0].tensor[None]
+        activations = self.model.activations(x)
+        options = [Option(p["split"], p.get("codec", ""), p.get("params", {})) for p in self.config["plans"]
+                   if p.get("type", "fixed") == "fixed"]
+        if self.profile:
+            options += [Option.from_dict(o) for o in self.profile["options"]]
+        for option in options:
+            if option.offloads:
+                self.codec(option).encode(activations[option.split])
+
+    def head(self, split: str) -> torch.nn.Module:
+        if split not in self.heads:
+            self.heads[split] = self.model.head(split)
+        return self.heads[split]
+
+    def codec(self, option: Option):
+        if option.key not in self.codecs:
+            extra = {"calibration": self.store.get(self.model.name, option.split)} if option.codec == "disc" else {}
+            self.codecs[option.key] = get_codec(option.codec, **option.params, **extra)
+        return self.codecs[option.key]
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection((self.config["server"], self.config["port"]), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.config.get("deadline_s", 10))
+        sock.settimeout(self.config["workload"].get("deadline_s", 10))
         return sock
 
-    @torch.no_grad()
-    def request(self, sock: socket.socket, index: int) -> dict:
-        sample = self.samples[index % len(self.samples)]
-        x = sample.tensor[None]
-        reference = int(self.full(x).argmax(1)[0])  # not timed: what the uncompressed model says
-        t0 = time.monotonic_ns()
-        activation = self.head(x)
-        t1 = time.monotonic_ns()
-        message = self.codec.encode(activation)
-        body = protocol.request_body({"id": index, "split": self.split}, message)
-        t2 = time.monotonic_ns()
-        protocol.send_frame(sock, protocol.REQUEST, body)
-        kind, reply_body = protocol.recv_frame(sock)
-        t7 = time.monotonic_ns()
-        reply = protocol.parse_json(reply_body)
-        if kind == protocol.ERROR:
-            raise RuntimeError(f"server error: {reply.get('error')}")
-        t3, t4, t5, t6 = (int(reply[k]) for k in ("t_received", "t_dequeued", "t_decoded", "t_computed"))
-        stages = [ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4), ms(t4, t5), ms(t5, t6), ms(t6, t7)]
-        start_s = (t2 - self.run_start_ns) / 1e9
-        prediction = int(reply["prediction"])
-        return {
-            "request_id": index, "node": self.node, "method": self.config.get("method", "fixed"),
-            "start_s": round(start_s, 4), "split": self.split, "codec": self.codec_name,
-            "codec_params": json.dumps(self.params, sort_keys=True), "raw_bytes": int(activation.numel() * 4),
-            "wire_bytes": len(body) + protocol.HEADER.size,
-            **{name: round(value, 4) for name, value in zip(STAGES, stages, strict=True)},
-            "e2e_ms": round(ms(t0, t7), 4),
-            "trace_rate_mbps": round(self.trace.rate_at(start_s) / 1e6, 4) if self.trace else "",
-            "estimate_mbps": "", "label": "" if sample.label is None else sample.label,
-            "prediction": prediction, "correct": "" if sample.label is None else int(prediction == sample.label),
-            "agrees_with_reference": int(prediction == reference), "status": "ok",
-        }
+    def since_start_s(self, ns: int) -> float:
+        return (ns - self.run_start_ns) / 1e9
 
-    def failed(self, index: int, reason: str, started_ns: int) -> dict:
+    def row(self, index: int, method: str, option: Option, started_ns: int) -> dict:
+        """The fields every row has, whatever happened to the request."""
         row = dict.fromkeys(NAMES, "")
-        row.update({"request_id": index, "node": self.node, "method": self.config.get("method", "fixed"),
-                    "start_s": round((started_ns - self.run_start_ns) / 1e9, 4), "split": self.split,
-                    "codec": self.codec_name, "codec_params": json.dumps(self.params, sort_keys=True),
-                    "e2e_ms": round(ms(started_ns, time.monotonic_ns()), 4), "status": f"failed: {reason}"})
+        start_s = self.since_start_s(started_ns)
+        row.update({"request_id": index, "node": self.node, "method": method, "start_s": round(start_s, 4),
+                    "split": option.split, "codec": option.codec,
+                    "codec_params": json.dumps(option.params, sort_keys=True),
+                    "trace_rate_mbps": round(self.trace.rate_at(start_s) / 1e6, 4) if self.trace else ""})
         return row
 
+    @torch.no_grad()
+    def request(self, sock: socket.socket | None, index: int, option: Option, t0: int) -> tuple[list[float], dict]:
+        """One request from the head on (t0: when the plan was asked); returns (stage times, fields)."""
+        sample = self.samples[index % len(self.samples)]
+        activation = self.head(option.split)(sample.tensor[None])
+        t1 = time.monotonic_ns()
+        if not option.offloads:  # edge-only: the answer is already here
+            prediction = int(activation.reshape(1, -1).argmax(1)[0])
+            stages, wire_bytes = [ms(t0, t1), 0, 0, 0, 0, 0, 0], 0
+        else:
+            message = self.codec(option).encode(activation)
+            body = protocol.request_body({"id": index, "split": option.split}, message)
+            t2 = time.monotonic_ns()
+            protocol.send_frame(sock, protocol.REQUEST, body)
+            kind, reply_body = protocol.recv_frame(sock)
+            t7 = time.monotonic_ns()
+            reply = protocol.parse_json(reply_body)
+            if kind == protocol.ERROR:
+                raise RuntimeError(f"server error: {reply.get('error')}")
+            t3, t4, t5, t6 = (int(reply[k]) for k in ("t_received", "t_dequeued", "t_decoded", "t_computed"))
+            stages = [ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4), ms(t4, t5), ms(t5, t6), ms(t6, t7)]
+            prediction, wire_bytes = int(reply["prediction"]), len(body) + protocol.HEADER.size
+        reference = self.references[index % len(self.references)]
+        return stages, {
+            "raw_bytes": int(activation.numel() * 4), "wire_bytes": wire_bytes,
+            **{name: round(value, 4) for name, value in zip(STAGES, stages, strict=True)},
+            "e2e_ms": round(sum(stages), 4), "label": "" if sample.label is None else sample.label,
+            "prediction": prediction, "correct": "" if sample.label is None else int(prediction == sample.label),
+            "agrees_with_reference": int(prediction == reference), "status": "ok"}
+
+    def probe(self, sock: socket.socket, policy) -> None:
+        """A PROBE_BYTES transfer between requests, to keep the bandwidth estimate fresh."""
+        sent = time.monotonic_ns()
+        protocol.send_frame(sock, protocol.PROBE, bytes(PROBE_BYTES))
+        kind, body = protocol.recv_frame(sock)
+        back = time.monotonic_ns()
+        reply = protocol.parse_json(body)
+        if kind != protocol.RESPONSE:
+            raise RuntimeError(f"server error: {reply.get('error')}")
+        received, replied = int(reply["t_received"]), int(reply["t_sent"])
+        policy.observe(PROBE_BYTES + protocol.HEADER.size, ms(sent, received), ms(replied, back),
+                       self.since_start_s(back))
+
     def run(self) -> int:
-        workload = self.config["workload"]
-        total, warmup = workload["requests"], workload.get("warmup", 0)
-        path = Path(self.config["csv"])
-        duration = workload.get("duration_s")  # optional: ends the run before `requests` when reached
-        measured_from = None
-        sock = None
-        with path.open("a", newline="") as f:
+        with Path(self.config["csv"]).open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=NAMES)
-            for index in range(total + warmup):
-                started = time.monotonic_ns()
-                if index == warmup:
-                    measured_from = started
-                if duration and measured_from and (started - measured_from) / 1e9 >= duration:
-                    break
-                try:
-                    sock = sock or self.connect()
-                    row = self.request(sock, index)
-                except (OSError, ConnectionError, RuntimeError, protocol.ProtocolError) as err:
-                    row = self.failed(index, f"{type(err).__name__}: {err}"[:200], started)
-                    if sock is not None:
-                        sock.close()
-                    sock = None
-                    time.sleep(min(1.0, workload.get("deadline_s", 10) / 10))
-                if index >= warmup:
-                    row["request_id"] = index - warmup
-                    writer.writerow(row)
-                    f.flush()
-                print(json.dumps({"done": index + 1, "of": total + warmup, "status": row["status"][:6]}),
-                      flush=True)
-                interval = workload.get("interval_s", 0)
-                if interval:
-                    time.sleep(max(0.0, interval - (time.monotonic_ns() - started) / 1e9))
+            for group in plan_groups(self.config["plans"]):
+                print(json.dumps({"ready": [plan["name"] for plan in group]}), flush=True)
+                command = sys.stdin.readline().split()
+                if len(command) != 2 or command[0] != "go":
+                    return 1
+                self.run_start_ns = int(command[1])
+                runs: list[PlanRun] = []
+                runs += [PlanRun(self, plan, runs) for plan in group]
+                order = random.Random(self.config.get("seed", 0))
+                while not all(run.done for run in runs):  # one plan alone, or several in turn
+                    # a fresh (seeded) order each round: no plan always follows the same other one
+                    # (a request that loads the server's cores leaves the caches cold for the next)
+                    for run in order.sample(runs, len(runs)):
+                        row = {} if run.done else run.step()
+                        if run.keep_last:
+                            writer.writerow(row)
+                            f.flush()
+                print(json.dumps({"finished": [run.summary() for run in runs]}), flush=True)
         return 0
+
+
+class PlanRun:
+    """One plan's requests, on its own connection, with its own policy (and bandwidth estimate)."""
+
+    def __init__(self, edge: Edge, plan: dict, group: list[PlanRun]):
+        self.edge, self.plan, self.group = edge, plan, group
+        self.workload = edge.config["workload"]
+        rate_at = edge.trace.rate_at if edge.trace else lambda t: edge.config.get("uplink_rate_bps") or 1e9
+        self.policy = make_policy(plan, edge.profile, rate_at, edge.config.get("one_way_ms", 0.0))
+        self.sock: socket.socket | None = None
+        self.index, self.probes = 0, 0
+        self.measured_from: int | None = None
+        self.done, self.keep_last = False, False
+
+    def step(self) -> dict:
+        """One request (after a probe, when the policy wants one); returns its row. keep_last says
+        whether the row is to be written (warm-up rows are not); done, whether the plan has ended."""
+        edge, workload, index = self.edge, self.workload, self.index
+        total, warmup = workload["requests"], workload.get("warmup", 0)
+        duration = workload.get("duration_s")  # optional: ends the plan before `requests` when reached
+        started = time.monotonic_ns()
+        if index == warmup:
+            self.measured_from = started
+        # plans taking turns share one clock: the duration runs from the first measured request of any
+        measured_from = min((run.measured_from for run in self.group if run.measured_from), default=None)
+        if index >= total + warmup or (duration and measured_from and (started - measured_from) / 1e9 >= duration):
+            self.done, self.keep_last = True, False
+            return {}
+        choice, wire_bytes = None, 0
+        try:
+            if self.sock is None:  # connected (and probed) before the request's clock starts
+                self.sock = edge.connect()
+            if self.policy.probe_due(edge.since_start_s(started)):
+                edge.probe(self.sock, self.policy)
+                self.probes += 1
+            started = time.monotonic_ns()
+            choice = self.policy.choose(edge.since_start_s(started))
+            stages, fields = edge.request(self.sock, index, choice.option, started)
+            wire_bytes = fields["wire_bytes"]
+            if choice.option.offloads:
+                self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()))
+            self.policy.observe_compute(choice.option, stages[0] + stages[1], stages[4] + stages[5])
+            row = edge.row(index, self.plan["name"], choice.option, started)
+            row.update(fields)
+        except (OSError, ConnectionError, RuntimeError, protocol.ProtocolError) as err:
+            option = choice.option if choice else Option(self.plan.get("split", ""), self.plan.get("codec", ""))
+            row = edge.row(index, self.plan["name"], option, started)
+            now = time.monotonic_ns()
+            row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {type(err).__name__}: {err}"[:200]})
+            self.policy.observe_failure(wire_bytes, ms(started, now), edge.since_start_s(now))
+            if self.sock is not None:
+                self.sock.close()
+            self.sock = None
+            time.sleep(min(1.0, workload.get("deadline_s", 10) / 10))
+        if choice is not None and choice.predicted_ms is not None:
+            row["predicted_ms"] = round(choice.predicted_ms, 4)
+        if choice is not None and choice.estimate_bps is not None:
+            row["estimate_mbps"] = round(choice.estimate_bps / 1e6, 4)
+        row["request_id"] = index - warmup
+        self.keep_last = index >= warmup
+        self.index += 1
+        print(json.dumps({"done": index + 1, "of": total + warmup, "status": row["status"][:6]}), flush=True)
+        interval = workload.get("interval_s", 0)
+        if interval:
+            time.sleep(max(0.0, interval - (time.monotonic_ns() - started) / 1e9))
+        return row
+
+    def summary(self) -> dict:
+        if self.sock is not None:
+            self.sock.close()
+        decisions = getattr(self.policy, "decision_ms", [])
+        return {"plan": self.plan["name"], "node": self.edge.node, "requests": self.index, "probes": self.probes,
+                "decision_ms_median": round(statistics.median(decisions), 4) if decisions else None,
+                "decision_ms_max": round(max(decisions), 4) if decisions else None}
 
 
 def main() -> int:

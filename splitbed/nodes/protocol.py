@@ -4,6 +4,7 @@
     REQUEST   body = u16 header length | header (UTF-8 JSON object, <= 4 KiB) | tensor wire message
     RESPONSE  body = JSON object (prediction and the server's stage timestamps)
     ERROR     body = JSON object {"error": "..."}
+    PROBE     body = filler bytes; answered with a RESPONSE {"t_received", "t_sent"} (bandwidth probes)
 
 A reader never allocates more than MAX_FRAME for a body, and any malformed frame raises
 ProtocolError, which the server answers with an ERROR frame before going on.
@@ -17,7 +18,7 @@ import struct
 
 MAGIC = b"SQ"
 VERSION = 1
-REQUEST, RESPONSE, ERROR = 1, 2, 3
+REQUEST, RESPONSE, ERROR, PROBE = 1, 2, 3, 4
 HEADER = struct.Struct(">2sBBI")
 MAX_FRAME = 64 << 20
 MAX_JSON = 4096
@@ -50,7 +51,7 @@ def recv_frame(sock: socket.socket) -> tuple[int, bytes]:
         raise ProtocolError(f"bad magic {magic!r}")
     if version != VERSION:
         raise ProtocolError(f"protocol version {version}, this build speaks {VERSION}")
-    if kind not in (REQUEST, RESPONSE, ERROR):
+    if kind not in (REQUEST, RESPONSE, ERROR, PROBE):
         raise ProtocolError(f"unknown frame type {kind}")
     if length > MAX_FRAME:
         raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")

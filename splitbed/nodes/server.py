@@ -56,9 +56,12 @@ class Server:
                 try:
                     kind, body = protocol.recv_frame(conn)
                     received_ns = time.monotonic_ns()
-                    if kind != protocol.REQUEST:
-                        raise protocol.ProtocolError(f"expected a request, got frame type {kind}")
-                    reply = self.answer(body, received_ns)
+                    if kind == protocol.PROBE:
+                        reply = {"t_received": received_ns}
+                    elif kind == protocol.REQUEST:
+                        reply = self.answer(body, received_ns)
+                    else:
+                        raise protocol.ProtocolError(f"expected a request or a probe, got frame type {kind}")
                     reply["t_sent"] = time.monotonic_ns()
                     protocol.send_frame(conn, protocol.RESPONSE, protocol.json_body(reply))
                 except (protocol.ProtocolError, WireFormatError, UserError) as err:

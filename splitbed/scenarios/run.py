@@ -9,6 +9,7 @@ Ctrl-C or a crash still runs the cleanup; the rows stay and the manifest says th
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -21,16 +22,18 @@ import torch
 from tqdm import tqdm
 
 from splitbed import __version__
+from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
 from splitbed.analysis.schema import NAMES
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.errors import UserError
 from splitbed.models import get_model
-from splitbed.models.datasets import calibration_samples
-from splitbed.nodes.calibration import CalibrationCache, calibrated
+from splitbed.models.datasets import batches, calibration_samples, load_dataset
+from splitbed.models.partition import EDGE_ONLY
+from splitbed.nodes.calibration import node_settings
 from splitbed.nodes.cgroups import CgroupManager
 from splitbed.nodes.devices import get_profile
-from splitbed.scenarios.schema import Scenario
+from splitbed.scenarios.schema import Scenario, plan_groups
 from splitbed.scenarios.traces import load_trace
 from splitbed.topologies.capabilities import probe
 from splitbed.topologies.links import LinkSpec
@@ -40,6 +43,7 @@ from splitbed.topologies.state import RunState
 
 REPO = Path(__file__).resolve().parents[2]
 PORT = 7700
+MAX_INPUTS = 128  # distinct inputs per run (requests beyond cycle): 77 MB of Lite0 inputs, in a 512 MB Pi Zero
 
 
 def link_spec(link: dict, trace_start_bps: float | None) -> LinkSpec:
@@ -75,8 +79,10 @@ class Run:
             raise UserError("this machine cannot run a scenario: " + "; ".join(self.caps.problems))
         self.model = get_model(data["model"])
         for plan in self.plans:
-            self.model.index(plan["split"])
-            get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
+            if plan.get("type", "fixed") == "fixed":
+                self.model.index(plan["split"])
+                if plan["split"] != EDGE_ONLY:
+                    get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
         self.edge_profile = get_profile(data["nodes"]["edge"]["device"])
         self.server_profile = get_profile(data["nodes"]["server"]["device"])
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -133,13 +139,13 @@ class Run:
         try:
             device = self.calibrate_device(cgroups)
             self.calibrate_codecs()
+            profile = self.aglop_profile(device, cgroups)
             self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
             network = EmulatedNetwork(self.network_spec, self.backend, state).start()
             server = self.start_server(network, cgroups, state)
             if self.scenario["capture"]:
                 captures = self.start_captures(network, state)
-            for plan in self.plans:
-                self.run_plan(plan, network, cgroups, state, device)
+            self.run_plans(network, cgroups, state, device, profile)
             status = "complete"
         except KeyboardInterrupt:
             status = "interrupted (Ctrl-C)"
@@ -188,15 +194,9 @@ class Run:
 
     def calibrate_device(self, cgroups: CgroupManager) -> dict:
         profile = self.edge_profile
-        if not profile.constrained:
-            result = {"device": profile.key, "quota_cores": None, "threads": os.cpu_count()}
-        else:
+        if profile.constrained:
             self.say(f"calibrating the CPU quota for {profile.name} (refined from this machine's cache)")
-            cal = calibrated(profile, cgroups, CalibrationCache())
-            if cal.warning:
-                raise UserError(cal.warning, fix="choose a slower device profile on this machine")
-            result = {"device": profile.key, "quota_cores": cal.quota_cores, "threads": cal.threads,
-                      "calibration": cal.__dict__}
+        result = node_settings(profile, cgroups)
         self.write_manifest(edge_device=result, memory_mb=profile.memory_mb)
         return result
 
@@ -204,11 +204,31 @@ class Run:
         store = CalibrationStore()
         inputs = None
         for plan in self.plans:
-            if plan["codec"] == "disc":
+            if plan.get("codec") == "disc":
                 if inputs is None:
                     inputs = torch.stack([s.tensor for s in calibration_samples(self.model)])
                 self.say(f"DISC calibration for {self.model.name} at {plan['split']} (cached)")
                 store.ensure(self.model, plan["split"], lambda batch=inputs: batch)
+
+    def aglop_profile(self, device: dict, cgroups: CgroupManager) -> Path | None:
+        """The planners' profile (sizes, losses, times on this device), when a plan re-plans."""
+        if all(plan.get("type", "fixed") == "fixed" for plan in self.plans):
+            return None
+        profile = build_profile(self.model, device, cgroups, say=self.say)
+        path = self.dir / "aglop-profile.json"
+        path.write_text(json.dumps(profile, indent=1))
+        return path
+
+    @torch.no_grad()
+    def references(self, count: int) -> list[int]:
+        """The uncompressed model's top-1 for the inputs the edges will send, computed here, outside
+        the nodes, so that the edges' emulated CPUs spend no time on it."""
+        samples = itertools.islice(load_dataset(self.scenario["dataset"], self.model, self.scenario["seed"]), count)
+        full = self.model.full()
+        out = []
+        for batch, _, _ in batches(samples, 32):
+            out += full(batch).argmax(1).tolist()
+        return out
 
     def python_in(self, network: EmulatedNetwork, host: str, module: str, *args: str) -> list[str]:
         return [*network.prefix(host), "env", f"PYTHONPATH={REPO}", "OMP_NUM_THREADS=1", sys.executable, "-m",
@@ -239,52 +259,93 @@ class Run:
             captures.append(process)
         return captures
 
-    def run_plan(self, plan: dict, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState,
-                 device: dict) -> None:
-        self.say(f"plan {plan['name']}: split {plan['split']}, codec {plan['codec']} {plan.get('params', {})}")
-        replayer = batch = None
-        uplink = network.directions.get("uplink")
-        if "uplink" in self.traces and uplink is not None and uplink.shaper is not None:
-            batch = TcBatch(uplink.sender.prefix)
-            replayer = TraceReplayer([uplink.shaper], [self.traces["uplink"]], batch)
+    def start_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
+                    profile: Path | None) -> list:
+        """One edge program per edge node, in its cgroups; each runs every plan in turn."""
+        uplink = self.scenario["links"].get("uplink", {})
+        count = self.workload["requests"] + self.workload["warmup"]
+        references = self.references(min(count, MAX_INPUTS))
         edges = []
+        for name in network.edge_names:
+            config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
+                      "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plans": self.plans,
+                      "workload": self.workload, "csv": str(self.dir / "requests.csv"),
+                      "trace": {"path": uplink["trace"], "scale": uplink.get("trace_scale", 1.0),
+                                "offset_s": uplink.get("trace_offset_s", 0.0)} if "trace" in uplink else None,
+                      "one_way_ms": uplink.get("delay_ms", 0.0),
+                      "uplink_rate_bps": uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None, "profile": str(profile) if profile else None,
+                      "threads": device["threads"] or 1, "max_inputs": len(references), "references": references}
+            path = self.dir / f"edge-{name}.json"
+            path.write_text(json.dumps(config))
+            group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)
+            if device["quota_cores"]:  # with the period it was calibrated at: throttling depends on it
+                group.set_cpu(device["quota_cores"], device["period_us"])
+            if self.edge_profile.memory_mb:
+                group.set_memory(self.edge_profile.memory_mb << 20)
+            argv = self.python_in(network, name, "splitbed.nodes.edge", "--config", str(path), "--node", name)
+            process = group.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            state.process(process.pid)
+            edges.append(process)
+        return edges
+
+    def run_plans(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
+                  profile: Path | None) -> None:
+        """Every plan on the same trace: the replay restarts from its beginning when all edges are ready."""
+        edges = self.start_edges(network, cgroups, state, device, profile)
+        uplink = network.directions.get("uplink")
+        finished = []
         try:
-            run_start = replayer.start() if replayer else time.monotonic()
-            self.write_manifest(run_start_ns={**self.manifest.get("run_start_ns", {}),
-                                              plan["name"]: int(run_start * 1e9)})
-            for name in network.edge_names:
-                config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
-                          "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plan": plan,
-                          "method": plan["name"], "workload": self.workload, "csv": str(self.dir / "requests.csv"),
-                          "trace": self.scenario["links"].get("uplink", {}).get("trace"),
-                          "threads": device["threads"] or 1, "run_start_ns": int(run_start * 1e9),
-                          "max_inputs": self.workload["requests"] + self.workload["warmup"]}
-                path = self.dir / f"edge-{name}-{plan['name']}.json"
-                path.write_text(json.dumps(config))
-                group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)
-                if device["quota_cores"]:
-                    group.set_cpu(device["quota_cores"])
-                if self.edge_profile.memory_mb:
-                    group.set_memory(self.edge_profile.memory_mb << 20)
-                argv = self.python_in(network, name, "splitbed.nodes.edge", "--config", str(path), "--node", name)
-                process = group.popen(argv, stdout=subprocess.PIPE, text=True)
-                state.process(process.pid)
-                edges.append(process)
-            total = len(edges) * (self.workload["requests"] + self.workload["warmup"])
-            with tqdm(total=total, desc=plan["name"], unit="req", disable=self.quiet) as bar:
+            for group in plan_groups(self.plans):
                 for process in edges:
-                    for _line in process.stdout:
-                        bar.update(1)
-                    process.wait()
+                    self.expect(process, "ready")
+                label = "+".join(plan["name"] for plan in group)
+                for plan in group:
+                    self.say(f"plan {plan['name']}: " + (
+                        f"split {plan['split']}, codec {plan.get('codec', '-')} {plan.get('params', {})}"
+                        if plan.get("type", "fixed") == "fixed" else f"{plan['type']} (re-planned per request)")
+                        + (" (in turn with the others of its group)" if len(group) > 1 else ""))
+                replayer = batch = None
+                if "uplink" in self.traces and uplink is not None and uplink.shaper is not None:
+                    batch = TcBatch(uplink.sender.prefix)
+                    replayer = TraceReplayer([uplink.shaper], [self.traces["uplink"]], batch)
+                try:
+                    run_start = replayer.start() if replayer else time.monotonic()
+                    self.write_manifest(run_start_ns={**self.manifest.get("run_start_ns", {}),
+                                                      **{plan["name"]: int(run_start * 1e9) for plan in group}})
+                    for process in edges:
+                        process.stdin.write(f"go {int(run_start * 1e9)}\n")
+                        process.stdin.flush()
+                    total = len(edges) * len(group) * (self.workload["requests"] + self.workload["warmup"])
+                    with tqdm(total=total, desc=label, unit="req", disable=self.quiet) as bar:
+                        for process in edges:
+                            finished += self.expect(process, "finished", bar.update)
+                finally:
+                    if replayer:
+                        replayer.stop()
+                        self.write_manifest(**{f"trace_applied_{label}": replayer.applied[:2000]})
+                    if batch:
+                        batch.close()
+                self.write_manifest(edge_plans=finished)
+            for process in edges:
+                process.stdin.close()
+                process.wait(30)
         finally:
             for process in edges:
                 if process.poll() is None:
                     process.terminate()
-            if replayer:
-                replayer.stop()
-                self.write_manifest(**{f"trace_applied_{plan['name']}": replayer.applied[:2000]})
-            if batch:
-                batch.close()
+
+    @staticmethod
+    def expect(process, key: str, progress=lambda n: None):
+        """Read the edge program's JSON lines until one has `key`; progress lines advance the bar."""
+        for line in process.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if key in message:
+                return message[key]
+            progress(1)
+        raise RuntimeError(f"an edge program stopped (exit {process.wait()}) before saying {key!r}")
 
 
 def run_scenario(scenario: Scenario, quick: bool = False, quiet: bool = False) -> Path:

@@ -19,7 +19,9 @@ NUMBER = (int, float)
 
 LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct": NUMBER,
         "queue_packets": int, "trace": str, "trace_scale": NUMBER, "trace_offset_s": NUMBER}
-PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict}
+PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
+        "hysteresis_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool}
+PLAN_TYPES = ("fixed", "aglop", "neurosurgeon", "oracle")
 SCHEMA = {
     "name": str,
     "topology": {"kind": str, "edges": int},
@@ -58,6 +60,19 @@ class Scenario:
 
     def __getitem__(self, key):
         return self.data[key]
+
+
+def plan_groups(plans: list[dict]) -> list[list[dict]]:
+    """Plans in the order they run: consecutive plans with interleave: true share one trace replay and
+    take turns request by request (so they meet the same moments of the trace and of the host's
+    speed); every other plan gets a replay of its own."""
+    groups: list[list[dict]] = []
+    for plan in plans:
+        if plan.get("interleave") and groups and groups[-1][-1].get("interleave"):
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return groups
 
 
 def type_name(expected) -> str:
@@ -174,10 +189,22 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
                      "give a path relative to the scenario file or the repository")
             link["trace"] = str(resolved.resolve())
     for field, plan in [("plan", data["plan"])] + [(f"baselines[{i}]", p) for i, p in enumerate(data["baselines"])]:
-        if plan.get("type", "fixed") != "fixed":
-            fail(f"{field}.type" if field == "plan" else "baselines",
-                 f"plan type {plan.get('type')!r} is not available yet (AGLOP lands with its issue)",
-                 "use type: fixed with split, codec and params")
-        for key in ("split", "codec"):
-            if key not in plan:
-                fail(field if field == "plan" else "baselines", f"a fixed plan needs {key!r}")
+        where = f"{field}.type" if field == "plan" else "baselines"
+        kind = plan.get("type", "fixed")
+        if kind not in PLAN_TYPES:
+            close = difflib.get_close_matches(kind, PLAN_TYPES, n=1)
+            fail(where, f"unknown plan type {kind!r}", f"did you mean {close[0]!r}?" if close
+                 else f"one of: {', '.join(PLAN_TYPES)}")
+        if kind == "fixed":
+            for key in ("split", "codec"):
+                if key not in plan and not (key == "codec" and plan.get("split") == "edge-only"):
+                    fail(field if field == "plan" else "baselines", f"a fixed plan needs {key!r}")
+        else:
+            for key in ("split", "codec", "params"):
+                if key in plan:
+                    fail(where, f"a {kind} plan chooses {key!r} itself", f"remove {key!r} or use type: fixed")
+        for key in ("budget_pts", "probe_interval_s"):
+            if plan.get(key, 1) <= 0:
+                fail(where, f"{key} must be positive, got {plan[key]}")
+        if plan.get("hysteresis_pct", 0) < 0:
+            fail(where, f"hysteresis_pct must be >= 0, got {plan['hysteresis_pct']}")

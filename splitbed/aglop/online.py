@@ -1,0 +1,153 @@
+"""Plans as the edge runs them: fixed, or re-planned per request from a bandwidth estimate.
+
+The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracle reads the trace):
+- a sample is one transfer of at least MIN_SAMPLE_BYTES (a request or a probe): its wire bits over
+  the time its bytes spent on the link, uplink_ms minus the one-way delay;
+- the one-way delay is the smallest recent downlink time: replies are a few hundred bytes, so their
+  time is nearly all delay (this assumes the two directions have the same delay);
+- the estimate is the total bits over the total time of the last WINDOW samples: a byte-weighted
+  harmonic mean, as rate-based video adaptation uses. Only transfer time enters, never the wall
+  clock between requests, so idle gaps do not dilute it;
+- a request that fails (timeout, reset) is a sample of zero bits over the time waited: an outage
+  pulls the estimate down at once;
+- small requests (DISC messages are often ~1-2 KB) say little about the rate (a shaper lets the first
+  packets through at line rate), and edge-only requests send nothing: when no sample is younger than
+  probe_interval_s, the edge sends a PROBE_BYTES probe between requests (outside any request's
+  latency). Probes are the cost of knowing the link; they are counted in the manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from splitbed.aglop.planner import Planner, wire_bits
+from splitbed.aglop.profile import Option, load_options
+from splitbed.models.partition import EDGE_ONLY
+
+WINDOW = 5
+MIN_SAMPLE_BYTES = 8192
+PROBE_BYTES = 16384
+DELAY_WINDOW = 20
+
+
+class BandwidthEstimator:
+    def __init__(self, window: int = WINDOW):
+        self.samples: deque[tuple[float, float]] = deque(maxlen=window)  # (bits, seconds on the link)
+        self.delays: deque[float] = deque(maxlen=DELAY_WINDOW)
+        self.last_sample_s: float | None = None
+
+    def one_way_ms(self) -> float:
+        return min(self.delays) if self.delays else 0.0
+
+    def rate_bps(self) -> float | None:
+        if not self.samples:
+            return None
+        bits = sum(b for b, _ in self.samples)
+        seconds = sum(s for _, s in self.samples)
+        return bits / max(seconds, 1e-4)
+
+    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
+        self.delays.append(downlink_ms)
+        if message_bytes >= MIN_SAMPLE_BYTES:
+            on_link_s = max(uplink_ms - self.one_way_ms(), 0.5) / 1e3
+            self.samples.append((float(wire_bits(message_bytes)), on_link_s))
+            self.last_sample_s = now_s
+
+    def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
+        self.samples.append((float(wire_bits(message_bytes)), max(waited_ms, 1.0) / 1e3))
+        self.last_sample_s = now_s
+
+
+@dataclass
+class Choice:
+    option: Option
+    predicted_ms: float | None = None
+    estimate_bps: float | None = None
+
+
+class FixedPolicy:
+    """The same option for every request (fixed plans and the fixed baselines)."""
+
+    def __init__(self, option: Option):
+        self.option = option
+
+    def choose(self, now_s: float) -> Choice:
+        return Choice(self.option)
+
+    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
+        pass
+
+    def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
+        pass
+
+    def observe_compute(self, option: Option, edge_ms: float, server_ms: float) -> None:
+        """What the answered request's compute took on the edge (head, encode) and the server."""
+        planner = getattr(self, "planner", None)
+        if planner is not None:
+            planner.observe_compute(option, edge_ms, server_ms)
+
+    def probe_due(self, now_s: float) -> bool:
+        return False
+
+
+class EstimatingPolicy(FixedPolicy):
+    """AGLOP (all options within the budget, with hysteresis) or Neurosurgeon (raw fp32 only):
+    re-planned before every request from the estimator."""
+
+    def __init__(self, planner: Planner, probe_interval_s: float):
+        self.planner, self.probe_interval_s = planner, probe_interval_s
+        self.estimator = BandwidthEstimator()
+        self.decision_ms: list[float] = []
+
+    def choose(self, now_s: float) -> Choice:
+        started = time.perf_counter_ns()
+        rate = self.estimator.rate_bps() or 1e6  # only before the first probe has answered
+        decision = self.planner.choose(rate, self.estimator.one_way_ms())
+        self.decision_ms.append((time.perf_counter_ns() - started) / 1e6)
+        return Choice(decision.option, decision.predicted_ms, rate)
+
+    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
+        self.estimator.observe(message_bytes, uplink_ms, downlink_ms, now_s)
+
+    def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
+        self.estimator.observe_failure(message_bytes, waited_ms, now_s)
+
+    def probe_due(self, now_s: float) -> bool:
+        last = self.estimator.last_sample_s
+        return last is None or now_s - last >= self.probe_interval_s
+
+
+class OraclePolicy(FixedPolicy):
+    """Knows the trace and the link's delay: the same planner fed the true rate at send time.
+    An upper bound for any estimator, not a method a device could run."""
+
+    def __init__(self, planner: Planner, rate_at, one_way_ms: float):
+        self.planner, self.rate_at, self.one_way = planner, rate_at, one_way_ms
+
+    def choose(self, now_s: float) -> Choice:
+        rate = float(self.rate_at(now_s))
+        decision = self.planner.choose(max(rate, 1.0), self.one_way)
+        return Choice(decision.option, decision.predicted_ms, rate)
+
+
+METHODS = ("aglop", "neurosurgeon", "oracle")
+
+
+def make_policy(plan: dict, profile: dict | None, rate_at=None, one_way_ms: float = 0.0):
+    """The policy a plan dict (as validated by the scenario schema) asks for; rate_at(t) and
+    one_way_ms are the link's truth, for the oracle only."""
+    kind = plan.get("type", "fixed")
+    if kind == "fixed":
+        return FixedPolicy(Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"],
+                                  plan.get("params", {})))
+    options = load_options(profile)
+    budget = plan.get("budget_pts", 1.0)
+    if kind == "neurosurgeon":
+        planner = Planner([o for o in options if o.codec in ("raw", "")], budget)
+        return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
+    planner = Planner(options, budget, plan.get("hysteresis_pct", 10.0) if kind == "aglop" else 0.0)
+    if kind == "aglop":
+        return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
+    return OraclePolicy(planner, rate_at, one_way_ms)

@@ -1,0 +1,207 @@
+"""AGLOP's inputs: for every option (split point, codec setting), what it costs and what it loses.
+
+Two tables, both cached under ~/.cache/splitbed/aglop/ and rebuilt on request:
+- the codec table, the same on every machine: wire bytes (mean and p90) and the top-1 agreement drop
+  against the uncompressed model over the evaluation photo views (never the DISC calibration photos);
+- the timing table per (model, edge device, machine): head and encode ms measured inside a cgroup at the
+  device's calibrated quota (splitbed.aglop.measure), decode and tail ms on the server node's cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splitbed.codecs import CalibrationStore, get_codec
+from splitbed.codecs.evaluation import measure, scores
+from splitbed.models.datasets import calibration_samples, evaluation_samples
+from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
+from splitbed.nodes.calibration import machine_key
+
+TABLE_VERSION = 1
+DISC_STEPS = (0.15, 0.2, 0.3, 0.5)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
+JPEG_QUALITIES = (75, 85, 95)  # server-only: the input image as a JPEG
+MAX_EVALUATION_ITEMS = 1000
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Option:
+    """One thing the edge can do with a request: cut at `split`, send with `codec` and `params`."""
+
+    split: str
+    codec: str  # "" for edge-only: nothing is sent
+    params: dict = field(default_factory=dict)
+    bytes_mean: float = 0.0  # codec message bytes (the protocol header comes on top)
+    bytes_p90: float = 0.0
+    drop_pts: float = 0.0  # top-1 agreement drop against the uncompressed model, points
+    head_ms: float = 0.0  # on the emulated edge device
+    encode_ms: float = 0.0  # on the emulated edge device
+    decode_ms: float = 0.0  # on the server
+    tail_ms: float = 0.0  # on the server
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Option:
+        return cls(**data)
+
+    @property
+    def key(self) -> str:
+        return f"{self.split}|{self.codec}|{json.dumps(self.params, sort_keys=True)}"
+
+    @property
+    def offloads(self) -> bool:
+        return self.split != EDGE_ONLY
+
+
+def candidate_options(model: SplitModel) -> list[Option]:
+    """The discrete space: raw fp32 at every split (Neurosurgeon's space), the input image as JPEG,
+    DISC wherever the activation is smaller than the input (elsewhere server-only is never worse),
+    and edge-only."""
+    input_values = int(np.prod(model.input_shape))
+    rgb = model.input_shape[0] == 3
+    options = [Option(SERVER_ONLY, "raw")]
+    options += [Option(SERVER_ONLY, "jpeg", {"quality": q, "rgb": rgb}) for q in JPEG_QUALITIES]
+    with torch.no_grad():
+        shapes = {k: v.shape[1:] for k, v in model.activations(torch.zeros(1, *model.input_shape)).items()}
+    for split in model.split_points[1:-1]:
+        options.append(Option(split, "raw"))
+        if int(np.prod(shapes[split])) < input_values:
+            options += [Option(split, "disc", {"step": s, "alpha": 1.0}) for s in DISC_STEPS]
+    options.append(Option(EDGE_ONLY, ""))
+    return options
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed")) / "aglop"
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def ensure_calibrations(model: SplitModel, options: list[Option], store: CalibrationStore, say=print) -> str:
+    """Fit the DISC calibrations the options need; return a digest of them (the codec table's key)."""
+    inputs = None
+    prints = []
+    for split in dict.fromkeys(o.split for o in options if o.codec == "disc"):
+        if not store.path(model.name, split).exists():
+            if inputs is None:
+                inputs = torch.stack([s.tensor for s in calibration_samples(model)])
+            say(f"DISC calibration for {model.name} at {split} (once, cached)")
+        prints.append(store.ensure(model, split, lambda batch=inputs: batch).fingerprint)
+    text = json.dumps([TABLE_VERSION, [o.key for o in options], prints])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@torch.no_grad()
+def codec_table(model: SplitModel, options: list[Option], store: CalibrationStore, rebuild: bool = False,
+                say=print) -> dict[str, dict]:
+    """option key -> {bytes_mean, bytes_p90, drop_pts, n_items}; measured once, cached by digest."""
+    digest = ensure_calibrations(model, options, store, say)
+    path = cache_dir() / f"codecs-{model.name.replace('/', '_')}-{digest}.json"
+    if path.exists() and not rebuild:
+        return json.loads(path.read_text())["options"]
+    say(f"measuring sizes and accuracy of {len(options)} options for {model.name} (once, cached)")
+    samples = list(evaluation_samples(model))[:MAX_EVALUATION_ITEMS]
+    inputs = torch.stack([s.tensor for s in samples])
+    labels = np.full(len(samples), -1)
+    full = model.full()
+    reference = torch.cat([full(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).argmax(1).numpy()
+    table = {}
+    for split in dict.fromkeys(o.split for o in options):
+        here = [o for o in options if o.split == split]
+        lossy = [o for o in here if o.codec not in ("", "raw")]
+        head, tail = model.head(split), model.tail(split)
+        acts = None
+        if lossy:
+            acts = torch.cat([head(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).numpy()
+        for option in here:
+            if option.codec == "":
+                table[option.key] = {"bytes_mean": 0.0, "bytes_p90": 0.0, "drop_pts": 0.0, "n_items": len(samples)}
+                continue
+            if option.codec == "raw":  # lossless: its size is fixed and it changes no prediction
+                size = len(get_codec("raw").encode(head(inputs[:1])))
+                table[option.key] = {"bytes_mean": size, "bytes_p90": size, "drop_pts": 0.0, "n_items": len(samples)}
+                continue
+            extra = {"calibration": store.get(model.name, split)} if option.codec == "disc" else {}
+            rebuilt, row = measure(get_codec(option.codec, **option.params, **extra), acts, store, timing_items=1)
+            out = torch.cat([tail(torch.from_numpy(rebuilt[i : i + 64])) for i in range(0, len(rebuilt), 64)])
+            drop, _ = scores(out.argmax(1).numpy(), reference, labels)
+            table[option.key] = {"bytes_mean": row["wire_bytes"], "bytes_p90": row["wire_bytes_p90"],
+                                 "drop_pts": drop, "n_items": len(samples)}
+    write_json(path, {"model": model.name, "version": TABLE_VERSION, "options": table})
+    return table
+
+
+def measure_times(side: str, model: SplitModel, options: list[Option], threads: int, group=None) -> dict:
+    """Run splitbed.aglop.measure for one side: inside `group` (the edge, at its quota) or free (server)."""
+    spec = cache_dir() / f"options-{os.getpid()}.json"
+    write_json(spec, [asdict(o) for o in options])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
+    argv = [sys.executable, "-m", "splitbed.aglop.measure", side, "--model", model.name, "--threads", str(threads),
+            "--options", str(spec)]
+    try:
+        with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                              cwd=REPO) as process:
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the {side} timing program did not start")
+            if group is not None:
+                group.add(process.pid)
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            line = process.stdout.readline()
+            process.stdin.close()
+            if process.wait(60) != 0 or not line:
+                raise RuntimeError(f"the {side} timing program failed (exit {process.returncode})")
+            return json.loads(line)
+    finally:
+        spec.unlink(missing_ok=True)
+
+
+def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationStore | None = None,
+                  rebuild: bool = False, say=print) -> dict:
+    """The full profile for this model on this calibrated edge device (the runner's device dict:
+    device, quota_cores, threads): options with sizes, losses and times. Cached per machine."""
+    store = store or CalibrationStore()
+    options = candidate_options(model)
+    table = codec_table(model, options, store, rebuild, say)
+    path = cache_dir() / f"times-{model.name.replace('/', '_')}-{device['device']}-{machine_key()}.json"
+    times = None if rebuild or not path.exists() else json.loads(path.read_text())
+    if times is None or times.get("keys") != [o.key for o in options]:
+        say(f"timing every split and codec on {device['device']} and on the server (once, cached)")
+        group = None
+        if device.get("quota_cores"):
+            group = cgroups.create("aglop-profile")
+            group.set_cpu(device["quota_cores"], device["period_us"])
+        try:
+            edge = measure_times("edge", model, options, device.get("threads") or 1, group)
+        finally:
+            if group is not None:
+                cgroups.discard(group)
+        server = measure_times("server", model, options, os.cpu_count() or 1)
+        times = {"keys": [o.key for o in options], "device": device, "edge": edge, "server": server}
+        write_json(path, times)
+    for option in options:
+        entry = table[option.key]
+        option.bytes_mean, option.bytes_p90, option.drop_pts = (entry[k] for k in ("bytes_mean", "bytes_p90", "drop_pts"))
+        option.head_ms = times["edge"]["head_ms"][option.split]
+        option.encode_ms = times["edge"]["encode_ms"].get(option.key, 0.0)
+        option.decode_ms = times["server"]["decode_ms"].get(option.key, 0.0)
+        option.tail_ms = times["server"]["tail_ms"][option.split] if option.offloads else 0.0
+    return {"model": model.name, "device": device["device"], "machine": machine_key(),
+            "timed_with": times["device"], "options": [asdict(o) for o in options]}
+
+
+def load_options(profile: dict) -> list[Option]:
+    return [Option.from_dict(o) for o in profile["options"]]

@@ -1,0 +1,201 @@
+import csv
+import itertools
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from splitbed.aglop.online import (
+    MIN_SAMPLE_BYTES,
+    BandwidthEstimator,
+    EstimatingPolicy,
+    OraclePolicy,
+    make_policy,
+)
+from splitbed.aglop.planner import LatencyModel, Planner, wire_bits
+from splitbed.aglop.profile import Option
+from splitbed.errors import UserError
+from splitbed.scenarios.schema import load_scenario
+from tests.conftest import REPO
+
+
+def synthetic_options(seed: int, count: int = 40) -> list[Option]:
+    rng = random.Random(seed)
+    options = [Option("edge-only", "", {}, head_ms=rng.uniform(20, 200))]
+    for i in range(count):
+        options.append(Option(f"s{i % 8}", rng.choice(["raw", "disc"]), {"step": i}, bytes_mean=rng.uniform(200, 2e6),
+                              drop_pts=rng.choice([0.0, 0.5, 0.9, 1.0, 3.0]), head_ms=rng.uniform(0, 150),
+                              encode_ms=rng.uniform(0, 5), decode_ms=rng.uniform(0, 3), tail_ms=rng.uniform(1, 30)))
+    return options
+
+
+def brute_force(options, rate_bps, one_way_ms, budget):
+    def e2e(o):
+        if not o.offloads:
+            return o.head_ms
+        payload = o.bytes_mean + 80
+        bits = 8 * (payload + 66 * -(-payload // 1448))
+        return o.head_ms + o.encode_ms + bits / rate_bps * 1e3 + 2 * one_way_ms + o.decode_ms + o.tail_ms
+    allowed = [o for o in options if o.drop_pts < budget]
+    return min(allowed, key=e2e), min(map(e2e, allowed))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_search_is_exact_and_respects_the_accuracy_budget(seed):
+    options = synthetic_options(seed)
+    for rate, delay, budget in itertools.product((2e5, 1e6, 5e6, 1e8), (0, 20, 80), (0.5, 1.0, 5.0)):
+        decision = Planner(options, budget).choose(rate, delay)
+        best, best_ms = brute_force(options, rate, delay, budget)
+        assert decision.predicted_ms == pytest.approx(best_ms)
+        assert decision.option.drop_pts < budget
+        assert decision.option is best
+
+
+def test_wire_bits_count_the_headers_of_every_segment():
+    # 1368 B of message + 80 B protocol = one full 1448 B segment; one byte more needs a second one
+    assert wire_bits(1368) == 8 * (1448 + 66)
+    assert wire_bits(1369) == 8 * (1449 + 2 * 66)
+
+
+def test_slow_links_make_the_planner_stay_on_the_device_and_fast_links_offload():
+    options = [Option("edge-only", "", head_ms=100),
+               Option("block5", "disc", {"step": 0.3}, bytes_mean=1500, head_ms=30, encode_ms=2, decode_ms=1, tail_ms=8)]
+    model = LatencyModel(options)
+    fast, slow = model.predict(10e6, 10), model.predict(0.1e6, 10)
+    assert fast[1] < fast[0] and slow[0] < slow[1]
+    planner = Planner(options)
+    assert planner.choose(10e6, 10).option.split == "block5"
+    assert planner.choose(0.1e6, 10).option.split == "edge-only"
+
+
+def test_hysteresis_keeps_the_plan_through_estimate_noise_and_follows_a_real_change():
+    options = [Option("edge-only", "", head_ms=73.5),
+               Option("block5", "disc", bytes_mean=3000, head_ms=25, encode_ms=2, decode_ms=1, tail_ms=8)]
+    # break-even near 1.5 Mbit/s with 10 ms each way: noise of +-10% around it must not flap the plan
+    rng = np.random.default_rng(0)
+    calm, jumpy = Planner(options, hysteresis_pct=10), Planner(options, hysteresis_pct=0)
+    calm_choices, jumpy_choices = [], []
+    for rate in 1.5e6 * (1 + 0.1 * rng.standard_normal(200)):
+        calm_choices.append(calm.choose(rate, 10).option.split)
+        jumpy_choices.append(jumpy.choose(rate, 10).option.split)
+    def switches(choices):
+        return sum(a != b for a, b in itertools.pairwise(choices))
+    assert switches(calm_choices) < switches(jumpy_choices) / 4
+    assert calm.choose(20e6, 10).option.split == "block5" and calm.choose(0.2e6, 10).option.split == "edge-only"
+
+
+def test_estimator_ignores_idle_time_and_small_messages_and_drops_on_a_failure():
+    est = BandwidthEstimator()
+    assert est.rate_bps() is None
+    # 20 KB that spent 20 ms + 10 ms delay on the link at 8 Mbit/s, ... then a minute of silence
+    for now in (0.0, 0.1, 60.0):
+        est.observe(20000, 10 + wire_bits(20000) / 8e6 * 1e3, 10.0, now)
+    assert est.one_way_ms() == 10.0
+    assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
+    est.observe(MIN_SAMPLE_BYTES - 1, 10.01, 10.0, 61.0)  # too small to say anything about the rate
+    assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
+    est.observe_failure(0, 10_000, 71.0)  # an outage: 10 s and nothing through
+    assert est.rate_bps() < 8e6 * 0.1
+
+
+def test_estimating_policy_probes_when_its_estimate_is_old():
+    policy = EstimatingPolicy(Planner([Option("edge-only", "", head_ms=10)]), probe_interval_s=1.0)
+    assert policy.probe_due(0.0)  # nothing measured yet
+    policy.observe(20000, 30, 10, 5.0)
+    assert not policy.probe_due(5.5) and policy.probe_due(6.1)
+
+
+def test_oracle_and_neurosurgeon_plans():
+    profile = {"options": [vars(o) for o in (
+        Option("edge-only", "", head_ms=100),
+        Option("server-only", "raw", bytes_mean=600_000, tail_ms=20),
+        Option("block5", "raw", bytes_mean=80_000, head_ms=30, tail_ms=8),
+        Option("block5", "disc", {"step": 0.3}, bytes_mean=1500, drop_pts=0.4, head_ms=30, encode_ms=2, tail_ms=8))]}
+    oracle = make_policy({"type": "oracle"}, profile, rate_at=lambda t: 50e6 if t < 10 else 0.1e6, one_way_ms=5)
+    assert isinstance(oracle, OraclePolicy)
+    assert oracle.choose(1.0).option.codec == "disc" and oracle.choose(11.0).option.split == "edge-only"
+    neurosurgeon = make_policy({"type": "neurosurgeon"}, profile)
+    assert all(o.codec in ("raw", "") for o in neurosurgeon.planner.allowed)
+    strict = make_policy({"type": "aglop", "budget_pts": 0.1}, profile)
+    assert all(o.drop_pts < 0.1 for o in strict.planner.allowed)
+
+
+def test_scenario_plan_types(tmp_path):
+    base = "model: efficientnet_lite0\nplan: {plan}\n"
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(base.format(plan="{type: aglop, budget_pts: 0.5, hysteresis_pct: 5}")
+                  + "baselines: [{type: oracle}, {type: neurosurgeon}, {type: fixed, split: edge-only}]\n")
+    scenario = load_scenario(ok)
+    assert scenario["plan"]["type"] == "aglop" and len(scenario["baselines"]) == 3
+    for plan, message in [("{type: aglpo}", "did you mean 'aglop'"), ("{type: aglop, split: block5}", "chooses 'split'"),
+                          ("{type: aglop, budget_pts: 0}", "budget_pts must be positive"),
+                          ("{type: fixed, split: block5}", "needs 'codec'")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(base.format(plan=plan))
+        with pytest.raises(UserError) as err:
+            load_scenario(bad)
+        assert message in err.value.render() and "bad.yaml:2" in err.value.render()
+
+
+AGLOP_SCENARIO = """name: replan
+topology: {{kind: single, edges: 1}}
+nodes: {{edge: {{device: pi_zero_2w}}, server: {{device: server}}}}
+links:
+  uplink: {{trace: {trace}, delay_ms: 5, queue_packets: 100}}
+  downlink: {{rate_mbit: 10, delay_ms: 5}}
+model: efficientnet_lite0
+dataset: imagenet-samples
+workload: {{requests: 10000, warmup: 0, deadline_s: 10, duration_s: 14}}
+plan: {{name: aglop, type: aglop}}
+baselines: [{{name: oracle, type: oracle}}]
+output: {output}
+"""
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+@pytest.mark.slow
+def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses(tmp_path):
+    trace = tmp_path / "drop.trace"  # Pensieve format: 20 Mbit/s for 6 s, then 0.3 Mbit/s
+    trace.write_text("".join(f"{t} {20 if t < 6 else 0.3}\n" for t in range(30)))
+    scenario = tmp_path / "replan.yaml"
+    scenario.write_text(AGLOP_SCENARIO.format(trace=trace, output=tmp_path / "results"))
+    done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), str(scenario), "--quiet"],
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr
+    run_dir = next((tmp_path / "results").glob("replan-*"))
+    with (run_dir / "requests.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+    for method in ("aglop", "oracle"):
+        mine = [r for r in rows if r["method"] == method]
+        early = [r for r in mine if float(r["start_s"]) < 5]
+        late = [r for r in mine if float(r["start_s"]) > 9]
+        assert early and late, method
+        # a Pi Zero 2 W (145 ms for Lite0) gains by offloading at 20 Mbit/s and 5 ms; at 0.3 Mbit/s it cannot
+        assert sum(r["split"] != "edge-only" for r in early) >= 0.8 * len(early), method
+        assert sum(r["split"] == "edge-only" for r in late) >= 0.8 * len(late), method
+        assert all(r["predicted_ms"] and r["estimate_mbps"] for r in mine)
+        assert sum(int(r["agrees_with_reference"]) for r in mine) >= 0.95 * len(mine)
+    aglop = [r for r in rows if r["method"] == "aglop"]
+    assert all(float(r["estimate_mbps"]) > 5 for r in aglop if 2 < float(r["start_s"]) < 5)
+    assert all(float(r["estimate_mbps"]) < 1 for r in aglop if float(r["start_s"]) > 9)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [p["plan"] for p in manifest["edge_plans"]] == ["aglop", "oracle"]
+    assert (run_dir / "aglop-profile.json").exists()
+
+
+def test_the_planner_follows_compute_drift_seen_in_answered_requests():
+    local = Option("edge-only", "", head_ms=100)
+    offload = Option("block5", "disc", bytes_mean=1500, head_ms=30, encode_ms=2, decode_ms=1, tail_ms=8)
+    planner = Planner([local, offload])
+    assert planner.choose(1e6, 40).option is local  # 100 ms here vs 30 + 2 + 13 + 80 + 9 = 134 ms there
+    for _ in range(20):  # the edge turns out twice as slow as profiled (the host's speed drifted)
+        planner.observe_compute(local, 200.0, 0.0)
+    assert planner.edge_scale == pytest.approx(2.0, rel=0.02)
+    decision = planner.choose(1e6, 40)
+    assert decision.option is offload and decision.predicted_ms == pytest.approx(2 * 32 + 13.5 + 80 + 9, abs=1)
+    planner.observe_compute(Option("stem", "raw", head_ms=1), 50.0, 0.0)  # too short to say anything
+    assert planner.edge_scale == pytest.approx(2.0, rel=0.02)
