@@ -14,7 +14,7 @@ import pytest
 from splitbed.analysis.schema import NAMES, STAGES
 from splitbed.errors import UserError
 from splitbed.nodes import protocol
-from splitbed.scenarios.schema import load_scenario
+from splitbed.scenarios.schema import PLAN_TYPES, load_scenario
 from tests.conftest import REPO
 
 RUN = [sys.executable, str(REPO / "run_scenario.py")]
@@ -48,7 +48,9 @@ def our_processes_and_namespaces() -> tuple[str, str]:
 @pytest.mark.parametrize("all_scenarios", sorted((REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_scenarios_validate(all_scenarios):
     scenario = load_scenario(all_scenarios)
-    assert scenario["plan"]["split"]
+    for plan in [scenario["plan"], *scenario["baselines"]]:
+        assert plan.get("type", "fixed") in PLAN_TYPES
+        assert plan["split"] if plan.get("type", "fixed") == "fixed" else "split" not in plan
 
 
 def test_misspelt_key_exits_2_naming_key_and_line_and_starts_nothing(tmp_path):
