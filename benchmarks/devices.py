@@ -2,6 +2,7 @@
 """Does a calibrated node run like the device? Side by side, in one run, per device profile.
 
     sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached]
+    sudo python benchmarks/devices.py --host-noise 30 [--json PATH]
 
 For each constrained profile: calibrate the CPU quota on the profile's reference workload (starting
 from this machine's cached quota when there is one; --cached skips calibrating), then run that workload 5 times inside the quota'd node (each run the median of
@@ -9,6 +10,10 @@ several forward passes): `ratio` = emulated / reference latency, `cv` = coeffici
 the 5 runs. Under the same quota, the profile's second workload with a published number gives
 `cross_ratio`: whether one quota carries over to another network. Profiles faster than this machine
 can be made are listed under `skipped` with the reason.
+
+--host-noise S measures what limits all of this: the reference workload with no quota at all, one
+thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
+speed moves while nothing of ours runs beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,12 +52,32 @@ def emulate(workload: str, threads: int, quota: float, manager: CgroupManager, n
         manager.discard(group)
 
 
+def host_noise(seconds: float) -> dict:
+    with WorkloadWorker("efficientnet_lite0", 1, None) as worker:
+        worker.run(3)
+        started, points = time.time(), []
+        while time.time() - started < seconds:
+            points.append(statistics.median(worker.run(3)))
+    mean = statistics.mean(points)
+    result = {"seconds": seconds, "points": len(points), "mean_ms": mean, "min_ms": min(points),
+              "max_ms": max(points), "cv": statistics.stdev(points) / mean, "series_ms": points}
+    print(f"free Lite0, 1 thread, {len(points)} points over {seconds:.0f} s: mean {mean:.1f} ms, "
+          f"min {min(points):.1f}, max {max(points):.1f}, cv {result['cv']:.3f}", flush=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json")
     parser.add_argument("--devices", help="comma-separated profile keys (default: all constrained)")
     parser.add_argument("--cached", action="store_true", help="reuse this machine's cached calibration")
+    parser.add_argument("--host-noise", type=float, metavar="S", help="only measure this machine's own drift for S s")
     args = parser.parse_args()
+    if args.host_noise:
+        result = host_noise(args.host_noise)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "host_noise": result}, indent=1) + "\n")
+        return 0
     if os.geteuid() != 0:
         print("error: needs root for cgroups: sudo .venv/bin/python benchmarks/devices.py", file=sys.stderr)
         return 2
