@@ -345,7 +345,9 @@ class Run:
             if key in message:
                 return message[key]
             progress(1)
-        raise RuntimeError(f"an edge program stopped (exit {process.wait()}) before saying {key!r}")
+        code = process.wait()
+        hint = " (SIGKILL: over the node's memory limit? see the device's memory_mb)" if code == -9 else ""
+        raise RuntimeError(f"an edge program stopped (exit {code}) before saying {key!r}{hint}")
 
 
 def run_scenario(scenario: Scenario, quick: bool = False, quiet: bool = False) -> Path:
