@@ -77,8 +77,9 @@ def server_only_quality() -> int:
     """The smallest JPEG of the input within the budget, from the (cached) codec table; if no quality
     is, the best one (the baseline then loses more than the budget, and the results say by how much)."""
     model = get_model(MODEL)
-    options = [o for o in candidate_options(model) if o.split == SERVER_ONLY and o.codec == "jpeg"]
-    table = codec_table(model, candidate_options(model), CalibrationStore())
+    candidates = candidate_options(model)
+    table = codec_table(model, candidates, CalibrationStore())
+    options = [o for o in candidates if o.split == SERVER_ONLY and o.codec == "jpeg"]
     ok = [o for o in options if table[o.key]["drop_pts"] < BUDGET_PTS]
     if not ok:
         return max(o.params["quality"] for o in options)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +23,9 @@ from splitbed.codecs import CalibrationStore, decode, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import evaluation_samples
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY
+from splitbed.models.profile import median_ms
 
 RUNS = 9
-
-
-def median_ms(fn) -> float:
-    fn()
-    times = []
-    for _ in range(RUNS):
-        start = time.perf_counter_ns()
-        fn()
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -56,15 +45,15 @@ def measure(side: str, model_name: str, options: list[dict]) -> dict:
         return {}
     if side == "edge":
         heads = {s: model.head(s) for s in splits}
-        head_ms = [0.0 if s == SERVER_ONLY else median_ms(lambda s=s: heads[s](x)) for s in splits]
+        head_ms = [0.0 if s == SERVER_ONLY else median_ms(heads[s], x, RUNS) for s in splits]
         # a longer head is never faster: what looks so is noise (a CFS period boundary, a neighbour)
         monotone = np.maximum.accumulate(head_ms)
         return {"head_ms": dict(zip(splits, map(float, monotone), strict=True)),
-                "encode_ms": {k: median_ms(lambda s=s, c=c: c.encode(acts[s])) for k, (s, c) in codecs.items()}}
+                "encode_ms": {k: median_ms(c.encode, acts[s], RUNS) for k, (s, c) in codecs.items()}}
     tails = {s: model.tail(s) for s in splits if s != EDGE_ONLY}
     messages = {k: c.encode(acts[s]) for k, (s, c) in codecs.items()}
-    return {"tail_ms": {s: median_ms(lambda s=s, t=t: t(acts[s])) for s, t in tails.items()},
-            "decode_ms": {k: median_ms(lambda m=m: decode(m, store)) for k, m in messages.items()}}
+    return {"tail_ms": {s: median_ms(t, acts[s], RUNS) for s, t in tails.items()},
+            "decode_ms": {k: median_ms(lambda m: decode(m, store), m, RUNS) for k, m in messages.items()}}
 
 
 def main() -> int:

@@ -84,15 +84,21 @@ class FixedPolicy:
 
     def observe_compute(self, option: Option, edge_ms: float, server_ms: float) -> None:
         """What the answered request's compute took on the edge (head, encode) and the server."""
-        planner = getattr(self, "planner", None)
-        if planner is not None:
-            planner.observe_compute(option, edge_ms, server_ms)
 
     def probe_due(self, now_s: float) -> bool:
         return False
 
 
-class EstimatingPolicy(FixedPolicy):
+class PlannedPolicy(FixedPolicy):
+    """A policy that asks a Planner per request; the planner learns the compute drift."""
+
+    planner: Planner
+
+    def observe_compute(self, option: Option, edge_ms: float, server_ms: float) -> None:
+        self.planner.observe_compute(option, edge_ms, server_ms)
+
+
+class EstimatingPolicy(PlannedPolicy):
     """AGLOP (all options within the budget, with hysteresis) or Neurosurgeon (raw fp32 only):
     re-planned before every request from the estimator."""
 
@@ -119,7 +125,7 @@ class EstimatingPolicy(FixedPolicy):
         return last is None or now_s - last >= self.probe_interval_s
 
 
-class OraclePolicy(FixedPolicy):
+class OraclePolicy(PlannedPolicy):
     """Knows the trace and the link's delay: the same planner fed the true rate at send time.
     An upper bound for any estimator, not a method a device could run."""
 

@@ -159,8 +159,8 @@ class Edge:
                     # a fresh (seeded) order each round: no plan always follows the same other one
                     # (a request that loads the server's cores leaves the caches cold for the next)
                     for run in order.sample(runs, len(runs)):
-                        row = {} if run.done else run.step()
-                        if run.keep_last:
+                        row = None if run.done else run.step()
+                        if row is not None:
                             writer.writerow(row)
                             f.flush()
                 print(json.dumps({"finished": [run.summary() for run in runs]}), flush=True)
@@ -178,11 +178,11 @@ class PlanRun:
         self.sock: socket.socket | None = None
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
-        self.done, self.keep_last = False, False
+        self.done = False
 
-    def step(self) -> dict:
-        """One request (after a probe, when the policy wants one); returns its row. keep_last says
-        whether the row is to be written (warm-up rows are not); done, whether the plan has ended."""
+    def step(self) -> dict | None:
+        """One request (after a probe, when the policy wants one); returns its row, or None when there
+        is nothing to write (a warm-up request, or the plan has ended: then done is set)."""
         edge, workload, index = self.edge, self.workload, self.index
         total, warmup = workload["requests"], workload.get("warmup", 0)
         duration = workload.get("duration_s")  # optional: ends the plan before `requests` when reached
@@ -192,8 +192,8 @@ class PlanRun:
         # plans taking turns share one clock: the duration runs from the first measured request of any
         measured_from = min((run.measured_from for run in self.group if run.measured_from), default=None)
         if index >= total + warmup or (duration and measured_from and (started - measured_from) / 1e9 >= duration):
-            self.done, self.keep_last = True, False
-            return {}
+            self.done = True
+            return None
         choice, wire_bytes = None, 0
         try:
             if self.sock is None:  # connected (and probed) before the request's clock starts
@@ -225,13 +225,12 @@ class PlanRun:
         if choice is not None and choice.estimate_bps is not None:
             row["estimate_mbps"] = round(choice.estimate_bps / 1e6, 4)
         row["request_id"] = index - warmup
-        self.keep_last = index >= warmup
         self.index += 1
         print(json.dumps({"done": index + 1, "of": total + warmup, "status": row["status"][:6]}), flush=True)
         interval = workload.get("interval_s", 0)
         if interval:
             time.sleep(max(0.0, interval - (time.monotonic_ns() - started) / 1e9))
-        return row
+        return row if index >= warmup else None
 
     def summary(self) -> dict:
         if self.sock is not None:
