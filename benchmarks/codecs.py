@@ -8,7 +8,9 @@ Per (model, split, codec, setting): wire bytes per tensor including headers, red
 bits per value, order-0 entropy of the quantised symbols, labelled accuracy drop (Fashion-MNIST 10k
 test set, 2k with --quick; Lite0: foolbox's 20 photos), top-1 agreement drop against the uncompressed
 model (Lite0: the 20 labelled photos and their 240 views), encode/decode ms (1 thread, median of 50 tensors) and the
-head's compute time at that split. Every tensor is encoded on its own (batch 1), as a request would be.
+head's compute time at that split (1 thread, batch 1), timed right before each timed encode so that
+`codec_share_pct` (median of (encode + decode) / head over those 50) compares like with like on a
+host whose speed drifts. Every tensor is encoded on its own (batch 1), as a request would be.
 DISC is calibrated on data disjoint from the evaluation data (datasets.calibration_samples).
 Then, per model and split, the smallest setting of each codec that stays under 1 point of loss
 (Fashion-MNIST: labelled accuracy; Lite0: agreement) is printed as the frontier.
@@ -37,7 +39,6 @@ from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
 from splitbed.codecs.evaluation import measure, scores  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
-from splitbed.models.profile import median_ms  # noqa: E402
 
 CRITERION_PTS = 1.0
 EVAL_THREADS = 2  # tails over the evaluation set; head and codec timings use 1
@@ -51,16 +52,16 @@ class Setup:
     quick_items: int | None  # evaluation items with --quick (None: all)
     disc_steps: tuple[float, ...]
     quick_disc_steps: tuple[float, ...]
-    quick_alphas: tuple[float, ...]
+    quick_deadzones: tuple[float, ...]
 
 
 SETUPS = {
     "fmnist_cnn": Setup("accuracy", ["conv1", "conv2", "conv3"], ["conv1", "conv2", "conv3"], 2000,
-                        (0.8, 1.2, 1.6, 2.0, 2.5, 3.0), (1.2, 1.6, 2.0, 2.5), (0.5, 1.0)),
+                        (0.8, 1.2, 1.6, 2.0, 2.5, 3.0), (1.2, 1.6, 2.0, 2.5), (0.5, 0.65)),
     "efficientnet_lite0": Setup("agreement", ["block3", "block8", "block15"], [f"block{i}" for i in range(3, 16)],
-                                None, (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.8), (0.2, 0.3, 0.5, 0.8), (1.0,)),
+                                None, (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6), (0.25, 0.3, 0.35, 0.4, 0.5), (0.65,)),
 }
-ALPHAS = (0.5, 1.0)
+DEADZONES = (0.5, 0.65)
 JPEG_QUALITIES, QUICK_JPEG_QUALITIES = (50, 70, 85, 95), (85, 95)
 
 
@@ -68,8 +69,8 @@ def codec_grid(setup: Setup, quick: bool, calibration) -> list[tuple[str, dict]]
     grid = [("raw", {}), ("zstd", {"level": 3}), ("int8", {"level": 3})]
     grid += [("jpeg", {"quality": q}) for q in (QUICK_JPEG_QUALITIES if quick else JPEG_QUALITIES)]
     steps = setup.quick_disc_steps if quick else setup.disc_steps
-    alphas = setup.quick_alphas if quick else ALPHAS
-    grid += [("disc", {"step": s, "alpha": a, "calibration": calibration}) for a in alphas for s in steps]
+    deadzones = setup.quick_deadzones if quick else DEADZONES
+    grid += [("disc", {"step": s, "deadzone": d, "calibration": calibration}) for d in deadzones for s in steps]
     return grid
 
 
@@ -89,21 +90,21 @@ def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> li
     for split in setup.quick_splits if quick else setup.splits:
         head, tail = model.head(split), model.tail(split)
         acts = torch.cat([head(inputs[i : i + 256]) for i in range(0, len(inputs), 256)]).numpy()
-        torch.set_num_threads(1)  # the head's time at batch 1 on one thread, as the codecs are timed
-        head_ms = median_ms(head, inputs[:1], 20)
-        torch.set_num_threads(EVAL_THREADS)
         if calibration_inputs is None:
             calibration_inputs = torch.stack([s.tensor for s in calibration_samples(model)])
         calibration = store.ensure(model, split, lambda inputs=calibration_inputs: inputs)
         for codec_name, params in codec_grid(setup, quick, calibration):
             codec = get_codec(codec_name, **params)
-            rebuilt, row = measure(codec, acts, store, timing_items=min(50, len(acts)))
+            torch.set_num_threads(1)  # the head at batch 1 on one thread, timed alongside the codec
+            rebuilt, row = measure(codec, acts, store, timing_items=min(50, len(acts)),
+                                   head=lambda i, head=head: head(inputs[i : i + 1]))
+            torch.set_num_threads(EVAL_THREADS)
             out = torch.cat([tail(torch.from_numpy(rebuilt[i : i + 256])) for i in range(0, len(rebuilt), 256)])
             agreement_drop, accuracy_drop = scores(out.argmax(1).numpy(), reference, labels)
             shown = {k: v for k, v in params.items() if k != "calibration"}
             rows.append({"model": name, "split": split, "codec": codec_name, "params": shown,
                          "criterion": setup.criterion, **row, "agreement_drop_pts": agreement_drop,
-                         "accuracy_drop_pts": accuracy_drop, "head_ms": head_ms,
+                         "accuracy_drop_pts": accuracy_drop,
                          "n_items": len(acts), "n_labelled": int((labels >= 0).sum())})
             progress(rows[-1])
     return rows
@@ -120,7 +121,8 @@ def frontier(rows: list[dict]) -> list[dict]:
         if key not in best or row["wire_bytes"] < best[key]["wire_bytes"]:
             best[key] = row
     keep = ("model", "split", "codec", "params", "criterion", "wire_bytes", "reduction_pct", "bits_per_value",
-            "order0_entropy_bits", "accuracy_drop_pts", "agreement_drop_pts", "encode_ms", "decode_ms", "head_ms")
+            "order0_entropy_bits", "accuracy_drop_pts", "agreement_drop_pts", "encode_ms", "decode_ms", "head_ms",
+            "codec_share_pct")
     def order(key):
         return key[0], int(re.sub(r"\D", "", key[1]) or 0), key[2]
 
@@ -131,12 +133,12 @@ def print_frontier(front: list[dict]) -> None:
     print(f"\nsmallest setting per codec under {CRITERION_PTS} point of loss "
           "(accuracy for fmnist_cnn, agreement for efficientnet_lite0):")
     print(f"{'model':<19}{'split':<8}{'codec':<6}{'reduction':>10}{'bit/val':>8}{'acc drop':>9}{'agr drop':>9}"
-          f"{'enc ms':>8}{'dec ms':>8}{'head ms':>8}  params")
+          f"{'enc ms':>8}{'dec ms':>8}{'head ms':>8}{'share':>7}  params")
     for r in front:
         acc = "-" if r["accuracy_drop_pts"] is None else f"{r['accuracy_drop_pts']:.2f}"
         print(f"{r['model']:<19}{r['split']:<8}{r['codec']:<6}{r['reduction_pct']:>9.2f}%{r['bits_per_value']:>8.3f}"
               f"{acc:>9}{r['agreement_drop_pts']:>9.2f}{r['encode_ms']:>8.2f}{r['decode_ms']:>8.2f}{r['head_ms']:>8.2f}"
-              f"  {json.dumps(r['params'])}")
+              f"{r['codec_share_pct']:>6.1f}%  {json.dumps(r['params'])}")
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -1,19 +1,22 @@
 """DISC, our training-free design for compressing intermediate CNN outputs (the seed paper publishes
 only its abstract, so this pipeline is ours, named after it):
 
-1. decorrelate channels with a KLT (PCA across channels) fitted on unlabelled calibration activations,
-   optionally keeping only the top `rank` components;
+1. decorrelate channels with a KLT taken in the frozen tail's metric (principal components of L^T x,
+   F = L L^T the channel Fisher matrix), fitted on unlabelled calibration activations and
+   gradients of the model's own output (no labels, no weight updates); optionally keep only the top
+   `rank` components;
 2. decorrelate space with an orthonormal 2-D DCT of each component map (`dct`);
-3. quantise each coefficient uniformly with a step that grows where the frozen tail is insensitive:
-   step = step_rel * rms_std / fisher^(alpha/2), the Fisher information of the model's own output
-   with respect to that coefficient, estimated on the calibration set (gradients, no weight updates);
-   `deadzone` > 0.5 rounds small values to zero more often;
+3. quantise each coefficient uniformly with a step that grows where the tail is insensitive:
+   step = step_rel * rms / fisher^(alpha/2), fisher the diagonal Fisher information of that
+   coefficient; `deadzone` > 0.5 rounds small values to zero more often (0.65 by default: fewer
+   bits for less error than plain rounding, measured on Lite0);
 4. entropy-code the integer symbols: zstd (fast) or ANS with a per-coefficient Laplace model whose
    scales come from calibration (constriction; smaller, slower).
 
-Calibration state (mean, KLT basis, per-coefficient Fisher weights and Laplace scales) lives in one
-.npz file per (model, split), read with allow_pickle=False; messages carry its fingerprint, so a
-decoder with different state refuses instead of silently decoding garbage.
+Calibration state (mean, transform and its inverse, per-coefficient Fisher weights and Laplace
+scales) lives in one .npz file per (model, split), read with allow_pickle=False; messages carry its
+fingerprint, so a decoder with different state refuses instead of silently decoding garbage.
+Encoding and decoding run in float32.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zstandard
-from scipy.fft import dctn, idctn
+from scipy.fft import dctn
 
 from splitbed.codecs import wire
 from splitbed.codecs.base import Codec, CorruptPayload, register
@@ -36,8 +39,10 @@ from splitbed.codecs.simple import check_level, zstd_decompress
 from splitbed.errors import UserError
 
 MAX_SYMBOL = 1 << 15
-CALIBRATION_VERSION = 2  # bump when Calibration's fields change: old files are then fitted anew
+CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
+FISHER_RIDGE = 1e-3  # added to the (trace-normalised) channel Fisher matrix: channels the tail ignores
+#                      still get a finite step
 
 
 @dataclass
@@ -45,8 +50,9 @@ class Calibration:
     model: str
     split: str
     mean: np.ndarray  # (C,)
-    basis: np.ndarray  # (C, C) KLT basis, columns sorted by decreasing variance
-    variance: np.ndarray  # (C,) component variances
+    analysis: np.ndarray  # (C, C) coefficients z = analysis.T @ (x - mean), by decreasing variance
+    synthesis: np.ndarray  # (C, C) its inverse: x = synthesis @ z + mean
+    variance: np.ndarray  # (C,) component variances (in the tail's metric)
     fisher: np.ndarray  # (C, H, W) per-coefficient sensitivity, mean 1 (DCT domain)
     fisher_pixel: np.ndarray  # (C, H, W) the same without the DCT
     scale: np.ndarray  # (C, H, W) mean |coefficient| (DCT domain)
@@ -54,19 +60,21 @@ class Calibration:
     low: np.ndarray  # (C,) smallest value seen per channel: 0 after a ReLU, which decoding restores
     high: np.ndarray  # (C,) largest value seen per channel (6 after a ReLU6)
 
+    FIELDS = ("mean", "analysis", "synthesis", "variance", "fisher", "fisher_pixel", "scale", "scale_pixel",
+              "low", "high")
+
     @functools.cached_property
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
-        for array in (self.mean, self.basis, self.fisher, self.scale, self.low, self.high):
+        for array in (self.mean, self.analysis, self.fisher, self.scale, self.low, self.high):
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
-        return digest.hexdigest()[:16]  # 8 bytes on the wire
+        return digest.hexdigest()[:12]  # 6 bytes on the wire: collisions among a few dozen files ~1e-11
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: getattr(self, k) for k in ("mean", "basis", "variance", "fisher", "fisher_pixel",
-                                                  "scale", "scale_pixel", "low", "high")}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, model=np.array(self.model), split=np.array(self.split), **arrays)
+        np.savez(tmp, model=np.array(self.model), split=np.array(self.split),
+                 **{k: getattr(self, k) for k in self.FIELDS})
         os.replace(tmp, path)
 
     @classmethod
@@ -77,21 +85,9 @@ class Calibration:
 
 
 def project(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a (C, K) matrix across the channel axis of (N, C, H, W): one matmul per item."""
+    """Apply matrix.T across the channel axis of (N, C, H, W): one matmul per item."""
     n, c, h, w = x.shape
     return (matrix.T @ x.reshape(n, c, h * w)).reshape(n, matrix.shape[1], h, w)
-
-
-def to_coefficients(x: np.ndarray, cal: Calibration, rank: int, dct: bool) -> np.ndarray:
-    """(N, C, H, W) activations -> (N, rank, H, W) KLT (+DCT) coefficients."""
-    z = project(x - cal.mean[None, :, None, None], cal.basis[:, :rank])
-    return dctn(z, axes=(2, 3), norm="ortho", workers=1) if dct else z
-
-
-def from_coefficients(z: np.ndarray, cal: Calibration, dct: bool) -> np.ndarray:
-    if dct:
-        z = idctn(z, axes=(2, 3), norm="ortho", workers=1)
-    return project(z, cal.basis[:, : z.shape[1]].T) + cal.mean[None, :, None, None]
 
 
 @torch.no_grad()
@@ -104,13 +100,17 @@ def quantised_symbols(codec: Disc, x: np.ndarray) -> np.ndarray:
     """The integer symbols DISC entropy-codes for x (for measuring their order-0 entropy)."""
     batch = x.reshape((1, *x.shape)) if x.ndim == 3 else x
     rank = min(codec.params["rank"] or batch.shape[1], batch.shape[1])
-    plan = quant_plan(codec.calibration, codec.params, rank)
-    z = to_coefficients(batch.astype(np.float64), codec.calibration, rank, codec.params["dct"]) / plan.steps
-    return (np.sign(z) * np.floor(np.abs(z) + 1 - codec.params["deadzone"])).astype(np.int32)
+    return quant_plan(codec.calibration, codec.params, rank).quantise(batch)
 
 
 def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
-    """Fit DISC's state for `model` at `split` on unlabelled calibration inputs."""
+    """Fit DISC's state for `model` at `split` on unlabelled calibration inputs.
+
+    The channel transform is a KLT in the tail's own metric: with F = L L^T the channel Fisher
+    matrix (how much the model's output moves per unit of error along each channel direction), the
+    coefficients are the principal components of L^T x. Equal quantisation error then costs equal
+    output change in every component, which a plain KLT (orthonormal in activation space) ignores.
+    """
     acts = head_activations(model, split, inputs).astype(np.float64)
     if acts.ndim != 4:
         raise UserError(f"DISC needs 4-d (N, C, H, W) activations; split {split} gives {acts.shape}",
@@ -118,36 +118,45 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     n, c, h, w = acts.shape
     pixels = acts.transpose(0, 2, 3, 1).reshape(-1, c)
     mean = pixels.mean(0)
-    variance, basis = np.linalg.eigh(np.cov((pixels - mean).T) if c > 1 else np.var(pixels, keepdims=True))
+    covariance = np.atleast_2d(np.cov((pixels - mean).T))
+    channel_fisher = np.zeros((c, c))
+    for grad in tail_gradients(model, split, acts, seed):
+        g = grad.transpose(0, 2, 3, 1).reshape(-1, c)
+        channel_fisher += g.T @ g
+    channel_fisher /= max(np.trace(channel_fisher) / c, 1e-30)
+    lower = np.linalg.cholesky(channel_fisher + FISHER_RIDGE * np.eye(c))
+    variance, rotation = np.linalg.eigh(lower.T @ covariance @ lower)
     order = np.argsort(variance)[::-1]
-    variance, basis = np.maximum(variance[order], 0), basis[:, order]
-    cal = Calibration(model.name, split, mean, basis, variance, *(np.ones((c, h, w)),) * 4,
-                      low=acts.min(axis=(0, 2, 3)), high=acts.max(axis=(0, 2, 3)))
-    fisher_dct, fisher_pix = tail_fisher(model, split, acts.astype(np.float32), basis, seed)
-    cal.fisher, cal.fisher_pixel = fisher_dct, fisher_pix
-    cal.scale = np.abs(to_coefficients(acts, cal, c, True)).mean(0)
-    cal.scale_pixel = np.abs(to_coefficients(acts, cal, c, False)).mean(0)
-    return cal
+    variance, rotation = np.maximum(variance[order], 0), rotation[:, order]
+    analysis = lower @ rotation
+    synthesis = np.linalg.solve(lower.T, rotation)
+    fisher_dct, fisher_pix = np.zeros((c, h, w)), np.zeros((c, h, w))
+    for grad in tail_gradients(model, split, acts, seed):  # the same draws again, now per coefficient
+        gz = project(grad, synthesis)  # d output / d coefficient
+        fisher_pix += (gz**2).sum(0)
+        fisher_dct += (dctn(gz, axes=(2, 3), norm="ortho") ** 2).sum(0)
+    z = project(acts - mean[None, :, None, None], analysis)
+    return Calibration(model.name, split, mean, analysis, synthesis, variance,
+                       fisher=fisher_dct / max(fisher_dct.mean(), 1e-30),
+                       fisher_pixel=fisher_pix / max(fisher_pix.mean(), 1e-30),
+                       scale=np.abs(dctn(z, axes=(2, 3), norm="ortho")).mean(0), scale_pixel=np.abs(z).mean(0),
+                       low=acts.min(axis=(0, 2, 3)), high=acts.max(axis=(0, 2, 3)))
 
 
-def tail_fisher(model, split: str, acts: np.ndarray, basis: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal Fisher information of the tail's output w.r.t. each KLT(+DCT) coefficient, mean 1."""
+def tail_gradients(model, split: str, acts: np.ndarray, seed: int):
+    """Gradients of log p(y | x) w.r.t. the activations, y drawn from the model's own softmax
+    (FISHER_SAMPLES draws per input, fixed seed): samples of the Fisher information, no labels."""
     tail = model.tail(split)
     generator = torch.Generator().manual_seed(seed)
-    total_dct = np.zeros(acts.shape[1:])
-    total_pix = np.zeros(acts.shape[1:])
     for i in range(0, len(acts), 32):
-        x = torch.from_numpy(acts[i : i + 32]).requires_grad_(True)
+        x = torch.from_numpy(acts[i : i + 32].astype(np.float32)).requires_grad_(True)
         with torch.enable_grad():  # callers may be inside no_grad
             log_probs = torch.log_softmax(tail(x), dim=1)
         for _ in range(FISHER_SAMPLES):
             labels = torch.multinomial(log_probs.exp().detach(), 1, generator=generator)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(log_probs.gather(1, labels).sum(), x, retain_graph=True)
-            gz = project(grad.double().numpy(), basis)
-            total_pix += (gz**2).sum(0)
-            total_dct += (dctn(gz, axes=(2, 3), norm="ortho") ** 2).sum(0)
-    return total_dct / max(total_dct.mean(), 1e-30), total_pix / max(total_pix.mean(), 1e-30)
+            yield grad.double().numpy()
 
 
 class CalibrationStore:
@@ -194,18 +203,64 @@ class CalibrationStore:
 
 
 class QuantPlan:
-    """Everything derived from (calibration, step, alpha, dct, rank): computed once, reused per message."""
+    """Everything derived from (calibration, step, alpha, dct, deadzone, rank), in float32: computed
+    once, reused per message. Transform, quantiser and their inverses live here, so encoder and
+    decoder cannot drift apart."""
 
     def __init__(self, cal: Calibration, params: dict, rank: int):
-        self.steps = steps_for(cal, params, rank)
-        self.classes = ScaleClasses(laplace_scales(cal, params, self.steps, rank))
+        self.dct, self.deadzone = bool(params["dct"]), float(params["deadzone"])
+        steps = steps_for(cal, params, rank)
+        self.steps = steps.astype(np.float32)
+        self.inverse_steps = (1 / steps).astype(np.float32)
+        self.analysis_t = np.ascontiguousarray(cal.analysis[:, :rank].T, dtype=np.float32)
+        self.synthesis = np.ascontiguousarray(cal.synthesis[:, :rank], dtype=np.float32)
+        self.mean = cal.mean.astype(np.float32)[:, None]
+        self.low, self.high = cal.low.astype(np.float32)[:, None], cal.high.astype(np.float32)[:, None]
+        self.classes = ScaleClasses(laplace_scales(cal, params, steps, rank))
+        _, h, w = cal.fisher.shape
+        self.dct_h, self.dct_w = dct_matrix(h), dct_matrix(w)
+
+    def quantise(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) activations -> (N, rank, H, W) int32 symbols."""
+        n, c, h, w = batch.shape
+        z = self.analysis_t @ (batch.reshape(n, c, h * w).astype(np.float32) - self.mean)
+        if self.dct:
+            z = dct_2d(z.reshape(-1, h, w), self.dct_h, self.dct_w)
+        z = z.reshape(n, -1, h, w) * self.inverse_steps
+        # round to nearest with a dead zone: |z| < deadzone -> 0, then bins of width 1
+        return np.copysign(np.floor(np.abs(z) + (1 - self.deadzone)), z).astype(np.int32)
+
+    def reconstruct(self, q: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Symbols back to activations of `shape` (N, C, H, W), each at the middle of its bin."""
+        n, c, h, w = shape
+        z = q.astype(np.float32)
+        z += np.sign(z) * np.float32(self.deadzone - 0.5)
+        z *= self.steps
+        if self.dct:
+            z = dct_2d(z.reshape(-1, h, w), self.dct_h.T, self.dct_w.T)
+        x = self.synthesis @ z.reshape(n, -1, h * w) + self.mean
+        # Values outside what the channel ever showed (negative after a ReLU) are coding noise.
+        return np.clip(x, self.low, self.high, out=x).reshape(shape)
+
+
+def dct_matrix(size: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix (D @ v == scipy's dct(v, norm="ortho")), float32."""
+    return dctn(np.eye(size), axes=(0,), norm="ortho").astype(np.float32)
+
+
+def dct_2d(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """rows @ m @ cols.T for every (H, W) map m: two matmuls, several times faster than an FFT-based
+    DCT on maps this small. Pass the transposed matrices for the inverse."""
+    k, h, w = maps.shape
+    return np.matmul(rows, (maps.reshape(k * h, w) @ cols.T).reshape(k, h, w))
 
 
 _plans: dict[tuple, QuantPlan] = {}
 
 
 def quant_plan(cal: Calibration, params: dict, rank: int) -> QuantPlan:
-    key = (cal.fingerprint, float(params["step"]), float(params["alpha"]), bool(params["dct"]), rank)
+    key = (cal.fingerprint, float(params["step"]), float(params["alpha"]), bool(params["dct"]),
+           float(params["deadzone"]), rank)
     if key not in _plans:
         if len(_plans) >= 256:  # a long-running server sees few settings; stay bounded anyway
             _plans.clear()
@@ -227,11 +282,13 @@ def laplace_scales(cal: Calibration, params: dict, steps: np.ndarray, rank: int)
 @register
 class Disc(Codec):
     name, codec_id = "disc", 5
-    DEFAULTS = {"step": 0.3, "alpha": 0.5, "rank": 0, "dct": True, "deadzone": 0.5, "entropy": "ans",
+    DEFAULTS = {"step": 0.3, "alpha": 1.0, "rank": 0, "dct": True, "deadzone": 0.65, "entropy": "ans",
                 "level": 3}
     needs_calibration = True
 
-    PARAMS = struct.Struct(">fffBBHH8s")  # step, alpha, deadzone, flags, level, rank, peak, calibration
+    # step, alpha, deadzone (half floats), flags (level | dct | ans | int16), rank, calibration: 15 bytes
+    PARAMS = struct.Struct(">eeeBH6s")
+    DCT, ANS, WIDE = 0x20, 0x40, 0x80
 
     def __init__(self, calibration: Calibration | None = None, **params):
         super().__init__(**params)
@@ -239,23 +296,23 @@ class Disc(Codec):
 
     @classmethod
     def pack_params(cls, p: dict) -> bytes:
-        flags = int(bool(p["dct"])) | (2 if p["entropy"] == "ans" else 0)
-        return cls.PARAMS.pack(p["step"], p["alpha"], p["deadzone"], flags, p["level"], p["rank_used"],
-                               p["peak"], bytes.fromhex(p["cal"]))
+        flags = p["level"] | (cls.DCT if p["dct"] else 0) | (cls.ANS if p["entropy"] == "ans" else 0)
+        flags |= cls.WIDE if p["wide"] else 0
+        return cls.PARAMS.pack(p["step"], p["alpha"], p["deadzone"], flags, p["rank_used"], bytes.fromhex(p["cal"]))
 
     @classmethod
     def unpack_params(cls, raw: bytes) -> dict:
         if len(raw) != cls.PARAMS.size:
             raise wire.MalformedHeader(f"disc parameters are {len(raw)} bytes, expected {cls.PARAMS.size}")
-        step, alpha, deadzone, flags, level, rank, peak, cal = cls.PARAMS.unpack(raw)
-        return {"step": step, "alpha": alpha, "deadzone": deadzone, "dct": bool(flags & 1),
-                "entropy": "ans" if flags & 2 else "zstd", "level": level, "rank_used": rank, "peak": peak,
-                "cal": cal.hex()}
+        step, alpha, deadzone, flags, rank, cal = cls.PARAMS.unpack(raw)
+        return {"step": step, "alpha": alpha, "deadzone": deadzone, "dct": bool(flags & cls.DCT),
+                "entropy": "ans" if flags & cls.ANS else "zstd", "wide": bool(flags & cls.WIDE),
+                "level": flags & 0x1F, "rank_used": rank, "cal": cal.hex()}
 
     def validate(self):
         p = self.params
-        if not isinstance(p["step"], (int, float)) or not 0 < p["step"] <= 100:
-            raise UserError(f"disc step must be a number in (0, 100], got {p['step']!r}")
+        if not isinstance(p["step"], (int, float)) or not 0.001 <= p["step"] <= 100:
+            raise UserError(f"disc step must be a number in [0.001, 100], got {p['step']!r}")
         if not isinstance(p["alpha"], (int, float)) or not 0 <= p["alpha"] <= 2:
             raise UserError(f"disc alpha must be in [0, 2], got {p['alpha']!r}")
         if not isinstance(p["rank"], int) or p["rank"] < 0:
@@ -266,7 +323,7 @@ class Disc(Codec):
             raise UserError(f"disc entropy must be 'zstd' or 'ans', got {p['entropy']!r}")
         check_level(p["level"])
         for key in ("step", "alpha", "deadzone"):  # what the header carries: both sides must derive alike
-            p[key] = float(np.float32(p[key]))
+            p[key] = float(np.float16(p[key]))
 
     def encode_payload(self, x):
         cal = self.calibration
@@ -277,21 +334,19 @@ class Disc(Codec):
             raise UserError(f"disc calibrated for {cal.fisher.shape} at {cal.model}/{cal.split}, got {x.shape}")
         rank = min(self.params["rank"] or batch.shape[1], batch.shape[1])
         plan = quant_plan(cal, self.params, rank)
-        q = quantised_symbols(self, batch)
+        q = plan.quantise(batch)
         peak = int(np.abs(q).max()) if q.size else 0
         if peak >= MAX_SYMBOL:
             raise UserError(f"disc step {self.params['step']} is too small for this tensor (symbol {peak})")
-        extra = {"cal": cal.fingerprint, "rank_used": rank, "peak": peak}
+        extra = {"cal": cal.fingerprint, "rank_used": rank, "wide": peak >= 128}
         if self.params["entropy"] == "ans":
-            return encode_ans(q, plan.classes, peak), extra
-        dtype = np.int8 if peak < 128 else np.int16
-        level = self.params["level"]
-        return zstandard.ZstdCompressor(level=level).compress(q.astype(dtype).tobytes()), extra
+            return encode_ans(q, plan.classes), extra
+        dtype = np.int16 if extra["wide"] else np.int8
+        return zstandard.ZstdCompressor(level=self.params["level"]).compress(q.astype(dtype).tobytes()), extra
 
     @classmethod
     def decode_payload(cls, message, p, store):
-        rank, peak, dct = p["rank_used"], p["peak"], p["dct"]
-        params = {"step": p["step"], "alpha": p["alpha"], "dct": dct}
+        rank, dct = p["rank_used"], p["dct"]
         if store is None:
             raise CorruptPayload("disc message but the decoder has no calibration store")
         cal = store.by_fingerprint(p["cal"])
@@ -299,28 +354,21 @@ class Disc(Codec):
         batch_shape = (1, *shape) if len(shape) == 3 else shape
         if len(batch_shape) != 4 or tuple(batch_shape[1:]) != cal.fisher.shape or not 0 < rank <= shape[-3]:
             raise CorruptPayload(f"disc shape {shape} / rank {rank} does not fit the calibration")
-        if not 0 <= peak < MAX_SYMBOL or not 0 < params["step"] <= 100 or not 0 <= params["alpha"] <= 2:
-            raise CorruptPayload("disc peak/step out of range")
-        plan = quant_plan(cal, params, rank)
-        steps = plan.steps
+        if not 0 < p["step"] <= 100 or not 0 <= p["alpha"] <= 2 or not 0.5 <= p["deadzone"] < 1:
+            raise CorruptPayload("disc step/alpha/deadzone out of range")
+        plan = quant_plan(cal, {"step": p["step"], "alpha": p["alpha"], "dct": dct, "deadzone": p["deadzone"]}, rank)
         q_shape = (batch_shape[0], rank, *batch_shape[2:])
-        count = int(np.prod(q_shape))
         if p["entropy"] == "ans":
-            q = decode_ans(message.payload, plan.classes, peak, q_shape)
+            q = decode_ans(message.payload, plan.classes, q_shape)
         else:
-            dtype = np.int8 if peak < 128 else np.int16
-            raw = zstd_decompress(message.payload, count * np.dtype(dtype).itemsize)
+            dtype = np.int16 if p["wide"] else np.int8
+            raw = zstd_decompress(message.payload, int(np.prod(q_shape)) * np.dtype(dtype).itemsize)
             q = np.frombuffer(raw, dtype=dtype).reshape(q_shape)
-        theta = p["deadzone"]
-        # reconstruct at the middle of the (dead-zone widened) bin
-        magnitude = np.where(q != 0, np.abs(q) + theta - 0.5, 0.0)
-        x = from_coefficients(np.sign(q) * magnitude * steps, cal, dct)
-        # Values outside what the channel ever showed (negative after a ReLU) are coding noise.
-        x = np.clip(x, cal.low[None, :, None, None], cal.high[None, :, None, None])
-        return x.reshape(shape).astype(np.float32)
+        return plan.reconstruct(q, batch_shape).reshape(shape)
 
 
 SCALE_CLASSES = np.geomspace(0.05, 1e4, 33)  # Laplace scale bins (in quantiser steps)
+ESCAPE_SCALES = 7  # a class codes |q| < 0.5 + 7 scales directly; larger values escape (~1e-3 of them)
 
 
 class ScaleClasses:
@@ -328,57 +376,79 @@ class ScaleClasses:
 
     One shared table per group instead of one per coefficient makes ANS several times faster at a
     cost of well under 1% in size; the grouping is fixed by the calibration, so encoder and
-    decoder derive it alike.
+    decoder derive it alike. Each table covers |q| < bound (bound from the group's scale) plus two
+    escape symbols; an escaped magnitude's excess travels after the ANS words as a varint. Small
+    tables fixed per plan decode faster than one sized by each message's largest symbol.
     """
 
     def __init__(self, scales: np.ndarray):
+        import constriction
+
         flat = scales.ravel()
         group = np.clip(np.searchsorted(SCALE_CLASSES, flat) - 1, 0, len(SCALE_CLASSES) - 2)
         self.order = np.argsort(group, kind="stable")
         counts = np.bincount(group, minlength=len(SCALE_CLASSES) - 1)
-        self.groups = [(int(k), int(n)) for k, n in enumerate(counts) if n]
-        bounds = np.concatenate([[0], np.cumsum([n for _, n in self.groups])]).tolist()
+        sizes = [int(n) for n in counts if n]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         self.ranges = list(zip(bounds[:-1], bounds[1:], strict=True))  # [start, end) of each group
         log_scale = np.log(flat[self.order])
         self.scale = [float(np.exp(log_scale[a:b].mean())) for a, b in self.ranges]
-
-    @functools.lru_cache(maxsize=64)  # noqa: B019  (plans are few and long-lived)
-    def models(self, peak: int):
-        import constriction
-
-        x = np.arange(-peak, peak + 1, dtype=np.float64)
-        tables = []
-        for b in self.scale:
-            upper = np.exp(-np.abs(x + 0.5) / b)  # Laplace bin masses via the tail function
-            lower = np.exp(-np.abs(x - 0.5) / b)
-            mass = np.where(x == 0, 1 - np.exp(-0.5 / b), 0.5 * np.abs(lower - upper))
-            mass = np.maximum(mass, 1e-9)
-            tables.append(constriction.stream.model.Categorical(mass / mass.sum(), perfect=False))
-        return tables
+        self.bound = np.array([min(int(np.ceil(0.5 + ESCAPE_SCALES * b)), MAX_SYMBOL) for b in self.scale])
+        self.models = [constriction.stream.model.Categorical(laplace_table(b, k), perfect=False)
+                       for b, k in zip(self.scale, self.bound, strict=True)]
+        self.bound_per_symbol = np.repeat(self.bound, sizes).astype(np.int32)  # in coding order
+        self.inverse = np.argsort(self.order)
+        self.forwards = list(zip(self.ranges, self.models, strict=True))
+        self.backwards = self.forwards[::-1]  # ANS is a stack: encode in reverse
 
 
-def encode_ans(q: np.ndarray, classes: ScaleClasses, peak: int) -> bytes:
+def laplace_table(scale: float, bound: int) -> np.ndarray:
+    """Probabilities of symbols -bound..bound (in steps); the two ends are the escapes |q| >= bound."""
+    x = np.arange(-bound, bound + 1, dtype=np.float64)
+    mass = np.where(x == 0, 1 - np.exp(-0.5 / scale),
+                    0.5 * (np.exp(-(np.abs(x) - 0.5) / scale) - np.exp(-(np.abs(x) + 0.5) / scale)))
+    mass[[0, -1]] = 0.5 * np.exp(-(bound - 0.5) / scale)  # tail mass
+    mass = np.maximum(mass, 1e-6)
+    return mass / mass.sum()
+
+
+def encode_ans(q: np.ndarray, classes: ScaleClasses) -> bytes:
+    """varint(number of 32-bit ANS words), the words, then each escape's excess as a varint."""
     import constriction
 
-    symbols = q.reshape(q.shape[0], -1)[:, classes.order] + peak
+    symbols = q.reshape(q.shape[0], -1)[:, classes.order]
+    bound = classes.bound_per_symbol
+    magnitude = np.abs(symbols)
+    escaped = magnitude >= bound
+    excess = (magnitude - bound)[escaped].tolist()
+    coded = np.clip(symbols, -bound, bound) + bound
     coder = constriction.stream.stack.AnsCoder()
-    models = classes.models(peak)
-    for item in reversed(symbols):
-        for (a, b), model in reversed(list(zip(classes.ranges, models, strict=True))):
-            coder.encode_reverse(item[a:b].astype(np.int32), model)
-    return coder.get_compressed().astype("<u4").tobytes()
+    for item in coded[::-1]:
+        for (a, b), model in classes.backwards:
+            coder.encode_reverse(item[a:b], model)
+    words = coder.get_compressed().astype("<u4").tobytes()
+    return wire.varint(len(words) // 4) + words + b"".join(map(wire.varint, excess))
 
 
-def decode_ans(payload: bytes, classes: ScaleClasses, peak: int, shape: tuple[int, ...]) -> np.ndarray:
+def decode_ans(payload: bytes, classes: ScaleClasses, shape: tuple[int, ...]) -> np.ndarray:
     import constriction
 
-    if len(payload) % 4:
-        raise CorruptPayload("ans payload is not a whole number of 32-bit words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-    models = classes.models(peak)
-    per_item = int(np.prod(shape[1:]))
-    q = np.empty((shape[0], per_item), dtype=np.int32)
-    for i in range(shape[0]):
-        decoded = np.concatenate([coder.decode(m, b - a) for (a, b), m in zip(classes.ranges, models, strict=True)])
-        q[i, classes.order] = decoded - peak
-    return q.reshape(shape)
+    count, offset = wire.read_varint(payload, 0, "ANS word count")
+    end = offset + 4 * count
+    if end > len(payload):
+        raise CorruptPayload(f"ans payload names {count} words, has room for {(len(payload) - offset) // 4}")
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload[offset:end], dtype="<u4").astype(np.uint32))
+    bound = classes.bound_per_symbol
+    symbols = np.empty((shape[0], bound.size), dtype=np.int32)
+    for item in symbols:
+        for (a, b), model in classes.forwards:
+            item[a:b] = coder.decode(model, b - a)
+    symbols -= bound
+    for row, col in zip(*np.nonzero(np.abs(symbols) >= bound), strict=True):  # ~1e-3 of symbols
+        excess, end = wire.read_varint(payload, end, "escape")
+        if excess >= MAX_SYMBOL:
+            raise CorruptPayload(f"escaped symbol excess {excess} exceeds {MAX_SYMBOL}")
+        symbols[row, col] += excess if symbols[row, col] > 0 else -excess
+    if end != len(payload):
+        raise CorruptPayload(f"{len(payload) - end} bytes left after the ans payload")
+    return symbols[:, classes.inverse].reshape(shape)

@@ -27,12 +27,18 @@ def symbols_of(codec, x: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def measure(codec, acts: np.ndarray, store, timing_items: int) -> tuple[np.ndarray, dict]:
-    """Encode and decode every tensor on its own; time a subset."""
-    sizes, rebuilt, entropies, enc_ms, dec_ms = [], [], [], [], []
+def measure(codec, acts: np.ndarray, store, timing_items: int, head=None) -> tuple[np.ndarray, dict]:
+    """Encode and decode every tensor on its own; time a subset. With `head` (item index -> runs the
+    model's head on that item), the head is timed right before each timed encode, so the codec's
+    share of the head's time compares two timings taken under the same host conditions."""
+    sizes, rebuilt, entropies, enc_ms, dec_ms, head_ms = [], [], [], [], [], []
     for i in range(len(acts)):
         x = acts[i : i + 1]
         timed = i < timing_items
+        if timed and head is not None:
+            start = time.perf_counter_ns()
+            head(i)
+            head_ms.append((time.perf_counter_ns() - start) / 1e6)
         start = time.perf_counter_ns()
         message = codec.encode(x)
         middle = time.perf_counter_ns()
@@ -47,7 +53,7 @@ def measure(codec, acts: np.ndarray, store, timing_items: int) -> tuple[np.ndarr
         sizes.append(len(message))
     values = acts[0].size
     mean_bytes = float(np.mean(sizes))
-    return np.concatenate(rebuilt), {
+    row = {
         "wire_bytes": mean_bytes,
         "wire_bytes_p90": float(np.percentile(sizes, 90)),
         "fp32_bytes": values * 4,
@@ -57,6 +63,11 @@ def measure(codec, acts: np.ndarray, store, timing_items: int) -> tuple[np.ndarr
         "encode_ms": statistics.median(enc_ms),
         "decode_ms": statistics.median(dec_ms),
     }
+    if head_ms:
+        row["head_ms"] = statistics.median(head_ms)
+        row["codec_share_pct"] = 100 * statistics.median(
+            (e + d) / h for e, d, h in zip(enc_ms, dec_ms, head_ms, strict=True))
+    return np.concatenate(rebuilt), row
 
 
 def scores(predictions: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> tuple[float, float | None]:
