@@ -108,8 +108,8 @@ def test_disc_escapes_carry_symbols_beyond_their_table_exactly(fmnist_disc):
     x[0, :, 1, 1] += spike  # an outlier in every channel
     message = get_codec("disc", calibration=cal, step=0.5, deadzone=0.5).encode(x)
     payload = wire.unpack(message).payload
-    words, offset = wire.read_varint(payload, 0, "words")
-    assert len(payload) > offset + 4 * words  # escapes follow the ANS words
+    length, offset = wire.read_varint(payload, 0, "length")
+    assert len(payload) > offset + length  # escapes follow the rANS bytes
     ans = decode(message, store)
     zstd = decode(get_codec("disc", calibration=cal, step=0.5, deadzone=0.5, entropy="zstd").encode(x), store)
     assert np.array_equal(ans, zstd)  # the same symbols either way, escapes included
@@ -222,3 +222,32 @@ def test_calibrate_cli_writes_one_file_per_split(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "splitbed.codecs", "calibrate", "fmnist_cnn", "--splits",
                           "conv9", "--cache", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "conv9" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 200), st.floats(0.5, 0.9), st.integers(0, 2**31 - 1))
+def test_rans_round_trips_any_values_and_refuses_any_damage(items, count, deadzone, seed):
+    """The compiled coder against the numpy rule it fuses: dead-zone rounding, escapes of every
+    length (one byte, three bytes), two interleaved states; and any cut or flipped byte is caught."""
+    from splitbed.codecs import rans
+    from splitbed.codecs.disc import laplace_table
+
+    rng = np.random.default_rng(seed)
+    scales = [0.1, 1.0, 30.0]
+    bounds = np.array([2, 8, 211], dtype=np.int32)
+    tables = rans.Tables([laplace_table(s, int(b)) for s, b in zip(scales, bounds, strict=True)])
+    groups = rng.integers(0, 3, count).astype(np.int32)
+    order = rng.permutation(count)
+    values = rng.laplace(0, np.array(scales)[groups][np.argsort(order)], (items, count)).astype(np.float32)
+    values[rng.random((items, count)) < 0.05] *= 300  # escapes, short and long
+    steps = rng.uniform(0.5, 2, count).astype(np.float32)
+    data = rans.encode(values, deadzone, order, groups, bounds[groups], tables)
+    decoded = rans.decode(data, (items, count), deadzone, steps, order, groups, bounds[groups], tables)
+    q = np.copysign(np.floor(np.abs(values) + np.float32(1 - deadzone)), values)
+    expected = np.sign(q) * (np.abs(q) + np.float32(deadzone - 0.5)) * steps
+    assert np.array_equal(decoded, expected.astype(np.float32))
+    position = int(rng.integers(0, len(data)))
+    damaged = data[:position] + bytes([data[position] ^ (1 << int(rng.integers(0, 8)))]) + data[position + 1 :]
+    for bad in (data[:position], damaged, data + b"\0"):
+        result = rans.decode(bad, (items, count), deadzone, steps, order, groups, bounds[groups], tables)
+        assert result is None or not np.array_equal(result, decoded) or bad == data

@@ -10,8 +10,8 @@ only its abstract, so this pipeline is ours, named after it):
    step = step_rel * rms / fisher^(alpha/2), fisher the diagonal Fisher information of that
    coefficient; `deadzone` > 0.5 rounds small values to zero more often (0.65 by default: fewer
    bits for less error than plain rounding, measured on Lite0);
-4. entropy-code the integer symbols: zstd (fast) or ANS with a per-coefficient Laplace model whose
-   scales come from calibration (constriction; smaller, slower).
+4. entropy-code the integer symbols: rANS (rans.py) with a Laplace model per group of coefficients
+   whose scales come from calibration, or zstd (larger; kept as a baseline).
 
 Calibration state (mean, transform and its inverse, per-coefficient Fisher weights and Laplace
 scales) lives in one .npz file per (model, split), read with allow_pickle=False; messages carry its
@@ -33,7 +33,7 @@ import torch
 import zstandard
 from scipy.fft import dctn
 
-from splitbed.codecs import wire
+from splitbed.codecs import rans, wire
 from splitbed.codecs.base import Codec, CorruptPayload, register
 from splitbed.codecs.simple import check_level, zstd_decompress
 from splitbed.errors import UserError
@@ -211,6 +211,7 @@ class QuantPlan:
         self.dct, self.deadzone = bool(params["dct"]), float(params["deadzone"])
         steps = steps_for(cal, params, rank)
         self.steps = steps.astype(np.float32)
+        self.flat_steps = self.steps.ravel()
         self.inverse_steps = (1 / steps).astype(np.float32)
         self.analysis_t = np.ascontiguousarray(cal.analysis[:, :rank].T, dtype=np.float32)
         self.synthesis = np.ascontiguousarray(cal.synthesis[:, :rank], dtype=np.float32)
@@ -220,22 +221,29 @@ class QuantPlan:
         _, h, w = cal.fisher.shape
         self.dct_h, self.dct_w = dct_matrix(h), dct_matrix(w)
 
-    def quantise(self, batch: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) activations -> (N, rank, H, W) int32 symbols."""
+    def scaled(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) activations -> (N, rank, H, W) float32 coefficients in units of their steps."""
         n, c, h, w = batch.shape
         z = self.analysis_t @ (batch.reshape(n, c, h * w).astype(np.float32) - self.mean)
         if self.dct:
             z = dct_2d(z.reshape(-1, h, w), self.dct_h, self.dct_w)
-        z = z.reshape(n, -1, h, w) * self.inverse_steps
-        # round to nearest with a dead zone: |z| < deadzone -> 0, then bins of width 1
-        return np.copysign(np.floor(np.abs(z) + (1 - self.deadzone)), z).astype(np.int32)
+        return z.reshape(n, -1, h, w) * self.inverse_steps
 
-    def reconstruct(self, q: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """Symbols back to activations of `shape` (N, C, H, W), each at the middle of its bin."""
-        n, c, h, w = shape
+    def quantise(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) activations -> (N, rank, H, W) int32 symbols (rans.py fuses the same rule)."""
+        z = self.scaled(batch)
+        # round to nearest with a dead zone: |z| < deadzone -> 0, then bins of width 1
+        return np.copysign(np.floor(np.abs(z) + np.float32(1 - self.deadzone)), z).astype(np.int32)
+
+    def dequantise(self, q: np.ndarray) -> np.ndarray:
+        """Symbols -> coefficients at the middle of their bins (rans.py fuses the same rule)."""
         z = q.astype(np.float32)
         z += np.sign(z) * np.float32(self.deadzone - 0.5)
-        z *= self.steps
+        return z * self.steps
+
+    def synthesise(self, z: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """(N, rank, H, W) coefficients back to activations of `shape` (N, C, H, W)."""
+        n, c, h, w = shape
         if self.dct:
             z = dct_2d(z.reshape(-1, h, w), self.dct_h.T, self.dct_w.T)
         x = self.synthesis @ z.reshape(n, -1, h * w) + self.mean
@@ -334,13 +342,19 @@ class Disc(Codec):
             raise UserError(f"disc calibrated for {cal.fisher.shape} at {cal.model}/{cal.split}, got {x.shape}")
         rank = min(self.params["rank"] or batch.shape[1], batch.shape[1])
         plan = quant_plan(cal, self.params, rank)
+        extra = {"cal": cal.fingerprint, "rank_used": rank, "wide": False}
+        if self.params["entropy"] == "ans":
+            payload = encode_ans(plan.scaled(batch), plan)
+            if payload is None:
+                raise UserError(f"disc step {self.params['step']} is too small for this tensor (a symbol beyond "
+                                f"{rans.MAX_EXCESS} past its table)", fix="use a larger step")
+            return payload, extra
         q = plan.quantise(batch)
         peak = int(np.abs(q).max()) if q.size else 0
         if peak >= MAX_SYMBOL:
-            raise UserError(f"disc step {self.params['step']} is too small for this tensor (symbol {peak})")
-        extra = {"cal": cal.fingerprint, "rank_used": rank, "wide": peak >= 128}
-        if self.params["entropy"] == "ans":
-            return encode_ans(q, plan.classes), extra
+            raise UserError(f"disc step {self.params['step']} is too small for this tensor (symbol {peak})",
+                            fix="use a larger step")
+        extra["wide"] = peak >= 128
         dtype = np.int16 if extra["wide"] else np.int8
         return zstandard.ZstdCompressor(level=self.params["level"]).compress(q.astype(dtype).tobytes()), extra
 
@@ -359,12 +373,12 @@ class Disc(Codec):
         plan = quant_plan(cal, {"step": p["step"], "alpha": p["alpha"], "dct": dct, "deadzone": p["deadzone"]}, rank)
         q_shape = (batch_shape[0], rank, *batch_shape[2:])
         if p["entropy"] == "ans":
-            q = decode_ans(message.payload, plan.classes, q_shape)
+            z = decode_ans(message.payload, plan, q_shape)
         else:
             dtype = np.int16 if p["wide"] else np.int8
             raw = zstd_decompress(message.payload, int(np.prod(q_shape)) * np.dtype(dtype).itemsize)
-            q = np.frombuffer(raw, dtype=dtype).reshape(q_shape)
-        return plan.reconstruct(q, batch_shape).reshape(shape)
+            z = plan.dequantise(np.frombuffer(raw, dtype=dtype).reshape(q_shape))
+        return plan.synthesise(z, batch_shape).reshape(shape)
 
 
 SCALE_CLASSES = np.geomspace(0.05, 1e4, 33)  # Laplace scale bins (in quantiser steps)
@@ -374,32 +388,24 @@ ESCAPE_SCALES = 7  # a class codes |q| < 0.5 + 7 scales directly; larger values 
 class ScaleClasses:
     """Coefficients grouped by their calibrated Laplace scale: one probability table per group.
 
-    One shared table per group instead of one per coefficient makes ANS several times faster at a
+    One shared table per group instead of one per coefficient keeps the tables few and small at a
     cost of well under 1% in size; the grouping is fixed by the calibration, so encoder and
     decoder derive it alike. Each table covers |q| < bound (bound from the group's scale) plus two
-    escape symbols; an escaped magnitude's excess travels after the ANS words as a varint. Small
-    tables fixed per plan decode faster than one sized by each message's largest symbol.
+    escape symbols (rans.py).
     """
 
     def __init__(self, scales: np.ndarray):
-        import constriction
-
         flat = scales.ravel()
         group = np.clip(np.searchsorted(SCALE_CLASSES, flat) - 1, 0, len(SCALE_CLASSES) - 2)
-        self.order = np.argsort(group, kind="stable")
-        counts = np.bincount(group, minlength=len(SCALE_CLASSES) - 1)
-        sizes = [int(n) for n in counts if n]
-        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        self.ranges = list(zip(bounds[:-1], bounds[1:], strict=True))  # [start, end) of each group
+        self.order = np.argsort(group, kind="stable")  # coding position -> coefficient
+        sizes = [int(n) for n in np.bincount(group, minlength=len(SCALE_CLASSES) - 1) if n]
+        bounds = np.cumsum([0, *sizes])
         log_scale = np.log(flat[self.order])
-        self.scale = [float(np.exp(log_scale[a:b].mean())) for a, b in self.ranges]
-        self.bound = np.array([min(int(np.ceil(0.5 + ESCAPE_SCALES * b)), MAX_SYMBOL) for b in self.scale])
-        self.models = [constriction.stream.model.Categorical(laplace_table(b, k), perfect=False)
-                       for b, k in zip(self.scale, self.bound, strict=True)]
-        self.bound_per_symbol = np.repeat(self.bound, sizes).astype(np.int32)  # in coding order
-        self.inverse = np.argsort(self.order)
-        self.forwards = list(zip(self.ranges, self.models, strict=True))
-        self.backwards = self.forwards[::-1]  # ANS is a stack: encode in reverse
+        scale = [float(np.exp(log_scale[a:b].mean())) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        bound = [min(int(np.ceil(0.5 + ESCAPE_SCALES * b)), (rans.MAX_ALPHABET - 1) // 2) for b in scale]
+        self.tables = rans.Tables([laplace_table(b, k) for b, k in zip(scale, bound, strict=True)])
+        self.group_per_symbol = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)  # in coding order
+        self.bound_per_symbol = np.repeat(np.array(bound, dtype=np.int32), sizes)
 
 
 def laplace_table(scale: float, bound: int) -> np.ndarray:
@@ -408,47 +414,19 @@ def laplace_table(scale: float, bound: int) -> np.ndarray:
     mass = np.where(x == 0, 1 - np.exp(-0.5 / scale),
                     0.5 * (np.exp(-(np.abs(x) - 0.5) / scale) - np.exp(-(np.abs(x) + 0.5) / scale)))
     mass[[0, -1]] = 0.5 * np.exp(-(bound - 0.5) / scale)  # tail mass
-    mass = np.maximum(mass, 1e-6)
     return mass / mass.sum()
 
 
-def encode_ans(q: np.ndarray, classes: ScaleClasses) -> bytes:
-    """varint(number of 32-bit ANS words), the words, then each escape's excess as a varint."""
-    import constriction
-
-    symbols = q.reshape(q.shape[0], -1)[:, classes.order]
-    bound = classes.bound_per_symbol
-    magnitude = np.abs(symbols)
-    escaped = magnitude >= bound
-    excess = (magnitude - bound)[escaped].tolist()
-    coded = np.clip(symbols, -bound, bound) + bound
-    coder = constriction.stream.stack.AnsCoder()
-    for item in coded[::-1]:
-        for (a, b), model in classes.backwards:
-            coder.encode_reverse(item[a:b], model)
-    words = coder.get_compressed().astype("<u4").tobytes()
-    return wire.varint(len(words) // 4) + words + b"".join(map(wire.varint, excess))
+def encode_ans(scaled: np.ndarray, plan: QuantPlan) -> bytes | None:
+    classes = plan.classes
+    return rans.encode(scaled.reshape(scaled.shape[0], -1), plan.deadzone, classes.order, classes.group_per_symbol,
+                       classes.bound_per_symbol, classes.tables)
 
 
-def decode_ans(payload: bytes, classes: ScaleClasses, shape: tuple[int, ...]) -> np.ndarray:
-    import constriction
-
-    count, offset = wire.read_varint(payload, 0, "ANS word count")
-    end = offset + 4 * count
-    if end > len(payload):
-        raise CorruptPayload(f"ans payload names {count} words, has room for {(len(payload) - offset) // 4}")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload[offset:end], dtype="<u4").astype(np.uint32))
-    bound = classes.bound_per_symbol
-    symbols = np.empty((shape[0], bound.size), dtype=np.int32)
-    for item in symbols:
-        for (a, b), model in classes.forwards:
-            item[a:b] = coder.decode(model, b - a)
-    symbols -= bound
-    for row, col in zip(*np.nonzero(np.abs(symbols) >= bound), strict=True):  # ~1e-3 of symbols
-        excess, end = wire.read_varint(payload, end, "escape")
-        if excess >= MAX_SYMBOL:
-            raise CorruptPayload(f"escaped symbol excess {excess} exceeds {MAX_SYMBOL}")
-        symbols[row, col] += excess if symbols[row, col] > 0 else -excess
-    if end != len(payload):
-        raise CorruptPayload(f"{len(payload) - end} bytes left after the ans payload")
-    return symbols[:, classes.inverse].reshape(shape)
+def decode_ans(payload: bytes, plan: QuantPlan, shape: tuple[int, ...]) -> np.ndarray:
+    classes = plan.classes
+    z = rans.decode(payload, (shape[0], int(np.prod(shape[1:]))), plan.deadzone, plan.flat_steps, classes.order,
+                    classes.group_per_symbol, classes.bound_per_symbol, classes.tables)
+    if z is None:
+        raise CorruptPayload("the rANS stream does not decode to this many symbols")
+    return z.reshape(shape)

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from splitbed.codecs import CalibrationStore, WireFormatError, decode
+from splitbed.codecs import CalibrationStore, WireFormatError, decode, rans
 from splitbed.errors import UserError
 from splitbed.models import get_model
 from splitbed.nodes import protocol
@@ -29,6 +29,7 @@ class Server:
         self.store = CalibrationStore(cal_dir)
         self.tails: dict[str, torch.nn.Module] = {}
         self.lock = threading.Lock()
+        rans.warm_up()  # DISC's coder compiles on first use: not inside the first timed request
 
     def tail(self, split: str):
         if split not in self.tails:
