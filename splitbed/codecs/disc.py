@@ -224,10 +224,12 @@ class QuantPlan:
     def scaled(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) activations -> (N, rank, H, W) float32 coefficients in units of their steps."""
         n, c, h, w = batch.shape
-        z = self.analysis_t @ (batch.reshape(n, c, h * w).astype(np.float32) - self.mean)
+        z = self.analysis_t @ (batch.reshape(n, c, h * w).astype(np.float32, copy=False) - self.mean)
         if self.dct:
             z = dct_2d(z.reshape(-1, h, w), self.dct_h, self.dct_w)
-        return z.reshape(n, -1, h, w) * self.inverse_steps
+        z = z.reshape(n, -1, h, w)
+        z *= self.inverse_steps
+        return z
 
     def quantise(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) activations -> (N, rank, H, W) int32 symbols (rans.py fuses the same rule)."""
@@ -246,9 +248,11 @@ class QuantPlan:
         n, c, h, w = shape
         if self.dct:
             z = dct_2d(z.reshape(-1, h, w), self.dct_h.T, self.dct_w.T)
-        x = self.synthesis @ z.reshape(n, -1, h * w) + self.mean
+        x = self.synthesis @ z.reshape(n, -1, h * w)
+        x += self.mean
         # Values outside what the channel ever showed (negative after a ReLU) are coding noise.
-        return np.clip(x, self.low, self.high, out=x).reshape(shape)
+        np.maximum(x, self.low, out=x)
+        return np.minimum(x, self.high, out=x).reshape(shape)
 
 
 def dct_matrix(size: int) -> np.ndarray:
@@ -404,8 +408,9 @@ class ScaleClasses:
         scale = [float(np.exp(log_scale[a:b].mean())) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         bound = [min(int(np.ceil(0.5 + ESCAPE_SCALES * b)), (rans.MAX_ALPHABET - 1) // 2) for b in scale]
         self.tables = rans.Tables([laplace_table(b, k) for b, k in zip(scale, bound, strict=True)])
-        self.group_per_symbol = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)  # in coding order
-        self.bound_per_symbol = np.repeat(np.array(bound, dtype=np.int32), sizes)
+        self.order = self.order.astype(np.int32)
+        self.ranges = bounds.astype(np.int64)  # coding positions ranges[g]..ranges[g+1] use table g
+        self.bounds = np.array(bound, dtype=np.int32)
 
 
 def laplace_table(scale: float, bound: int) -> np.ndarray:
@@ -419,14 +424,14 @@ def laplace_table(scale: float, bound: int) -> np.ndarray:
 
 def encode_ans(scaled: np.ndarray, plan: QuantPlan) -> bytes | None:
     classes = plan.classes
-    return rans.encode(scaled.reshape(scaled.shape[0], -1), plan.deadzone, classes.order, classes.group_per_symbol,
-                       classes.bound_per_symbol, classes.tables)
+    return rans.encode(scaled.reshape(scaled.shape[0], -1), plan.deadzone, classes.order, classes.ranges,
+                       classes.bounds, classes.tables)
 
 
 def decode_ans(payload: bytes, plan: QuantPlan, shape: tuple[int, ...]) -> np.ndarray:
     classes = plan.classes
     z = rans.decode(payload, (shape[0], int(np.prod(shape[1:]))), plan.deadzone, plan.flat_steps, classes.order,
-                    classes.group_per_symbol, classes.bound_per_symbol, classes.tables)
+                    classes.ranges, classes.bounds, classes.tables)
     if z is None:
         raise CorruptPayload("the rANS stream does not decode to this many symbols")
     return z.reshape(shape)

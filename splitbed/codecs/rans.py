@@ -70,22 +70,23 @@ def quantise_frequencies(target: np.ndarray, total: int) -> np.ndarray:
     return f
 
 
-def encode(scaled: np.ndarray, deadzone: float, order: np.ndarray, groups: np.ndarray, bounds: np.ndarray,
+def encode(scaled: np.ndarray, deadzone: float, order: np.ndarray, ranges: np.ndarray, bounds: np.ndarray,
            tables: Tables) -> bytes | None:
     """Quantise `scaled` (N, K) float32 coefficients already divided by their steps and code them,
-    each item's K in `order`; groups/bounds are per coding position. None if a symbol's excess does
-    not fit the escape (a step far too small for the data)."""
-    out, ok = _encode(np.ascontiguousarray(scaled, dtype=np.float32), np.float32(1 - deadzone), order, groups,
+    each item's K in `order`: coding positions ranges[g]..ranges[g+1] use table g, whose symbols
+    cover |q| < bounds[g]. None if a symbol's excess does not fit the escape (a step far too small
+    for the data)."""
+    out, ok = _encode(np.ascontiguousarray(scaled, dtype=np.float32), np.float32(1 - deadzone), order, ranges,
                       bounds, tables.freq, tables.reciprocal, tables.shift, tables.bias, tables.offset)
     return out.tobytes() if ok else None
 
 
 def decode(data: bytes, shape: tuple[int, int], deadzone: float, steps: np.ndarray, order: np.ndarray,
-           groups: np.ndarray, bounds: np.ndarray, tables: Tables) -> np.ndarray | None:
+           ranges: np.ndarray, bounds: np.ndarray, tables: Tables) -> np.ndarray | None:
     """(N, K) float32 coefficients, each at the middle of its dead-zone bin times its step; None if
     `data` is not a complete, consistent stream for this many symbols."""
     out, ok = _decode(np.frombuffer(data, dtype=np.uint8), shape[0], np.float32(deadzone - 0.5), steps, order,
-                      groups, bounds, tables.freq, tables.start, tables.offset, tables.lookup)
+                      ranges, bounds, tables.freq, tables.start, tables.offset, tables.lookup)
     return out if ok else None
 
 
@@ -93,9 +94,9 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) both directions now: a first compile takes seconds,
     which must not land inside a timed request."""
     tables = Tables([np.array([0.25, 0.5, 0.25])])
-    zeros = np.zeros(2, dtype=np.int32)
-    data = encode(np.zeros((1, 2), np.float32), 0.5, np.arange(2), zeros, zeros + 1, tables)
-    decode(data, (1, 2), 0.5, np.ones(2, np.float32), np.arange(2), zeros, zeros + 1, tables)
+    order, ranges, bounds = np.arange(2, dtype=np.int32), np.array([0, 2]), np.ones(1, np.int32)
+    data = encode(np.zeros((1, 2), np.float32), 0.5, order, ranges, bounds, tables)
+    decode(data, (1, 2), 0.5, np.ones(2, np.float32), order, ranges, bounds, tables)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -127,11 +128,9 @@ def _put_byte(x, buffer, pos, byte):  # pragma: no cover  (compiled)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _encode_one(x, buffer, pos, v, j, one_minus_deadzone, groups, bounds, freq, reciprocal, shift, bias,
-                offset):  # pragma: no cover  (compiled)
-    """Quantise one coefficient and push it (and its escape bytes) onto state x."""
+def _encode_one(x, buffer, pos, v, b, base, one_minus_deadzone, freq, reciprocal, shift, bias):  # pragma: no cover
+    """Quantise one coefficient and push it (and its escape bytes) onto state x; table at base."""
     m = int(np.floor(abs(v) + one_minus_deadzone))
-    b = bounds[j]
     if m >= b:  # escape: the excess as uniform bytes, pushed before (= decoded after) the symbol
         excess = m - b
         if excess > MAX_EXCESS:
@@ -142,13 +141,12 @@ def _encode_one(x, buffer, pos, v, j, one_minus_deadzone, groups, bounds, freq, 
             x, pos = _put_byte(x, buffer, pos, long_excess & 0xFF)
         x, pos = _put_byte(x, buffer, pos, min(excess, SHORT_EXCESS))
         m = b
-    i = offset[groups[j]] + b + m * ((v > 0) - (v < 0))
-    x, pos = _put(x, buffer, pos, i, freq, reciprocal, shift, bias)
+    x, pos = _put(x, buffer, pos, base + b + m * ((v > 0) - (v < 0)), freq, reciprocal, shift, bias)
     return x, pos, True
 
 
 @njit(cache=True, nogil=True)
-def _encode(scaled, one_minus_deadzone, order, groups, bounds, freq, reciprocal, shift, bias, offset):  # pragma: no cover
+def _encode(scaled, one_minus_deadzone, order, ranges, bounds, freq, reciprocal, shift, bias, offset):  # pragma: no cover
     """Two interleaved states (even and odd coding positions j) share one byte stream, so the CPU can
     overlap their dependency chains; the decoder alternates the same way."""
     n, k = scaled.shape
@@ -156,16 +154,18 @@ def _encode(scaled, one_minus_deadzone, order, groups, bounds, freq, reciprocal,
     pos = buffer.shape[0]
     x0, x1 = np.uint64(RANS_LOW), np.uint64(RANS_LOW)
     for item in range(n - 1, -1, -1):
-        for j in range(k - 1, -1, -1):
-            v = scaled[item, order[j]]
-            if j & 1:
-                x1, pos, ok = _encode_one(x1, buffer, pos, v, j, one_minus_deadzone, groups, bounds, freq,
-                                          reciprocal, shift, bias, offset)
-            else:
-                x0, pos, ok = _encode_one(x0, buffer, pos, v, j, one_minus_deadzone, groups, bounds, freq,
-                                          reciprocal, shift, bias, offset)
-            if not ok:
-                return buffer[:0], False
+        for g in range(bounds.shape[0] - 1, -1, -1):
+            b, base = bounds[g], offset[g]
+            for j in range(ranges[g + 1] - 1, ranges[g] - 1, -1):
+                v = scaled[item, order[j]]
+                if j & 1:
+                    x1, pos, ok = _encode_one(x1, buffer, pos, v, b, base, one_minus_deadzone, freq, reciprocal,
+                                              shift, bias)
+                else:
+                    x0, pos, ok = _encode_one(x0, buffer, pos, v, b, base, one_minus_deadzone, freq, reciprocal,
+                                              shift, bias)
+                if not ok:
+                    return buffer[:0], False
     for x in (x1, x0):  # the decoder reads x0 first
         for _ in range(4):
             pos -= 1
@@ -186,15 +186,13 @@ def _get(x, data, pos, freq, start, slot):  # pragma: no cover  (compiled)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pop(x, data, pos, j, groups, bounds, freq, start, offset, lookup):  # pragma: no cover  (compiled)
-    """Pop one coefficient's symbol from state x: (x, pos, signed magnitude before any escape)."""
-    mask = np.uint64((1 << PROB_BITS) - 1)
-    g = groups[j]
-    slot = x & mask
-    s = int(lookup[g, slot])
-    i = offset[g] + s
-    x, pos = _get(x, data, pos, np.uint64(freq[i]), np.uint64(start[i]), slot)
-    return x, pos, s - bounds[j]
+def _pop(x, data, pos, b, base, row, freq, start):  # pragma: no cover  (compiled)
+    """Pop one symbol from state x with the table at base (row: its slot lookup):
+    (x, pos, signed magnitude; +-b means an escape follows)."""
+    slot = x & np.uint64((1 << PROB_BITS) - 1)
+    s = int(row[slot])
+    x, pos = _get(x, data, pos, np.uint64(freq[base + s]), np.uint64(start[base + s]), slot)
+    return x, pos, s - b
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -207,27 +205,19 @@ def _pop_byte(x, data, pos):  # pragma: no cover  (compiled)
 
 
 @njit(cache=True, nogil=True)
-def _pop_excess(x, data, pos):  # pragma: no cover  (compiled; rare, so not inlined)
+def _pop_escape(x, data, pos, signed):  # pragma: no cover  (compiled; rare, so not inlined)
     x, pos, excess = _pop_byte(x, data, pos)
     if excess == SHORT_EXCESS:
         x, pos, low = _pop_byte(x, data, pos)
         x, pos, high = _pop_byte(x, data, pos)
         excess += low | (high << 8)
-    return x, pos, excess
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _place(out, item, j, signed, bound, half_offset, steps, order):  # pragma: no cover  (compiled)
-    """Dequantise: the middle of the dead-zone bin, times the step, without a branch on the sign."""
-    index = order[j]
-    sign = (signed > 0) - (signed < 0)
-    out[item, index] = np.float32(sign) * (np.float32(abs(signed)) + half_offset) * steps[index]
+    return x, pos, signed + excess if signed > 0 else signed - excess
 
 
 @njit(cache=True, nogil=True)
-def _decode(data, n, half_offset, steps, order, groups, bounds, freq, start, offset, lookup):  # pragma: no cover
-    """Coding positions alternate between two states (even j: x0, odd j: x1), decoded pairwise so the
-    CPU overlaps their dependency chains; escapes (|signed| == bound) add their excess."""
+def _decode(data, n, half_offset, steps, order, ranges, bounds, freq, start, offset, lookup):  # pragma: no cover
+    """Coding positions alternate between two states (even j: x0, odd j: x1) so the CPU overlaps
+    their dependency chains; each symbol is dequantised and put in place as it is decoded."""
     k = order.shape[0]
     out = np.empty((n, k), dtype=np.float32)
     size = data.shape[0]
@@ -241,18 +231,20 @@ def _decode(data, n, half_offset, steps, order, groups, bounds, freq, start, off
         x1 = (x1 << np.uint64(8)) | np.uint64(padded[4 + j])
     pos = 8
     for item in range(n):
-        for j in range(0, k, 2):
-            x0, pos, signed = _pop(x0, padded, pos, j, groups, bounds, freq, start, offset, lookup)
-            if abs(signed) == bounds[j]:
-                x0, pos, excess = _pop_excess(x0, padded, pos)
-                signed += excess if signed > 0 else -excess
-            _place(out, item, j, signed, bounds[j], half_offset, steps, order)
-            if j + 1 < k:
-                x1, pos, signed = _pop(x1, padded, pos, j + 1, groups, bounds, freq, start, offset, lookup)
-                if abs(signed) == bounds[j + 1]:
-                    x1, pos, excess = _pop_excess(x1, padded, pos)
-                    signed += excess if signed > 0 else -excess
-                _place(out, item, j + 1, signed, bounds[j + 1], half_offset, steps, order)
-            if pos > size:
-                return out, False
+        for g in range(bounds.shape[0]):
+            b, base, row = bounds[g], offset[g], lookup[g]
+            for j in range(ranges[g], ranges[g + 1]):
+                if j & 1:
+                    x1, pos, signed = _pop(x1, padded, pos, b, base, row, freq, start)
+                    if abs(signed) == b:
+                        x1, pos, signed = _pop_escape(x1, padded, pos, signed)
+                else:
+                    x0, pos, signed = _pop(x0, padded, pos, b, base, row, freq, start)
+                    if abs(signed) == b:
+                        x0, pos, signed = _pop_escape(x0, padded, pos, signed)
+                if pos > size:
+                    return out, False
+                index = order[j]
+                sign = (signed > 0) - (signed < 0)  # no branch: half the symbols are zero, at random
+                out[item, index] = np.float32(sign) * (np.float32(abs(signed)) + half_offset) * steps[index]
     return out, (pos == size and x0 == np.uint64(RANS_LOW) and x1 == np.uint64(RANS_LOW))
