@@ -41,6 +41,7 @@ from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 
 CRITERION_PTS = 1.0
+NEAR_TIE_LOGITS = 0.1  # items whose top-2 logits are this close are counted as near ties
 EVAL_THREADS = 2  # tails over the evaluation set; head and codec timings use 1
 
 
@@ -84,7 +85,10 @@ def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> li
     inputs = torch.stack([s.tensor for s in samples])
     labels = np.array([-1 if s.label is None else s.label for s in samples])
     full = model.full()
-    reference = torch.cat([full(inputs[i : i + 256]) for i in range(0, len(inputs), 256)]).argmax(1).numpy()
+    logits = torch.cat([full(inputs[i : i + 256]) for i in range(0, len(inputs), 256)])
+    reference = logits.argmax(1).numpy()
+    top2 = logits.topk(2, dim=1).values
+    near_ties = int(((top2[:, 0] - top2[:, 1]) < NEAR_TIE_LOGITS).sum())  # flip at almost any coding noise
     calibration_inputs = None
     rows = []
     for split in setup.quick_splits if quick else setup.splits:
@@ -105,7 +109,7 @@ def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> li
             rows.append({"model": name, "split": split, "codec": codec_name, "params": shown,
                          "criterion": setup.criterion, **row, "agreement_drop_pts": agreement_drop,
                          "accuracy_drop_pts": accuracy_drop,
-                         "n_items": len(acts), "n_labelled": int((labels >= 0).sum())})
+                         "n_items": len(acts), "n_labelled": int((labels >= 0).sum()), "near_ties": near_ties})
             progress(rows[-1])
     return rows
 
@@ -122,7 +126,7 @@ def frontier(rows: list[dict]) -> list[dict]:
             best[key] = row
     keep = ("model", "split", "codec", "params", "criterion", "wire_bytes", "reduction_pct", "bits_per_value",
             "order0_entropy_bits", "accuracy_drop_pts", "agreement_drop_pts", "encode_ms", "decode_ms", "head_ms",
-            "codec_share_pct")
+            "codec_share_pct", "n_items", "near_ties")
     def order(key):
         return key[0], int(re.sub(r"\D", "", key[1]) or 0), key[2]
 
@@ -139,6 +143,10 @@ def print_frontier(front: list[dict]) -> None:
         print(f"{r['model']:<19}{r['split']:<8}{r['codec']:<6}{r['reduction_pct']:>9.2f}%{r['bits_per_value']:>8.3f}"
               f"{acc:>9}{r['agreement_drop_pts']:>9.2f}{r['encode_ms']:>8.2f}{r['decode_ms']:>8.2f}{r['head_ms']:>8.2f}"
               f"{r['codec_share_pct']:>6.1f}%  {json.dumps(r['params'])}")
+    for model in dict.fromkeys(r["model"] for r in front):
+        r = next(r for r in front if r["model"] == model)
+        print(f"{model}: {r['near_ties']} of {r['n_items']} evaluation items have top-2 logits within "
+              f"{NEAR_TIE_LOGITS} (they flip at almost any coding noise; 1 point = {r['n_items'] / 100:g} items)")
 
 
 def plot(rows: list[dict], path: Path) -> None:

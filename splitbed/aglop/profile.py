@@ -27,7 +27,7 @@ from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
 from splitbed.nodes.calibration import machine_key
 
 TABLE_VERSION = 1
-DISC_STEPS = (0.15, 0.2, 0.3, 0.5)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
+DISC_STEPS = (0.15, 0.2, 0.3, 0.4)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
 JPEG_QUALITIES = (75, 85, 95)  # server-only: the input image as a JPEG
 MAX_EVALUATION_ITEMS = 1000
 REPO = Path(__file__).resolve().parents[2]
