@@ -10,8 +10,9 @@ put in place within one loop.
 The format is the classic byte-wise rANS (Duda 2013; Giesen's ryg_rans): a 32-bit state kept in
 [2^23, 2^31), bytes written in reverse so decoding runs forwards. Each coefficient's table covers
 |q| < bound plus two escape symbols (|q| >= bound); an escape is followed by the excess as one
-uniform byte (or 255 and two more) in the same stream. Decoding checks every read against the buffer and the final state
-against the encoder's initial one, so garbage is reported, never read out of bounds.
+uniform byte (or 255 and two more) in the same stream. Decoding checks every read against the
+buffer and the final states against the encoder's initial ones, so garbage is reported, never read
+out of bounds.
 """
 
 from __future__ import annotations
