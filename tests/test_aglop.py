@@ -10,6 +10,7 @@ import pytest
 
 from splitbed.aglop.online import (
     MIN_SAMPLE_BYTES,
+    MIN_SAMPLE_MS,
     BandwidthEstimator,
     EstimatingPolicy,
     OraclePolicy,
@@ -95,10 +96,21 @@ def test_estimator_ignores_idle_time_and_small_messages_and_drops_on_a_failure()
         est.observe(20000, 10 + wire_bits(20000) / 8e6 * 1e3, 10.0, now)
     assert est.one_way_ms() == 10.0
     assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
-    est.observe(MIN_SAMPLE_BYTES - 1, 10.01, 10.0, 61.0)  # too small to say anything about the rate
+    est.observe(MIN_SAMPLE_BYTES - 1, 10.01, 10.0, 61.0)  # too small and quick to say anything about the rate
     assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
     est.observe_failure(0, 10_000, 71.0)  # an outage: 10 s and nothing through
     assert est.rate_bps() < 8e6 * 0.1
+
+
+def test_a_small_message_that_took_long_on_the_link_is_a_sample():
+    """After a collapse AGLOP sends only small DISC messages; at 0.3 Mbit/s a 4 KB one spends ~110 ms
+    on the link, which measures the rate well enough to count."""
+    est = BandwidthEstimator()
+    est.observe(20000, 10 + wire_bits(20000) / 20e6 * 1e3, 10.0, 0.0)  # 20 Mbit/s before
+    for now in range(1, 6):
+        est.observe(4000, 10 + wire_bits(4000) / 0.3e6 * 1e3, 10.0, float(now))
+    assert est.rate_bps() < 0.4e6 and est.last_sample_s == 5.0
+    assert MIN_SAMPLE_MS <= wire_bits(4000) / 0.3e6 * 1e3
 
 
 def test_estimating_policy_probes_when_its_estimate_is_old():

@@ -1,8 +1,10 @@
 """Plans as the edge runs them: fixed, or re-planned per request from a bandwidth estimate.
 
 The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracle reads the trace):
-- a sample is one transfer of at least MIN_SAMPLE_BYTES (a request or a probe): its wire bits over
-  the time its bytes spent on the link, uplink_ms minus the one-way delay;
+- a sample is one transfer (a request or a probe) of at least MIN_SAMPLE_BYTES, or of any size that
+  spent at least MIN_SAMPLE_MS on the link: its wire bits over that time, uplink_ms minus the one-way
+  delay. The second rule lets the small DISC messages of a slow link count: once the link collapses
+  they take 100 ms and more, and they are the only traffic AGLOP still sends;
 - the one-way delay is the smallest recent downlink time: replies are a few hundred bytes, so their
   time is nearly all delay (this assumes the two directions have the same delay);
 - the estimate is the total bits over the total time of the last WINDOW samples: a byte-weighted
@@ -10,8 +12,8 @@ The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracl
   clock between requests, so idle gaps do not dilute it;
 - a request that fails (timeout, reset) is a sample of zero bits over the time waited: an outage
   pulls the estimate down at once;
-- small requests (DISC messages are often ~1-2 KB) say little about the rate (a shaper lets the first
-  packets through at line rate), and edge-only requests send nothing: when no sample is younger than
+- small, quick requests (DISC messages are often a few KB) say little about the rate (a shaper lets
+  the first packets through at line rate), and edge-only requests send nothing: when no sample is younger than
   probe_interval_s, the edge sends a PROBE_BYTES probe between requests (outside any request's
   latency). Probes are the cost of knowing the link; they are counted in the manifest.
 """
@@ -28,6 +30,7 @@ from splitbed.models.partition import EDGE_ONLY
 
 WINDOW = 5
 MIN_SAMPLE_BYTES = 8192
+MIN_SAMPLE_MS = 20.0  # on-link time that makes a transfer of any size a sample
 PROBE_BYTES = 16384
 DELAY_WINDOW = 20
 
@@ -50,9 +53,9 @@ class BandwidthEstimator:
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
         self.delays.append(downlink_ms)
-        if message_bytes >= MIN_SAMPLE_BYTES:
-            on_link_s = max(uplink_ms - self.one_way_ms(), 0.5) / 1e3
-            self.samples.append((float(wire_bits(message_bytes)), on_link_s))
+        on_link_ms = uplink_ms - self.one_way_ms()
+        if message_bytes >= MIN_SAMPLE_BYTES or on_link_ms >= MIN_SAMPLE_MS:
+            self.samples.append((float(wire_bits(message_bytes)), max(on_link_ms, 0.5) / 1e3))
             self.last_sample_s = now_s
 
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splitbed.codecs import CalibrationStore, get_codec
+from splitbed.codecs import CalibrationStore, get_codec, wire
+from splitbed.codecs.disc import CALIBRATION_VERSION
 from splitbed.codecs.evaluation import measure, scores
 from splitbed.models.datasets import calibration_samples, evaluation_samples
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
@@ -178,7 +179,9 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
     table = codec_table(model, options, store, rebuild, say)
     path = cache_dir() / f"times-{model.name.replace('/', '_')}-{device['device']}-{machine_key()}.json"
     times = None if rebuild or not path.exists() else json.loads(path.read_text())
-    if times is None or times.get("keys") != [o.key for o in options]:
+    # the same option keys time differently once the codecs' implementation changes
+    versions = [wire.VERSION, CALIBRATION_VERSION]
+    if times is None or times.get("keys") != [o.key for o in options] or times.get("codec_versions") != versions:
         say(f"timing every split and codec on {device['device']} and on the server (once, cached)")
         group = None
         if device.get("quota_cores"):
@@ -190,7 +193,8 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
             if group is not None:
                 cgroups.discard(group)
         server = measure_times("server", model, options, os.cpu_count() or 1)
-        times = {"keys": [o.key for o in options], "device": device, "edge": edge, "server": server}
+        times = {"keys": [o.key for o in options], "codec_versions": versions, "device": device, "edge": edge,
+                 "server": server}
         write_json(path, times)
     for option in options:
         entry = table[option.key]
