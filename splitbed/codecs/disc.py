@@ -323,6 +323,10 @@ class Disc(Codec):
 
     def validate(self):
         p = self.params
+        for key in ("step", "alpha", "deadzone"):  # what the header carries: both sides must derive alike
+            if isinstance(p[key], (int, float)) and not isinstance(p[key], bool):
+                with np.errstate(over="ignore"):  # too large becomes inf, refused just below
+                    p[key] = float(np.float16(p[key]))
         if not isinstance(p["step"], (int, float)) or not 0.001 <= p["step"] <= 100:
             raise UserError(f"disc step must be a number in [0.001, 100], got {p['step']!r}")
         if not isinstance(p["alpha"], (int, float)) or not 0 <= p["alpha"] <= 2:
@@ -334,8 +338,6 @@ class Disc(Codec):
         if p["entropy"] not in ("zstd", "ans"):
             raise UserError(f"disc entropy must be 'zstd' or 'ans', got {p['entropy']!r}")
         check_level(p["level"])
-        for key in ("step", "alpha", "deadzone"):  # what the header carries: both sides must derive alike
-            p[key] = float(np.float16(p[key]))
 
     def encode_payload(self, x):
         cal = self.calibration
