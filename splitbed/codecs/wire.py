@@ -14,7 +14,7 @@
     CRC-32                       4     of everything else: the header up to here and the payload
     payload                      L
 
-Varints keep the header at 11-14 bytes plus parameters for the activations we send (version 1 spent
+Varints keep the header at 15-18 bytes plus parameters for the activations we send (version 1 spent
 16 bytes on a 4-d shape alone): on a Fashion-MNIST feature map that is a tenth of the message.
 Everything is checked before anything is allocated: the element count and the payload length
 have caps, the payload length must match the bytes given, the CRC must match. Any violation raises
