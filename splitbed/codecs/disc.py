@@ -403,16 +403,16 @@ class ScaleClasses:
     def __init__(self, scales: np.ndarray):
         flat = scales.ravel()
         group = np.clip(np.searchsorted(SCALE_CLASSES, flat) - 1, 0, len(SCALE_CLASSES) - 2)
-        self.order = np.argsort(group, kind="stable")  # coding position -> coefficient
+        order = np.argsort(group, kind="stable")
         sizes = [int(n) for n in np.bincount(group, minlength=len(SCALE_CLASSES) - 1) if n]
-        bounds = np.cumsum([0, *sizes])
-        log_scale = np.log(flat[self.order])
-        scale = [float(np.exp(log_scale[a:b].mean())) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        ranges = np.cumsum([0, *sizes])
+        log_scale = np.log(flat[order])
+        scale = [float(np.exp(log_scale[a:b].mean())) for a, b in zip(ranges[:-1], ranges[1:], strict=True)]
         bound = [min(int(np.ceil(0.5 + ESCAPE_SCALES * b)), (rans.MAX_ALPHABET - 1) // 2) for b in scale]
         self.tables = rans.Tables([laplace_table(b, k) for b, k in zip(scale, bound, strict=True)])
-        self.order = self.order.astype(np.int32)
-        self.ranges = bounds.astype(np.int64)  # coding positions ranges[g]..ranges[g+1] use table g
-        self.bounds = np.array(bound, dtype=np.int32)
+        self.order = order.astype(np.int32)  # coding position -> coefficient
+        self.ranges = ranges.astype(np.int64)  # coding positions ranges[g]..ranges[g+1] use table g
+        self.bounds = np.array(bound, dtype=np.int32)  # table g codes |q| < bounds[g], escapes beyond
 
 
 def laplace_table(scale: float, bound: int) -> np.ndarray:

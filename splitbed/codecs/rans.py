@@ -178,8 +178,8 @@ def _encode(scaled, one_minus_deadzone, order, ranges, bounds, freq, reciprocal,
 @njit(cache=True, nogil=True, inline="always")
 def _get(x, data, pos, freq, start, slot):  # pragma: no cover  (compiled)
     """Advance the state past a symbol occupying [start, start + freq), then read the 0, 1 or 2
-    bytes that bring it back to [2^23, 2^31), without a data-dependent branch (data carries 2
-    bytes of padding; the caller checks pos against the real end)."""
+    bytes that bring it back to [2^23, 2^31), without a data-dependent branch (data is padded past
+    its end; the caller checks pos against the real end)."""
     x = freq * (x >> np.uint64(PROB_BITS)) + slot - start
     count = (x < np.uint64(RANS_LOW)) + (x < np.uint64(RANS_LOW >> 8))
     word = (np.uint64(data[pos]) << np.uint64(8)) | np.uint64(data[pos + 1])
