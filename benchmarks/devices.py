@@ -2,15 +2,19 @@
 """Does a calibrated node run like the device? Side by side, in one run, per device profile.
 
     sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached]
+    sudo python benchmarks/devices.py --governor-ab 20 [--devices rpi4] [--json PATH]
     sudo python benchmarks/devices.py --host-noise 30 [--json PATH]
 
-For each constrained profile: calibrate the CPU quota on the profile's reference workload (starting
-from this machine's cached quota when there is one; --cached skips calibrating), then run that workload 5 times inside the quota'd node (each run the median of
-several forward passes): `ratio` = emulated / reference latency, `cv` = coefficient of variation of
-the 5 runs. Under the same quota, the profile's second workload with a published number gives
-`cross_ratio`: whether one quota carries over to another network. Profiles faster than this machine
-can be made are listed under `skipped` with the reason.
+For each constrained profile: calibrate the node's CPU governor on the profile's reference workload
+(starting from this machine's cached calibration when there is one; --cached skips calibrating),
+then run that workload 5 times inside the governed node (each run the median of 2 s of forward
+passes): `ratio` = emulated / reference latency, `cv` = coefficient of variation of the 5 runs. Under
+the same calibration, the profile's second workload with a published number gives `cross_ratio`:
+whether one calibration carries over to another network. Profiles faster than this machine can be
+made are listed under `skipped` with the reason.
 
+--governor-ab N shows what the governor buys: one node, N blocks of 6 s alternating between the
+governed quota and the fixed quota the calibration ended at (mean ratio and cv of block medians each).
 --host-noise S measures what limits all of this: the reference workload with no quota at all, one
 thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
 speed moves while nothing of ours runs beside it.
@@ -29,25 +33,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.nodes.calibration import (  # noqa: E402
-    PERIOD_US,
     CalibrationCache,
+    NodeCalibration,
     WorkloadWorker,
     calibrate,
+    calibrated,
     cpu_model,
 )
 from splitbed.nodes.cgroups import CgroupManager  # noqa: E402
 from splitbed.nodes.devices import load_profiles  # noqa: E402
+from splitbed.nodes.governor import limit_cpu  # noqa: E402
 
 RUNS = 5
-PER_RUN = 15
+RUN_S = 2.0
 
 
-def emulate(workload: str, threads: int, quota: float, manager: CgroupManager, name: str) -> list[float]:
+def emulate(workload: str, cal: NodeCalibration, manager: CgroupManager, name: str) -> tuple[list[float], dict]:
+    """The workload's run medians inside a node given the device's CPU, and what its governor did."""
     group = manager.create(name)
     try:
-        group.set_cpu(quota, PERIOD_US)
-        with WorkloadWorker(workload, threads, group) as worker:
-            return worker.medians(RUNS, PER_RUN)
+        with limit_cpu(group, cal.settings()) as governor, WorkloadWorker(workload, cal.threads, group) as worker:
+            governor.stats()
+            return worker.medians(RUNS, RUN_S), governor.stats()
     finally:
         manager.discard(group)
 
@@ -66,12 +73,38 @@ def host_noise(seconds: float) -> dict:
     return result
 
 
+def governor_ab(cal: NodeCalibration, manager: CgroupManager, blocks: int, block_s: float) -> dict:
+    """What the governor buys, side by side: one node, one worker, blocks of `block_s` alternating
+    between the governed quota and the fixed quota the calibration ended at; per block the median."""
+    group = manager.create(f"ab-{cal.device}")
+    medians: dict[str, list[float]] = {"governed": [], "fixed": []}
+    try:
+        with limit_cpu(group, cal.settings()) as governor, WorkloadWorker(cal.workload, cal.threads, group) as worker:
+            for block in range(blocks):
+                mode = "governed" if block % 2 else "fixed"
+                governor.set_base(cal.cores_per_canary_ms if mode == "governed" else 0.0)
+                if mode == "fixed":
+                    group.set_cpu(cal.quota_cores, cal.period_us)
+                medians[mode] += worker.medians(1, block_s)
+    finally:
+        manager.discard(group)
+    result = {"device": cal.device, "block_s": block_s, "blocks_ms": medians}
+    for mode, values in medians.items():
+        mean = statistics.mean(values)
+        result[mode] = {"mean_ms": mean, "ratio": mean / cal.reference_ms, "cv": statistics.stdev(values) / mean}
+        print(f"{cal.device} {mode:<8} {len(values)} blocks of {block_s:.0f} s: mean {mean:.1f} ms "
+              f"(ratio {result[mode]['ratio']:.3f}), cv of block medians {result[mode]['cv']:.3f}", flush=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json")
     parser.add_argument("--devices", help="comma-separated profile keys (default: all constrained)")
     parser.add_argument("--cached", action="store_true", help="reuse this machine's cached calibration")
     parser.add_argument("--host-noise", type=float, metavar="S", help="only measure this machine's own drift for S s")
+    parser.add_argument("--governor-ab", type=int, metavar="N", help="only compare governed and fixed quotas, "
+                        "N alternating blocks of 6 s on the first listed device (default rpi4)")
     args = parser.parse_args()
     if args.host_noise:
         result = host_noise(args.host_noise)
@@ -86,34 +119,46 @@ def main() -> int:
         profiles = [p for p in profiles if p.key in args.devices.split(",")]
     manager = CgroupManager(f"splitbed-devbench-{os.getpid()}")
     cache = CalibrationCache()
+    if args.governor_ab:
+        try:
+            profile = profiles[0] if args.devices else load_profiles()["rpi4"]
+            result = governor_ab(calibrated(profile, manager, cache), manager, args.governor_ab, 6.0)
+        finally:
+            manager.remove_all()
+        if args.json:
+            Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "governor_ab": result}, indent=1) + "\n")
+        return 0
     rows, skipped = [], []
     try:
         for profile in profiles:
             cal = cache.get(profile.key)
             if not (args.cached and cal):
-                # fresh, or refreshed from the cached quota: this host's speed drifts over minutes
+                # fresh, or refined from the cached gain
                 cal = calibrate(profile, manager, start=cal if cal and not cal.warning else None)
                 cache.put(cal)
             if cal.warning:
                 skipped.append({"name": profile.key, "reason": cal.warning})
                 print(f"{profile.key:<12} skipped: {cal.warning}", flush=True)
                 continue
-            runs = emulate(cal.workload, cal.threads, cal.quota_cores, manager, f"bench-{profile.key}")
+            runs, governed = emulate(cal.workload, cal, manager, f"bench-{profile.key}")
             mean = statistics.mean(runs)
             row = {"name": profile.key, "device": profile.name, "workload": cal.workload,
-                   "threads": cal.threads, "quota_cores": cal.quota_cores, "reference_ms": cal.reference_ms,
-                   "reference_is_estimate": profile.target.estimate, "emulated_ms": mean, "runs_ms": runs,
-                   "ratio": mean / cal.reference_ms, "cv": statistics.stdev(runs) / mean}
+                   "threads": cal.threads, "cpus": cal.cpus, "cores_per_canary_ms": cal.cores_per_canary_ms,
+                   "quota_cores": governed["quota_cores_mean"], "governor": governed,
+                   "reference_ms": cal.reference_ms, "reference_is_estimate": profile.target.estimate,
+                   "emulated_ms": mean, "runs_ms": runs, "ratio": mean / cal.reference_ms,
+                   "cv": statistics.stdev(runs) / mean}
             others = [r for w, r in profile.references.items() if w != cal.workload]
             if others:
                 other = others[0]
-                cross = emulate(other.workload, cal.threads, cal.quota_cores, manager, f"cross-{profile.key}")
+                cross, _ = emulate(other.workload, cal, manager, f"cross-{profile.key}")
                 row.update({"cross_workload": other.workload, "cross_reference_ms": other.ms,
                             "cross_framework": other.framework, "cross_emulated_ms": statistics.mean(cross),
                             "cross_ratio": statistics.mean(cross) / other.ms})
             rows.append(row)
             cross_text = f"  cross {row['cross_workload']} {row['cross_ratio']:.2f}" if others else ""
-            print(f"{profile.key:<12} quota {cal.quota_cores:.3f} cores x {cal.threads} thread(s): "
+            print(f"{profile.key:<12} quota {row['quota_cores']:.3f} cores (governed {governed['quota_cores_min']:.2f}-"
+                  f"{governed['quota_cores_max']:.2f}) x {cal.threads} thread(s): "
                   f"{mean:6.1f} ms vs {cal.reference_ms} ms  ratio {row['ratio']:.3f}  cv {row['cv']:.3f}{cross_text}",
                   flush=True)
     finally:

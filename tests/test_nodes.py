@@ -8,9 +8,11 @@ import pytest
 from splitbed.errors import UserError
 from splitbed.nodes.cgroups import CgroupManager
 from splitbed.nodes.devices import load_profiles
+from splitbed.nodes.governor import Governor, cpu_list, node_cpus
 from splitbed.topologies.capabilities import CgroupInfo
 
 MB = 1 << 20
+PERIOD = 5000
 
 
 def fake_v2_tree(tmp_path: Path) -> tuple[CgroupInfo, Path]:
@@ -107,3 +109,40 @@ def test_cpu_quota_and_accounting(manager):
     # a 1 s busy loop under a quarter core gets about a quarter of its wall time (plus start-up)
     assert 0.15 <= used / wall <= 0.35, (used, wall)
     assert group.pids() == []
+
+
+def test_node_cpus_pin_single_threaded_nodes_apart():
+    allowed = sorted(os.sched_getaffinity(0))
+    assert node_cpus(1) == str(allowed[-1])
+    assert len({node_cpus(1, index) for index in range(len(allowed))}) == len(allowed)
+    assert cpu_list(node_cpus(2)) == allowed
+    assert cpu_list("0-2,5") == [0, 1, 2, 5]
+
+
+@pytest.mark.root
+def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager):
+    group = manager.create("edge")
+    cpus = node_cpus(1)
+    group.set_cpuset(cpus)
+    group.set_cpu(0.5, PERIOD)
+    quota_file = group.dirs["cpu"] / ("cpu.cfs_quota_us" if group.version == 1 else "cpu.max")
+    with Governor(group, cpus, 1, PERIOD, 0.0) as governor:
+        time.sleep(0.5)
+        sensing = governor.stats()
+        assert sensing["samples"] >= 5 and sensing["realtime"]
+        assert 0.2 < sensing["canary_ms_median"] < 20  # Lite0's stem: about a millisecond here
+        assert quota_file.read_text().split()[0] == str(PERIOD // 2)  # base 0: senses, leaves the quota
+        governor.set_base(0.4)
+        time.sleep(0.6)
+        governed = governor.stats()
+        quota_us = int(quota_file.read_text().split()[0])
+        # quota = gain x recent median canary time, within what the canary showed
+        assert governed["samples"] >= 5 and governed["capped_fraction"] == 0
+        low, high = (0.4 * governed[k] * PERIOD for k in ("canary_ms_min", "canary_ms_max"))
+        assert low - 1 <= quota_us <= high + 1
+        governor.set_base(100.0)  # more than the node's one core: capped, never beyond
+        time.sleep(0.3)
+        assert governor.stats()["capped_fraction"] > 0.5
+        assert int(quota_file.read_text().split()[0]) == PERIOD
+        governor.process.stdin.close()  # its parent gone: it ends by itself
+        assert governor.process.wait(timeout=5) == 0

@@ -9,6 +9,7 @@ Two tables, both cached under ~/.cache/splitbed/aglop/ and rebuilt on request:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,9 @@ from splitbed.codecs.disc import CALIBRATION_VERSION
 from splitbed.codecs.evaluation import measure, scores
 from splitbed.models.datasets import calibration_samples, evaluation_samples
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
+from splitbed.nodes.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
 from splitbed.nodes.calibration import machine_key
+from splitbed.nodes.governor import limit_cpu
 
 TABLE_VERSION = 1
 DISC_STEPS = (0.15, 0.2, 0.3, 0.4)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
@@ -179,16 +182,14 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
     table = codec_table(model, options, store, rebuild, say)
     path = cache_dir() / f"times-{model.name.replace('/', '_')}-{device['device']}-{machine_key()}.json"
     times = None if rebuild or not path.exists() else json.loads(path.read_text())
-    # the same option keys time differently once the codecs' implementation changes
-    versions = [wire.VERSION, CALIBRATION_VERSION]
+    # the same option keys time differently once the codecs' implementation or the device emulation changes
+    versions = [wire.VERSION, CALIBRATION_VERSION, DEVICE_CALIBRATION_FORMAT]
     if times is None or times.get("keys") != [o.key for o in options] or times.get("codec_versions") != versions:
         say(f"timing every split and codec on {device['device']} and on the server (once, cached)")
-        group = None
-        if device.get("quota_cores"):
-            group = cgroups.create("aglop-profile")
-            group.set_cpu(device["quota_cores"], device["period_us"])
+        group = cgroups.create("aglop-profile") if device.get("quota_cores") else None
         try:
-            edge = measure_times("edge", model, options, device.get("threads") or 1, group)
+            with limit_cpu(group, device) if group else contextlib.nullcontext():
+                edge = measure_times("edge", model, options, device.get("threads") or 1, group)
         finally:
             if group is not None:
                 cgroups.discard(group)

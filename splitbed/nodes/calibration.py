@@ -1,9 +1,11 @@
-"""Fit a node's CPU quota so that our reference workload runs as long as on the real device.
+"""Fit a node's CPU share so that our reference workload runs as long as on the real device.
 
-Measure the workload unconstrained, start from quota = threads x free / reference, then run it inside
-the quota'd cgroup and rescale the quota by measured / reference until within tolerance. The result
-is cached per machine (CPU model and core count) and device; a device faster than this machine can
-be made is reported with a warning, never silently capped.
+A node's quota is set by its governor (`governor.py`) as gain x the canary's current time on the
+node's cores, so what is fitted is the gain. Measure the workload unconstrained, run it inside the
+node at quota = threads x free / reference while the governor only senses, derive the gain from that
+step, then let the governor drive the quota and rescale the gain by measured / reference until within
+tolerance. Cached per machine (CPU model and core count) and device; a device faster than this
+machine can be made is reported with a warning, never silently capped.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from pathlib import Path
 from splitbed.errors import UserError
 from splitbed.nodes.cgroups import CgroupManager, NodeGroup
 from splitbed.nodes.devices import DeviceProfile
+from splitbed.nodes.governor import Governor, node_cpus
 
 TOLERANCE = 0.03
 MAX_ITERATIONS = 8
+HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (benchmarks/devices.py --host-noise)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
+CACHE_FORMAT = 2  # 2: the governor's gain (cores per canary ms) instead of a fixed quota
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -63,9 +68,17 @@ class WorkloadWorker:
         self.process.stdin.flush()
         return json.loads(self.process.stdout.readline())
 
-    def medians(self, runs: int, per_run: int) -> list[float]:
+    def medians(self, runs: int, seconds: float) -> list[float]:
+        """`runs` medians, each over at least `seconds` of passes (and 3 passes): this host's speed
+        moves within seconds, so a run is a span of time, not a count of passes."""
         self.run(2)  # settle into the quota
-        return [statistics.median(self.run(per_run)) for _ in range(runs)]
+        result = []
+        for _ in range(runs):
+            started, times = time.monotonic(), self.run(3)
+            while time.monotonic() - started < seconds:
+                times += self.run(3)
+            result.append(statistics.median(times))
+        return result
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -90,7 +103,10 @@ class NodeCalibration:
     workload: str
     reference_ms: float
     threads: int
-    quota_cores: float
+    cpus: str  # the cores a node of this device is pinned to while calibrating
+    cores_per_canary_ms: float  # the governor's gain: quota = this x the canary's time on the node's cores
+    canary_ms: float  # the canary's median time during the last calibration step
+    quota_cores: float  # the mean quota the governor applied during the last step
     period_us: int
     measured_ms: float
     ratio: float
@@ -100,41 +116,57 @@ class NodeCalibration:
     warning: str | None
     calibrated_at: float
 
+    def settings(self) -> dict:
+        """What `governor.limit_cpu` needs to give a node this device's CPU."""
+        return {"device": self.device, "quota_cores": self.quota_cores, "period_us": self.period_us,
+                "threads": self.threads, "cores_per_canary_ms": self.cores_per_canary_ms}
 
-def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, per_run: int = 7,
+
+def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, seconds: float = 1.2,
               start: NodeCalibration | None = None) -> NodeCalibration:
-    """Fit the quota; `start` (an earlier calibration, e.g. the cached one) skips the free-speed
-    measurement and begins from its quota and thread count, to follow a host whose speed drifts."""
+    """Fit the governor's gain so that the workload runs as long as on the device. `start` (an earlier
+    calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain."""
     reference = profile.target
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
+    base = None
     if start is not None:
-        threads, proposal = start.threads, start.quota_cores
+        threads, proposal, base = start.threads, start.quota_cores, start.cores_per_canary_ms
     else:
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
-            free_one = statistics.median(free_worker.medians(runs, per_run))
-        threads = 1 if free_one <= 0.95 * reference.ms else min(cores, profile.cores or cores)
+            free_one = statistics.median(free_worker.medians(runs, seconds))
+        # one thread only with room for the governor to make up for this host's slow moments
+        threads = 1 if free_one * HEADROOM <= reference.ms else min(cores, profile.cores or cores)
         # one thread: scale the free time to the device's; more: start from all the cores allowed
         proposal = free_one / reference.ms if threads == 1 else float(threads)
+    cpus = node_cpus(threads)
     group = manager.create(f"calibrate-{profile.key}")
-    warning = None
+    warning, gains = None, []
     try:
-        with WorkloadWorker(reference.workload, threads, group) as worker:
+        group.set_cpuset(cpus)
+        group.set_cpu(min(proposal, threads), PERIOD_US)  # the first step senses at this fixed quota
+        with Governor(group, cpus, threads, PERIOD_US, base or 0.0) as governor, \
+                WorkloadWorker(reference.workload, threads, group) as worker:
             for iteration in range(1, MAX_ITERATIONS + 1):  # noqa: B007  (reported as iterations)
-                quota = min(proposal, float(threads))
-                group.set_cpu(quota, PERIOD_US)
-                measured = statistics.median(worker.medians(runs, per_run))
+                governor.stats()
+                measured = statistics.median(worker.medians(runs, seconds))
+                sensed = governor.stats()
                 ratio = measured / reference.ms
-                if abs(ratio - 1) <= TOLERANCE:
+                quota = sensed["quota_cores_mean"] if base else min(proposal, threads)
+                gains.append(quota * ratio / sensed["canary_ms_median"])  # the gain this step asked for
+                if base and abs(ratio - 1) <= TOLERANCE:
+                    base = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
                     break
-                if quota >= threads and ratio > 1:
+                if ratio > 1 + TOLERANCE and (sensed["capped_fraction"] > 0.5 or (not base and quota >= threads)):
                     warning = (f"{profile.name} is faster than this machine can emulate: "
                                f"{measured:.1f} ms at {threads} full cores vs {reference.ms} ms on the device")
                     break
-                proposal = quota * ratio
+                base = gains[-1]
+                governor.set_base(base)
     finally:
         manager.discard(group)
-    return NodeCalibration(profile.key, reference.workload, reference.ms, threads, round(quota, 4), PERIOD_US,
-                           measured, ratio, iteration, machine_key(), cpu_model(), warning, time.time())
+    return NodeCalibration(profile.key, reference.workload, reference.ms, threads, cpus, base or 0.0,
+                           sensed["canary_ms_median"], round(quota, 4), PERIOD_US, measured, ratio, iteration,
+                           machine_key(), cpu_model(), warning, time.time())
 
 
 class CalibrationCache:
@@ -142,7 +174,7 @@ class CalibrationCache:
 
     def __init__(self, root: str | Path | None = None):
         base = Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed"))
-        self.path = Path(root or base / "devices") / f"{machine_key()}.json"
+        self.path = Path(root or base / "devices") / f"{machine_key()}-v{CACHE_FORMAT}.json"
 
     def load(self) -> dict[str, dict]:
         try:
@@ -166,7 +198,7 @@ class CalibrationCache:
 def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache | None = None,
                recalibrate: bool = False, refine: bool = True) -> NodeCalibration:
     """This machine's calibration for the device: fitted afresh when there is none (or on request),
-    else refined from the cached quota, because this host's speed drifts between runs."""
+    else refined from the cached gain (a couple of steps when the cache still holds)."""
     cache = cache or CalibrationCache()
     found = None if recalibrate else cache.get(profile.key)
     if found is None or found.warning:
@@ -178,12 +210,12 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
 
 
 def node_settings(profile: DeviceProfile, manager: CgroupManager) -> dict:
-    """What an edge node of this device runs with: quota, period and threads (refined calibration);
-    an unconstrained profile gets every core. A device faster than this machine is an error."""
+    """What an edge node of this device runs with (refined calibration; `governor.limit_cpu` applies
+    it): starting quota, period, threads and the governor's gain; an unconstrained profile gets every
+    core. A device faster than this machine is an error."""
     if not profile.constrained:
         return {"device": profile.key, "quota_cores": None, "period_us": None, "threads": os.cpu_count()}
     cal = calibrated(profile, manager, CalibrationCache())
     if cal.warning:
         raise UserError(cal.warning, fix="choose a slower device profile on this machine")
-    return {"device": profile.key, "quota_cores": cal.quota_cores, "period_us": cal.period_us,
-            "threads": cal.threads, "calibration": asdict(cal)}
+    return {**cal.settings(), "calibration": asdict(cal)}

@@ -33,6 +33,7 @@ from splitbed.models.partition import EDGE_ONLY
 from splitbed.nodes.calibration import node_settings
 from splitbed.nodes.cgroups import CgroupManager
 from splitbed.nodes.devices import get_profile
+from splitbed.nodes.governor import limit_cpu
 from splitbed.scenarios.schema import Scenario, plan_groups
 from splitbed.scenarios.traces import load_trace
 from splitbed.topologies.capabilities import probe
@@ -260,8 +261,9 @@ class Run:
         return captures
 
     def start_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
-                    profile: Path | None) -> list:
-        """One edge program per edge node, in its cgroups; each runs every plan in turn."""
+                    profile: Path | None, governors: dict) -> list:
+        """One edge program per edge node, in its cgroups at the device's CPU (its governor goes into
+        `governors`); each runs every plan in turn."""
         uplink = self.scenario["links"].get("uplink", {})
         count = self.workload["requests"] + self.workload["warmup"]
         references = self.references(min(count, MAX_INPUTS))
@@ -278,8 +280,10 @@ class Run:
             path = self.dir / f"edge-{name}.json"
             path.write_text(json.dumps(config))
             group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)
-            if device["quota_cores"]:  # with the period it was calibrated at: throttling depends on it
-                group.set_cpu(device["quota_cores"], device["period_us"])
+            governor = limit_cpu(group, device, index=len(edges))
+            if governor is not None:
+                state.process(governor.pid)
+                governors[name] = governor
             if self.edge_profile.memory_mb:
                 group.set_memory(self.edge_profile.memory_mb << 20)
             argv = self.python_in(network, name, "splitbed.nodes.edge", "--config", str(path), "--node", name)
@@ -291,7 +295,22 @@ class Run:
     def run_plans(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
                   profile: Path | None) -> None:
         """Every plan on the same trace: the replay restarts from its beginning when all edges are ready."""
-        edges = self.start_edges(network, cgroups, state, device, profile)
+        governors: dict = {}
+        try:
+            self.run_edges(network, cgroups, state, device, profile, governors)
+        finally:
+            report = {}
+            for name, governor in governors.items():
+                try:
+                    report[name] = governor.stats()
+                except (OSError, ValueError) as err:
+                    report[name] = f"unreadable: {err}"
+                governor.close()
+            self.write_manifest(edge_cpu_governors=report)
+
+    def run_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
+                  profile: Path | None, governors: dict) -> None:
+        edges = self.start_edges(network, cgroups, state, device, profile, governors)
         uplink = network.directions.get("uplink")
         finished = []
         try:
