@@ -36,7 +36,6 @@ from splitbed.nodes.calibration import (  # noqa: E402
     CalibrationCache,
     NodeCalibration,
     WorkloadWorker,
-    calibrate,
     calibrated,
     cpu_model,
 )
@@ -82,7 +81,7 @@ def governor_ab(cal: NodeCalibration, manager: CgroupManager, blocks: int, block
         with limit_cpu(group, cal.settings()) as governor, WorkloadWorker(cal.workload, cal.threads, group) as worker:
             for block in range(blocks):
                 mode = "governed" if block % 2 else "fixed"
-                governor.set_base(cal.cores_per_canary_ms if mode == "governed" else 0.0)
+                governor.set_base(cal.gain if mode == "governed" else 0.0)
                 if mode == "fixed":
                     group.set_cpu(cal.quota_cores, cal.period_us)
                 medians[mode] += worker.medians(1, block_s)
@@ -131,11 +130,7 @@ def main() -> int:
     rows, skipped = [], []
     try:
         for profile in profiles:
-            cal = cache.get(profile.key)
-            if not (args.cached and cal):
-                # fresh, or refined from the cached gain
-                cal = calibrate(profile, manager, start=cal if cal and not cal.warning else None)
-                cache.put(cal)
+            cal = calibrated(profile, manager, cache, refine=not args.cached)
             if cal.warning:
                 skipped.append({"name": profile.key, "reason": cal.warning})
                 print(f"{profile.key:<12} skipped: {cal.warning}", flush=True)
@@ -143,7 +138,7 @@ def main() -> int:
             runs, governed = emulate(cal.workload, cal, manager, f"bench-{profile.key}")
             mean = statistics.mean(runs)
             row = {"name": profile.key, "device": profile.name, "workload": cal.workload,
-                   "threads": cal.threads, "cpus": cal.cpus, "cores_per_canary_ms": cal.cores_per_canary_ms,
+                   "threads": cal.threads, "cpus": cal.cpus, "gain": cal.gain,
                    "quota_cores": governed["quota_cores_mean"], "governor": governed,
                    "reference_ms": cal.reference_ms, "reference_is_estimate": profile.target.estimate,
                    "emulated_ms": mean, "runs_ms": runs, "ratio": mean / cal.reference_ms,

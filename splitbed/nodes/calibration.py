@@ -1,7 +1,7 @@
 """Fit a node's CPU share so that our reference workload runs as long as on the real device.
 
-A node's quota is set by its governor (`governor.py`) as gain x the canary's current time on the
-node's cores, so what is fitted is the gain. Measure the workload unconstrained, run it inside the
+A node's quota is set by its governor (`governor.py`) from a gain and the canary's current time on
+the node's cores, so what is fitted is the gain. Measure the workload unconstrained, run it inside the
 node at quota = threads x free / reference while the governor only senses, derive the gain from that
 step, then let the governor drive the quota and rescale the gain by measured / reference until within
 tolerance. Cached per machine (CPU model and core count) and device; a device faster than this
@@ -24,13 +24,13 @@ from pathlib import Path
 from splitbed.errors import UserError
 from splitbed.nodes.cgroups import CgroupManager, NodeGroup
 from splitbed.nodes.devices import DeviceProfile
-from splitbed.nodes.governor import Governor, node_cpus
+from splitbed.nodes.governor import SENSITIVITY, Governor, node_cpus
 
 TOLERANCE = 0.03
 MAX_ITERATIONS = 8
 HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (benchmarks/devices.py --host-noise)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
-CACHE_FORMAT = 2  # 2: the governor's gain (cores per canary ms) instead of a fixed quota
+CACHE_FORMAT = 3  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -104,7 +104,7 @@ class NodeCalibration:
     reference_ms: float
     threads: int
     cpus: str  # the cores a node of this device is pinned to while calibrating
-    cores_per_canary_ms: float  # the governor's gain: quota = this x the canary's time on the node's cores
+    gain: float  # the governor's: quota = gain x (canary ms on the node's cores) ** SENSITIVITY
     canary_ms: float  # the canary's median time during the last calibration step
     quota_cores: float  # the mean quota the governor applied during the last step
     period_us: int
@@ -119,7 +119,7 @@ class NodeCalibration:
     def settings(self) -> dict:
         """What `governor.limit_cpu` needs to give a node this device's CPU."""
         return {"device": self.device, "quota_cores": self.quota_cores, "period_us": self.period_us,
-                "threads": self.threads, "cores_per_canary_ms": self.cores_per_canary_ms}
+                "threads": self.threads, "gain": self.gain}
 
 
 def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, seconds: float = 1.2,
@@ -130,7 +130,7 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
     cores = len(os.sched_getaffinity(0))
     base = None
     if start is not None:
-        threads, proposal, base = start.threads, start.quota_cores, start.cores_per_canary_ms
+        threads, proposal, base = start.threads, start.quota_cores, start.gain
     else:
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
             free_one = statistics.median(free_worker.medians(runs, seconds))
@@ -152,7 +152,7 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
                 sensed = governor.stats()
                 ratio = measured / reference.ms
                 quota = sensed["quota_cores_mean"] if base else min(proposal, threads)
-                gains.append(quota * ratio / sensed["canary_ms_median"])  # the gain this step asked for
+                gains.append(quota * ratio / sensed["canary_ms_median"] ** SENSITIVITY)  # what this step asked for
                 if base and abs(ratio - 1) <= TOLERANCE:
                     base = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
                     break
@@ -196,15 +196,18 @@ class CalibrationCache:
 
 
 def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache | None = None,
-               recalibrate: bool = False, refine: bool = True) -> NodeCalibration:
+               recalibrate: bool = False, refine: bool = True, runs: int = 5) -> NodeCalibration:
     """This machine's calibration for the device: fitted afresh when there is none (or on request),
-    else refined from the cached gain (a couple of steps when the cache still holds)."""
+    else refined from the cached gain (a couple of steps when the cache still holds). A refinement
+    that runs out of cores with fewer threads than the machine has starts afresh (more threads)."""
     cache = cache or CalibrationCache()
     found = None if recalibrate else cache.get(profile.key)
     if found is None or found.warning:
         found = calibrate(profile, manager)
     elif refine:
-        found = calibrate(profile, manager, runs=3, start=found)
+        found = calibrate(profile, manager, runs=runs, start=found)
+        if found.warning and found.threads < len(os.sched_getaffinity(0)):
+            found = calibrate(profile, manager)
     cache.put(found)
     return found
 
