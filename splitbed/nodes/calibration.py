@@ -15,14 +15,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from splitbed.errors import UserError
 from splitbed.nodes.cgroups import CgroupManager, NodeGroup
+from splitbed.nodes.child import PipedChild
 from splitbed.nodes.devices import DeviceProfile
 from splitbed.nodes.governor import SENSITIVITY, Governor, node_cpus
 
@@ -31,7 +30,6 @@ MAX_ITERATIONS = 8
 HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (benchmarks/devices.py --host-noise)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
 CACHE_FORMAT = 3  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY
-REPO = Path(__file__).resolve().parents[2]
 
 
 def cpu_model() -> str:
@@ -49,24 +47,17 @@ def machine_key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-class WorkloadWorker:
+class WorkloadWorker(PipedChild):
     """A workload process: loads unconstrained, then moved into `group`, then timed on request."""
 
     def __init__(self, workload: str, threads: int, group: NodeGroup | None):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "splitbed.nodes.workload", workload, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
-        if self.process.stdout.readline().strip() != "ready":
-            self.close()
-            raise RuntimeError(f"workload {workload} did not start")
+        super().__init__("splitbed.nodes.workload", [workload, "--threads", str(threads)], threads,
+                         f"workload {workload}")
         if group is not None:
-            group.add(self.process.pid)
+            group.add(self.pid)
 
     def run(self, count: int) -> list[float]:
-        self.process.stdin.write(f"run {count}\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())
+        return self.ask(f"run {count}")
 
     def medians(self, runs: int, seconds: float) -> list[float]:
         """`runs` medians, each over at least `seconds` of passes (and 3 passes): this host's speed
@@ -79,22 +70,6 @@ class WorkloadWorker:
                 times += self.run(3)
             result.append(statistics.median(times))
         return result
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write("quit\n")
-                self.process.stdin.flush()
-                self.process.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 @dataclass

@@ -23,12 +23,12 @@ import os
 import select
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from splitbed.nodes.cgroups import NodeGroup
+from splitbed.nodes.child import PipedChild
 
 INTERVAL_S = 0.05
 WINDOW = 7  # canary samples in the median: ~0.3 s, faster than the host's speed levels change
@@ -36,53 +36,22 @@ MIN_CORES = 0.01
 # Under a node's load, Lite0 slowed 1.55-1.58x as much as the stem canary (log-log slope over 20
 # blocks of 5 s at quotas 0.28 and 0.6, this machine): the stem alone under-reacts.
 SENSITIVITY = 1.5
-REPO = Path(__file__).resolve().parents[2]
 
 
-class Governor:
+class Governor(PipedChild):
     """The governor process of one node; a context manager that always ends it."""
 
-    def __init__(self, group: NodeGroup, cpus: str, max_cores: float, period_us: int,
-                 gain: float = 0.0):
-        self.group = group
-        argv = [sys.executable, "-m", "splitbed.nodes.governor", "--cpu-dir", str(group.dirs["cpu"]),
-                "--cgroup-version", str(group.version), "--cpus", cpus, "--max-cores", str(max_cores),
-                "--period-us", str(period_us), "--base", str(gain)]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                        cwd=REPO)
-        if self.process.stdout.readline().strip() != "ready":
-            self.close()
-            raise RuntimeError("the CPU governor did not start")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def __init__(self, group: NodeGroup, cpus: str, max_cores: float, period_us: int, gain: float = 0.0):
+        super().__init__("splitbed.nodes.governor", [
+            "--cpu-dir", str(group.dirs["cpu"]), "--cgroup-version", str(group.version), "--cpus", cpus,
+            "--max-cores", str(max_cores), "--period-us", str(period_us), "--base", str(gain)], 1, "the CPU governor")
 
     def set_base(self, gain: float) -> None:
-        self.process.stdin.write(f"base {gain!r}\n")
-        self.process.stdin.flush()
+        self.tell(f"base {gain!r}")
 
     def stats(self) -> dict:
         """Canary times and quotas since the last call."""
-        self.process.stdin.write("stats\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.close()
-                self.process.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        return self.ask("stats")
 
 
 def node_cpus(threads: int, index: int = 0) -> str:
