@@ -115,13 +115,22 @@ def main() -> int:
         return 2
     profiles = [p for p in load_profiles().values() if p.constrained]
     if args.devices:
-        profiles = [p for p in profiles if p.key in args.devices.split(",")]
+        wanted = args.devices.split(",")
+        unknown = sorted(set(wanted) - {p.key for p in profiles})
+        if unknown:
+            print(f"error: --devices: {', '.join(unknown)} is not a constrained profile of splitbed/nodes/"
+                  f"devices.yaml (choose from {', '.join(p.key for p in profiles)})", file=sys.stderr)
+            return 2
+        profiles = [p for p in profiles if p.key in wanted]
     manager = CgroupManager(f"splitbed-devbench-{os.getpid()}")
     cache = CalibrationCache()
     if args.governor_ab:
         try:
-            profile = profiles[0] if args.devices else load_profiles()["rpi4"]
-            result = governor_ab(calibrated(profile, manager, cache), manager, args.governor_ab, 6.0)
+            cal = calibrated(profiles[0] if args.devices else load_profiles()["rpi4"], manager, cache)
+            if cal.warning:
+                print(f"error: {cal.warning}: nothing to govern", file=sys.stderr)
+                return 2
+            result = governor_ab(cal, manager, args.governor_ab, 6.0)
         finally:
             manager.remove_all()
         if args.json:
