@@ -1,12 +1,12 @@
 """Hold an emulated node at its device's speed while this machine's own speed moves.
 
 A fixed CPU quota makes a node a fixed share of a core, but these hosts' cores change speed by up to
-1.5x within seconds (a neighbour on the physical core), so a fixed share is not a fixed speed. The
-governor senses the speed of the node's own cores with a short canary (Lite0's stem, ~1 ms, real-time
-priority so the node cannot delay it, timed on its second pass so that the node's evictions do not
-count) every 50 ms and sets the node's quota to `gain` x (recent median canary ms) ** SENSITIVITY: a
-slower core gets a larger share. Calibration fits `gain`, which, unlike a quota, carries over between
-moments.
+1.5x within seconds, each core on its own (other tenants of the physical machine, we guess: steal time
+does not move), so a fixed share is not a fixed speed. The governor senses the speed of the node's own
+cores with a short canary (Lite0's stem, ~1 ms, real-time priority so the node cannot delay it, timed
+on its second pass so that the node's evictions do not count) every 50 ms and sets the node's quota
+to `gain` x (recent median canary ms) ** SENSITIVITY: a slower core gets a larger share. Calibration
+fits `gain`, which, unlike a quota, carries over between moments.
 
     python -m splitbed.nodes.governor --cpu-dir DIR --cgroup-version {1,2} --cpus 1 --max-cores 1
 
@@ -107,7 +107,10 @@ def realtime_priority() -> bool:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         return True
     except (OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, 0, -20)
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, -20)
+        except OSError:  # unprivileged: the canary then also measures the node's contention
+            pass
         return False
 
 
