@@ -81,7 +81,7 @@ def governor_ab(cal: NodeCalibration, manager: CgroupManager, blocks: int, block
         with limit_cpu(group, cal.settings()) as governor, WorkloadWorker(cal.workload, cal.threads, group) as worker:
             for block in range(blocks):
                 mode = "governed" if block % 2 else "fixed"
-                governor.set_base(cal.gain if mode == "governed" else 0.0)
+                governor.set_gain(cal.gain if mode == "governed" else 0.0)
                 if mode == "fixed":
                     group.set_cpu(cal.quota_cores, cal.period_us)
                 medians[mode] += worker.medians(1, block_s)

@@ -131,8 +131,8 @@ def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager
         sensing = governor.stats()
         assert sensing["samples"] >= 5 and sensing["realtime"]
         assert 0.2 < sensing["canary_ms_median"] < 20  # Lite0's stem: about a millisecond here
-        assert quota_file.read_text().split()[0] == str(PERIOD // 2)  # base 0: senses, leaves the quota
-        governor.set_base(0.3)  # canary ~1 ms: about 0.3 cores, below the cap up to a 2 ms canary
+        assert quota_file.read_text().split()[0] == str(PERIOD // 2)  # gain 0: senses, leaves the quota
+        governor.set_gain(0.3)  # canary ~1 ms: about 0.3 cores, below the cap up to a 2 ms canary
         time.sleep(0.6)
         governed = governor.stats()
         quota_us = int(quota_file.read_text().split()[0])
@@ -140,7 +140,7 @@ def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager
         assert governed["samples"] >= 5 and governed["capped_fraction"] == 0
         low, high = (0.3 * governed[k] ** SENSITIVITY * PERIOD for k in ("canary_ms_min", "canary_ms_max"))
         assert low - 1 <= quota_us <= high + 1
-        governor.set_base(100.0)  # more than the node's one core: capped, never beyond
+        governor.set_gain(100.0)  # more than the node's one core: capped, never beyond
         time.sleep(0.3)
         assert governor.stats()["capped_fraction"] > 0.5
         assert int(quota_file.read_text().split()[0]) == PERIOD

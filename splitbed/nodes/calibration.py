@@ -103,9 +103,9 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
     calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain."""
     reference = profile.target
     cores = len(os.sched_getaffinity(0))
-    base = None
+    gain = None
     if start is not None:
-        threads, proposal, base = start.threads, start.quota_cores, start.gain
+        threads, proposal, gain = start.threads, start.quota_cores, start.gain
     else:
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
             free_one = statistics.median(free_worker.medians(runs, seconds))
@@ -119,27 +119,27 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
     try:
         group.set_cpuset(cpus)
         group.set_cpu(min(proposal, threads), PERIOD_US)  # the first step senses at this fixed quota
-        with Governor(group, cpus, threads, PERIOD_US, base or 0.0) as governor, \
+        with Governor(group, cpus, threads, PERIOD_US, gain or 0.0) as governor, \
                 WorkloadWorker(reference.workload, threads, group) as worker:
             for iteration in range(1, MAX_ITERATIONS + 1):  # noqa: B007  (reported as iterations)
                 governor.stats()
                 measured = statistics.median(worker.medians(runs, seconds))
                 sensed = governor.stats()
                 ratio = measured / reference.ms
-                quota = sensed["quota_cores_mean"] if base else min(proposal, threads)
+                quota = sensed["quota_cores_mean"] if gain else min(proposal, threads)
                 gains.append(quota * ratio / sensed["canary_ms_median"] ** SENSITIVITY)  # what this step asked for
-                if base and abs(ratio - 1) <= TOLERANCE:
-                    base = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
+                if gain and abs(ratio - 1) <= TOLERANCE:
+                    gain = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
                     break
-                if ratio > 1 + TOLERANCE and (sensed["capped_fraction"] > 0.5 or (not base and quota >= threads)):
+                if ratio > 1 + TOLERANCE and (sensed["capped_fraction"] > 0.5 or (not gain and quota >= threads)):
                     warning = (f"{profile.name} is faster than this machine can emulate: "
                                f"{measured:.1f} ms at {threads} full cores vs {reference.ms} ms on the device")
                     break
-                base = gains[-1]
-                governor.set_base(base)
+                gain = gains[-1]
+                governor.set_gain(gain)
     finally:
         manager.discard(group)
-    return NodeCalibration(profile.key, reference.workload, reference.ms, threads, cpus, base or 0.0,
+    return NodeCalibration(profile.key, reference.workload, reference.ms, threads, cpus, gain or 0.0,
                            sensed["canary_ms_median"], round(quota, 4), PERIOD_US, measured, ratio, iteration,
                            machine_key(), cpu_model(), warning, time.time())
 

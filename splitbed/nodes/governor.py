@@ -10,7 +10,7 @@ fits `gain`, which, unlike a quota, carries over between moments.
 
     python -m splitbed.nodes.governor --cpu-dir DIR --cgroup-version {1,2} --cpus 1 --max-cores 1
 
-stdin: "base X" sets the gain (0: sense only, leave the quota), "stats" prints one JSON
+stdin: "gain X" sets the gain (0: sense only, leave the quota), "stats" prints one JSON
 line about the samples since the last "stats"; end of input (our parent gone) ends it.
 """
 
@@ -44,10 +44,10 @@ class Governor(PipedChild):
     def __init__(self, group: NodeGroup, cpus: str, max_cores: float, period_us: int, gain: float = 0.0):
         super().__init__("splitbed.nodes.governor", [
             "--cpu-dir", str(group.dirs["cpu"]), "--cgroup-version", str(group.version), "--cpus", cpus,
-            "--max-cores", str(max_cores), "--period-us", str(period_us), "--base", str(gain)], 1, "the CPU governor")
+            "--max-cores", str(max_cores), "--period-us", str(period_us), "--gain", str(gain)], 1, "the CPU governor")
 
-    def set_base(self, gain: float) -> None:
-        self.tell(f"base {gain!r}")
+    def set_gain(self, gain: float) -> None:
+        self.tell(f"gain {gain!r}")
 
     def stats(self) -> dict:
         """Canary times and quotas since the last call."""
@@ -121,7 +121,7 @@ def main() -> int:
     parser.add_argument("--cpus", required=True)
     parser.add_argument("--max-cores", type=float, required=True)
     parser.add_argument("--period-us", type=int, required=True)
-    parser.add_argument("--base", type=float, default=0.0)
+    parser.add_argument("--gain", type=float, default=0.0)
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the runner, which then closes our input
     import torch
@@ -131,7 +131,7 @@ def main() -> int:
     torch.set_num_threads(1)
     canary, x = get_model("efficientnet_lite0").head("stem").eval(), torch.zeros(1, 3, 224, 224)
     group = NodeGroup("governed", args.cgroup_version, {"cpu": Path(args.cpu_dir)})
-    cpus, base = cpu_list(args.cpus), args.base
+    cpus, gain = cpu_list(args.cpus), args.gain
     recent, samples = collections.deque(maxlen=WINDOW), Samples()
     realtime = realtime_priority()
     with torch.no_grad():
@@ -148,8 +148,8 @@ def main() -> int:
                     return 0
                 *lines, pending = (pending + chunk).split(b"\n")
                 for command in (line.split() for line in lines):
-                    if command[:1] == [b"base"]:
-                        base = float(command[1])
+                    if command[:1] == [b"gain"]:
+                        gain = float(command[1])
                     elif command[:1] == [b"stats"]:
                         print(json.dumps(samples.report(realtime)), flush=True)
                 continue
@@ -160,8 +160,8 @@ def main() -> int:
             canary(x)
             recent.append((time.perf_counter_ns() - started) / 1e6)
             samples.canary_ms.append(recent[-1])
-            if base > 0:
-                wanted = base * statistics.median(recent) ** SENSITIVITY
+            if gain > 0:
+                wanted = gain * statistics.median(recent) ** SENSITIVITY
                 cores = min(max(wanted, MIN_CORES), args.max_cores)
                 samples.capped += wanted > args.max_cores
                 samples.quotas.append(cores)
