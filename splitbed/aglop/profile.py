@@ -4,7 +4,7 @@ Two tables, both cached under ~/.cache/splitbed/aglop/ and rebuilt on request:
 - the codec table, the same on every machine: wire bytes (mean and p90) and the top-1 agreement drop
   against the uncompressed model over the evaluation photo views (never the DISC calibration photos);
 - the timing table per (model, edge device, machine): head and encode ms measured inside a cgroup at the
-  device's calibrated quota (splitbed.aglop.measure), decode and tail ms on the server node's cores.
+  device's calibrated, governed quota (splitbed.aglop.measure), decode and tail ms on the server node's cores.
 """
 
 from __future__ import annotations
