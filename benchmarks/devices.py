@@ -4,6 +4,7 @@
     sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached]
     sudo python benchmarks/devices.py --governor-ab 20 [--devices rpi4] [--json PATH]
     sudo python benchmarks/devices.py --host-noise 30 [--json PATH]
+    python benchmarks/devices.py --process-spread 5 [--json PATH]
 
 For each constrained profile: calibrate the node's CPU governor on the profile's reference workload
 (starting from this machine's cached calibration when there is one; --cached skips calibrating),
@@ -18,6 +19,10 @@ governed quota and the fixed quota the calibration ended at (mean ratio and cv o
 --host-noise S measures what limits all of this: the reference workload with no quota at all, one
 thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
 speed moves while nothing of ours runs beside it.
+--process-spread N: how far apart the same workload runs in different processes, side by side: N
+workers with torch's huge-page allocation off and N with it on (what splitbed sets), all pinned to
+one core, timed in turns (3 passes each, 60 rounds); each worker's median of its time over the
+round's median. A spread that persists for a process's life is one no quota can correct.
 """
 
 from __future__ import annotations
@@ -72,6 +77,34 @@ def host_noise(seconds: float) -> dict:
     return result
 
 
+def process_spread(workers_per_mode: int, rounds: int = 60) -> dict:
+    modes = {"thp_off": "0", "thp_on": "1"}
+    workers = [(mode, WorkloadWorker("efficientnet_lite0", 1, None, {"THP_MEM_ALLOC_ENABLE": flag}))
+               for mode, flag in modes.items() for _ in range(workers_per_mode)]
+    try:
+        core = max(os.sched_getaffinity(0))
+        for _, worker in workers:
+            os.sched_setaffinity(worker.pid, {core})
+            worker.run(3)
+        relative: list[list[float]] = [[] for _ in workers]
+        for _ in range(rounds):
+            times = [statistics.median(worker.run(3)) for _, worker in workers]
+            middle = statistics.median(times)
+            for i, t in enumerate(times):
+                relative[i].append(t / middle)
+    finally:
+        for _, worker in workers:
+            worker.close()
+    result = {"rounds": rounds, "passes_per_turn": 3}
+    for mode in modes:
+        speeds = [statistics.median(r) for (m, _), r in zip(workers, relative, strict=True) if m == mode]
+        result[mode] = {"worker_relative_ms": speeds, "spread": max(speeds) / min(speeds),
+                        "mean_relative_ms": statistics.mean(speeds)}
+        print(f"{mode}: {len(speeds)} workers at {', '.join(f'{v:.3f}' for v in speeds)} of the round median: "
+              f"slowest / fastest {result[mode]['spread']:.3f}", flush=True)
+    return result
+
+
 def governor_ab(cal: NodeCalibration, manager: CgroupManager, blocks: int, block_s: float) -> dict:
     """What the governor buys, side by side: one node, one worker, blocks of `block_s` alternating
     between the governed quota and the fixed quota the calibration ended at; per block the median."""
@@ -102,13 +135,16 @@ def main() -> int:
     parser.add_argument("--devices", help="comma-separated profile keys (default: all constrained)")
     parser.add_argument("--cached", action="store_true", help="reuse this machine's cached calibration")
     parser.add_argument("--host-noise", type=float, metavar="S", help="only measure this machine's own drift for S s")
+    parser.add_argument("--process-spread", type=int, metavar="N",
+                        help="only compare N workers with huge pages off and N with them on")
     parser.add_argument("--governor-ab", type=int, metavar="N", help="only compare governed and fixed quotas, "
                         "N alternating blocks of 6 s on the first listed device (default rpi4)")
     args = parser.parse_args()
-    if args.host_noise:
-        result = host_noise(args.host_noise)
+    if args.host_noise or args.process_spread:
+        key = "host_noise" if args.host_noise else "process_spread"
+        result = host_noise(args.host_noise) if args.host_noise else process_spread(args.process_spread)
         if args.json:
-            Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "host_noise": result}, indent=1) + "\n")
+            Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), key: result}, indent=1) + "\n")
         return 0
     if os.geteuid() != 0:
         print("error: needs root for cgroups: sudo .venv/bin/python benchmarks/devices.py", file=sys.stderr)

@@ -29,7 +29,8 @@ TOLERANCE = 0.03
 MAX_ITERATIONS = 8
 HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (benchmarks/devices.py --host-noise)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
-CACHE_FORMAT = 3  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY
+CACHE_FORMAT = 4  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
+#                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds
 
 
 def cpu_model() -> str:
@@ -50,9 +51,9 @@ def machine_key() -> str:
 class WorkloadWorker(PipedChild):
     """A workload process: loads unconstrained, then moved into `group`, then timed on request."""
 
-    def __init__(self, workload: str, threads: int, group: NodeGroup | None):
+    def __init__(self, workload: str, threads: int, group: NodeGroup | None, env: dict | None = None):
         super().__init__("splitbed.nodes.workload", [workload, "--threads", str(threads)], threads,
-                         f"workload {workload}")
+                         f"workload {workload}", env)
         if group is not None:
             group.add(self.pid)
 
@@ -98,14 +99,17 @@ class NodeCalibration:
 
 
 def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, seconds: float = 1.2,
-              start: NodeCalibration | None = None) -> NodeCalibration:
+              start: NodeCalibration | None = None, threads: int | None = None) -> NodeCalibration:
     """Fit the governor's gain so that the workload runs as long as on the device. `start` (an earlier
-    calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain."""
+    calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain;
+    `threads` forces the node's thread count (starting at that many full cores)."""
     reference = profile.target
     cores = len(os.sched_getaffinity(0))
     gain = None
     if start is not None:
         threads, proposal, gain = start.threads, start.quota_cores, start.gain
+    elif threads is not None:
+        proposal = float(threads)
     else:
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
             free_one = statistics.median(free_worker.medians(runs, seconds))
@@ -173,16 +177,17 @@ class CalibrationCache:
 def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache | None = None,
                recalibrate: bool = False, refine: bool = True, runs: int = 5) -> NodeCalibration:
     """This machine's calibration for the device: fitted afresh when there is none (or on request),
-    else refined from the cached gain (a couple of steps when the cache still holds). A refinement
-    that runs out of cores with fewer threads than the machine has starts afresh (more threads)."""
+    else refined from the cached gain (a couple of steps when the cache still holds). A calibration
+    that runs out of cores with fewer threads than the machine has is fitted again on all of them."""
     cache = cache or CalibrationCache()
     found = None if recalibrate else cache.get(profile.key)
     if found is None or found.warning:
         found = calibrate(profile, manager)
     elif refine:
         found = calibrate(profile, manager, runs=runs, start=found)
-        if found.warning and found.threads < len(os.sched_getaffinity(0)):
-            found = calibrate(profile, manager)
+    most = min(len(os.sched_getaffinity(0)), profile.cores or os.cpu_count())
+    if found.warning and found.threads < most:
+        found = calibrate(profile, manager, threads=most)
     cache.put(found)
     return found
 

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class PipedChild:
-    def __init__(self, module: str, args: list[str], threads: int, what: str):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
+    def __init__(self, module: str, args: list[str], threads: int, what: str, env: dict | None = None):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads), **(env or {})}
         self.process = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         if self.process.stdout.readline().strip() != "ready":
