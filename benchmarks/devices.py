@@ -78,6 +78,8 @@ def host_noise(seconds: float) -> dict:
 
 
 def process_spread(workers_per_mode: int, rounds: int = 60) -> dict:
+    """Workers in turns on one core, so each round's host moment is shared and divides out; a worker
+    whose median stays away from 1 is slower or faster for its whole life."""
     modes = {"thp_off": "0", "thp_on": "1"}
     workers = [(mode, WorkloadWorker("efficientnet_lite0", 1, None, {"THP_MEM_ALLOC_ENABLE": flag}))
                for mode, flag in modes.items() for _ in range(workers_per_mode)]
