@@ -171,8 +171,11 @@ output: {output}
 @pytest.mark.mininet
 @pytest.mark.slow
 def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses(tmp_path):
-    trace = tmp_path / "drop.trace"  # Pensieve format: 20 Mbit/s for 6 s, then 0.3 Mbit/s
-    trace.write_text("".join(f"{t} {20 if t < 6 else 0.3}\n" for t in range(30)))
+    # Pensieve format: 20 Mbit/s for 6 s, then 0.1 Mbit/s. (At 0.3 Mbit/s a ~4 KB block6 message every
+    # ~160 ms stays under the rate on average, so the shaper's token bucket lets much of it through at
+    # once: offloading there tied with edge-only on a slow moment of the host.)
+    trace = tmp_path / "drop.trace"
+    trace.write_text("".join(f"{t} {20 if t < 6 else 0.1}\n" for t in range(30)))
     scenario = tmp_path / "replan.yaml"
     scenario.write_text(AGLOP_SCENARIO.format(trace=trace, output=tmp_path / "results"))
     done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), str(scenario), "--quiet"],
@@ -186,7 +189,7 @@ def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses
         early = [r for r in mine if float(r["start_s"]) < 5]
         late = [r for r in mine if float(r["start_s"]) > 9]
         assert early and late, method
-        # a Pi Zero 2 W (145 ms for Lite0) gains by offloading at 20 Mbit/s and 5 ms; at 0.3 Mbit/s it cannot
+        # a Pi Zero 2 W (145 ms for Lite0) gains by offloading at 20 Mbit/s and 5 ms; at 0.1 Mbit/s it cannot
         assert sum(r["split"] != "edge-only" for r in early) >= 0.8 * len(early), method
         assert sum(r["split"] == "edge-only" for r in late) >= 0.8 * len(late), method
         assert all(r["predicted_ms"] and r["estimate_mbps"] for r in mine)
