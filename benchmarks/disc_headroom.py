@@ -28,18 +28,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
-from splitbed.codecs.disc import quant_plan  # noqa: E402
+from splitbed.codecs.disc import head_activations, quant_plan  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 
 LARGEST = 64  # |q| beyond this shares one histogram bin (rare at these steps)
-
-
-@torch.no_grad()
-def activations(model, split: str, samples) -> np.ndarray:
-    inputs = torch.stack([s.tensor for s in samples])
-    head = model.head(split)
-    return torch.cat([head(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).numpy()
 
 
 def coefficient_groups(plan, shape: tuple[int, ...]) -> np.ndarray:
@@ -71,9 +64,10 @@ def ideal_bits(fit_q, fit_cells, test_q, test_cells) -> float:
 
 
 def headroom(model, store, split: str, step: float) -> dict:
-    evaluation = activations(model, split, evaluation_samples(model))
-    calibration_acts = activations(model, split, calibration_samples(model))
-    cal = store.ensure(model, split, lambda: torch.stack([s.tensor for s in calibration_samples(model)]))
+    calibration_inputs = torch.stack([s.tensor for s in calibration_samples(model)])
+    evaluation = head_activations(model, split, torch.stack([s.tensor for s in evaluation_samples(model)]))
+    calibration_acts = head_activations(model, split, calibration_inputs)
+    cal = store.ensure(model, split, lambda: calibration_inputs)
     codec = get_codec("disc", calibration=cal, step=step)
     sent = np.mean([len(codec.encode(evaluation[i : i + 1])) for i in range(len(evaluation))]) * 8 / evaluation[0].size
     plan = quant_plan(cal, codec.params, evaluation.shape[1])

@@ -98,13 +98,18 @@ class NodeCalibration:
                 "threads": self.threads, "gain": self.gain}
 
 
+def most_threads(profile: DeviceProfile) -> int:
+    """A node gets at most the device's cores and the cores this process may use."""
+    cores = len(os.sched_getaffinity(0))
+    return min(cores, profile.cores or cores)
+
+
 def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, seconds: float = 1.2,
               start: NodeCalibration | None = None, threads: int | None = None) -> NodeCalibration:
     """Fit the governor's gain so that the workload runs as long as on the device. `start` (an earlier
     calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain;
     `threads` forces the node's thread count (starting at that many full cores)."""
     reference = profile.target
-    cores = len(os.sched_getaffinity(0))
     gain = None
     if start is not None:
         threads, proposal, gain = start.threads, start.quota_cores, start.gain
@@ -114,7 +119,7 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
             free_one = statistics.median(free_worker.medians(runs, seconds))
         # one thread only with room for the governor to make up for this host's slow moments
-        threads = 1 if free_one * HEADROOM <= reference.ms else min(cores, profile.cores or cores)
+        threads = 1 if free_one * HEADROOM <= reference.ms else most_threads(profile)
         # one thread: scale the free time to the device's; more: start from all the cores allowed
         proposal = free_one / reference.ms if threads == 1 else float(threads)
     cpus = node_cpus(threads)
@@ -178,16 +183,15 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
                recalibrate: bool = False, refine: bool = True, runs: int = 5) -> NodeCalibration:
     """This machine's calibration for the device: fitted afresh when there is none (or on request),
     else refined from the cached gain (a couple of steps when the cache still holds). A calibration
-    that runs out of cores with fewer threads than the machine has is fitted again on all of them."""
+    that runs out of cores with fewer threads than the device may use is fitted again with them all."""
     cache = cache or CalibrationCache()
     found = None if recalibrate else cache.get(profile.key)
     if found is None or found.warning:
         found = calibrate(profile, manager)
     elif refine:
         found = calibrate(profile, manager, runs=runs, start=found)
-    most = min(len(os.sched_getaffinity(0)), profile.cores or os.cpu_count())
-    if found.warning and found.threads < most:
-        found = calibrate(profile, manager, threads=most)
+    if found.warning and found.threads < most_threads(profile):
+        found = calibrate(profile, manager, threads=most_threads(profile))
     cache.put(found)
     return found
 
