@@ -8,7 +8,7 @@
 
 For each constrained profile: calibrate the node's CPU governor on the profile's reference workload
 (starting from this machine's cached calibration when there is one; --cached skips calibrating),
-then run that workload 5 times inside the governed node (each run the median of 2 s of forward
+then run that workload 5 times inside the governed node (each run the median of 5 s of forward
 passes): `ratio` = emulated / reference latency, `cv` = coefficient of variation of the 5 runs. Under
 the same calibration, the profile's second workload with a published number gives `cross_ratio`:
 whether one calibration carries over to another network. Profiles faster than this machine can be
@@ -49,7 +49,7 @@ from splitbed.nodes.devices import load_profiles  # noqa: E402
 from splitbed.nodes.governor import limit_cpu  # noqa: E402
 
 RUNS = 5
-RUN_S = 2.0
+RUN_S = 5.0  # a run is the median of this much: long enough that one slow host second (cv 0.16 free) moves it little
 
 
 def emulate(workload: str, cal: NodeCalibration, manager: CgroupManager, name: str) -> tuple[list[float], dict]:
