@@ -6,7 +6,8 @@
 The headline link (10 Mbit/s, 20 ms each way, 1% loss): TCP goodput against rate x 1448/1514
 (TCP/IP and Ethernet headers), RTT against 40 ms, forward loss against 1%. Then goodput at fixed
 rates (0.5-100 Mbit/s), RTT at delays 5-200 ms, loss at 0.1-10%, and per-second trace-following error
-while three bundled traces replay (100 ms steps, `tc class change` through one `tc -batch`).
+while three bundled traces replay (100 ms steps, `tc class change` through one `tc -batch`); and the
+delivery time of request-sized TCP messages after idle gaps against the link's serialisation time.
 Delay and loss use the receiver-side NFQUEUE stage (this kernel has no netem). UDP is offered at 1.2x
 the rate and compared with rate x 1472/1514.
 """
@@ -24,12 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.scenarios.traces import load_trace  # noqa: E402
-from splitbed.topologies.fidelity import fixed_rate_goodput, follow_trace, measure_link  # noqa: E402
+from splitbed.topologies.fidelity import fixed_rate_goodput, follow_trace, measure_link, message_delivery  # noqa: E402
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
 RATES_MBIT = [0.5, 1, 10, 100]
 DELAYS_MS, QUICK_DELAYS_MS = [5, 10, 50, 100, 200], [5, 100]
 LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
+MESSAGES = [(0.3e6, 4096), (1e6, 4096), (2e6, 30_000)]  # (rate, bytes): request-sized, 300 ms apart
 
 
 def plot(traces: list[dict], path: Path) -> None:
@@ -79,6 +81,13 @@ def main() -> int:
             rates.append(row)
             print(f"fixed {mbit:>6} Mbit/s {row['protocol']}: goodput {row['goodput_bps'] / 1e6:8.3f} Mbit/s, "
                   f"expected {row['expected_goodput_bps'] / 1e6:8.3f}, error {row['rate_error_pct']:.2f}%", flush=True)
+    messages = []
+    for rate, size in MESSAGES:
+        row = message_delivery(rate, size, 0.3, count=5 if args.quick else 15)
+        messages.append(row)
+        print(f"messages of {size} B at {rate / 1e6} Mbit/s after 300 ms idle: delivered in "
+              f"{row['delivery_ms_median']:.1f} ms (median), the link serialises them in {row['link_ms']:.1f} ms, "
+              f"its last frame in {row['last_frame_ms']:.1f}", flush=True)
     folder = Path(__file__).resolve().parent.parent / "traces" / "pensieve"
     with ThreadPoolExecutor(len(TRACES)) as pool:  # one namespace pair each: they do not share a link
         traces = list(pool.map(lambda name: follow_trace(load_trace(folder / name), 15 if args.quick else 60),
@@ -94,7 +103,7 @@ def main() -> int:
             "quick": args.quick, "backend": "htb+nfqueue", "seconds": time.time() - started,
             "rate_error_pct": headline["rate_error_pct"], "rtt_error_ms": headline["rtt_error_ms"],
             "loss_error_pts": headline["loss_error_pts"], "headline": headline, "sweep": sweep,
-            "fixed_rates": rates,
+            "fixed_rates": rates, "messages": messages,
             "traces": traces,
             "trace_median_error_pct": max(t["median_error_pct"] for t in traces),
             "trace_p90_error_pct": max(t["p90_error_pct"] for t in traces),

@@ -3,8 +3,14 @@ import subprocess
 import pytest
 
 from splitbed.scenarios.traces import load_trace
-from splitbed.topologies.fidelity import GOODPUT_EFFICIENCY, fixed_rate_goodput, follow_trace, measure_link
-from splitbed.topologies.shaping import MIN_RATE_BPS, htb_class_args
+from splitbed.topologies.fidelity import (
+    GOODPUT_EFFICIENCY,
+    fixed_rate_goodput,
+    follow_trace,
+    measure_link,
+    message_delivery,
+)
+from splitbed.topologies.shaping import MIN_BURST_BYTES, MIN_RATE_BPS, htb_class_args
 from tests.conftest import REPO
 
 
@@ -13,11 +19,21 @@ def our_namespaces() -> set[str]:
     return {line.split()[0] for line in listed.splitlines() if line.startswith(("sbA-", "sbB-"))}
 
 
-def test_htb_arguments_floor_outages_and_keep_a_frame_of_burst():
+def test_htb_arguments_floor_outages_and_keep_no_more_than_a_millisecond_of_burst():
     args = htb_class_args(0)
-    assert args[1] == f"{MIN_RATE_BPS}bit" and 1514 <= int(args[5]) <= 1600
+    assert args[1] == f"{MIN_RATE_BPS}bit" and int(args[5]) == MIN_BURST_BYTES < 1514
     args = htb_class_args(100e6)
     assert args[1] == "100000000bit" and int(args[5]) == 12500  # 1 ms at 100 Mbit/s
+
+
+@pytest.mark.root
+def test_small_messages_after_idle_gaps_take_their_serialisation_time():
+    """4 KB every 200 ms at 0.3 Mbit/s (a request at a 3G low): no bucket of credit lets the first
+    frames out at once; HTB still sends the last frame when its serialisation would start."""
+    row = message_delivery(0.3e6, 4096, 0.2, count=6)
+    assert row["link_ms"] == pytest.approx(114.5, abs=0.1)
+    floor = row["link_ms"] - row["last_frame_ms"]
+    assert floor - 3 <= row["delivery_ms_median"] <= row["link_ms"] + 5
 
 
 @pytest.mark.root

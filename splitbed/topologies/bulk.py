@@ -5,12 +5,15 @@
     python -m splitbed.topologies.bulk send HOST PORT SECONDS
     python -m splitbed.topologies.bulk udprecv PORT SECONDS   -> the same JSON, for UDP datagrams
     python -m splitbed.topologies.bulk udpsend HOST PORT SECONDS RATE_BPS   (paced at RATE_BPS)
+    python -m splitbed.topologies.bulk msgrecv PORT COUNT SIZE  -> JSON [delivery ms, ...]
+    python -m splitbed.topologies.bulk msgsend HOST PORT COUNT SIZE GAP_S   (one message every GAP_S)
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import time
 
@@ -100,6 +103,46 @@ def send_udp(host: str, port: int, seconds: float, rate_bps: float) -> None:
     sock.close()
 
 
+def receive_messages(port: int, count: int, size: int) -> list[float]:
+    """Per message, ms from the sender's timestamp in its first bytes to its last byte here (the
+    monotonic clock is shared by every namespace); a one-byte answer releases the next message."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(1)
+    server.settimeout(30)
+    print("listening", flush=True)
+    conn, _ = server.accept()
+    conn.settimeout(30)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    delivery = []
+    for _ in range(count):
+        message = bytearray()
+        while len(message) < size:
+            data = conn.recv(size - len(message))
+            if not data:
+                return delivery
+            message += data
+        delivery.append((time.monotonic() - struct.unpack_from("d", message)[0]) * 1000)
+        conn.sendall(b"k")
+    conn.close()
+    server.close()
+    return delivery
+
+
+def send_messages(host: str, port: int, count: int, size: int, gap_s: float) -> None:
+    sock = socket.create_connection((host, port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    padding = b"\0" * (size - 8)
+    for _ in range(count):
+        sent = time.monotonic()
+        sock.sendall(struct.pack("d", sent) + padding)
+        if not sock.recv(1):
+            break
+        time.sleep(max(0.0, gap_s - (time.monotonic() - sent)))  # an idle gap, as between requests
+    sock.close()
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["recv"]:
         print(json.dumps(receive(int(argv[1]), float(argv[2]))), flush=True)
@@ -109,6 +152,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps(receive_udp(int(argv[1]), float(argv[2]))), flush=True)
     elif argv[:1] == ["udpsend"]:
         send_udp(argv[1], int(argv[2]), float(argv[3]), float(argv[4]))
+    elif argv[:1] == ["msgrecv"]:
+        print(json.dumps(receive_messages(int(argv[1]), int(argv[2]), int(argv[3]))), flush=True)
+    elif argv[:1] == ["msgsend"]:
+        send_messages(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ from splitbed.topologies.shaping import HtbShaper, TcBatch, TraceReplayer
 _bench_ids = itertools.count()
 
 # What TCP payload a shaped Ethernet frame carries: MSS 1448 (with timestamps) in a 1514-byte frame.
-GOODPUT_EFFICIENCY = 1448 / 1514
+MSS_BYTES, FRAME_BYTES = 1448, 1514
+GOODPUT_EFFICIENCY = MSS_BYTES / FRAME_BYTES
 UDP_EFFICIENCY = 1472 / 1514  # UDP payload in a full frame
 REPO = Path(__file__).resolve().parents[2]
 PORT = 5201
@@ -174,5 +175,37 @@ def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False) -> 
         expected = rate_bps * (UDP_EFFICIENCY if udp else GOODPUT_EFFICIENCY)
         return {"protocol": "udp" if udp else "tcp", "rate_bps": rate_bps, "goodput_bps": goodput,
                 "expected_goodput_bps": expected, "rate_error_pct": abs(goodput - expected) / expected * 100}
+    finally:
+        bench.remove()
+
+
+def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10) -> dict:
+    """Messages of `size` bytes after idle gaps, as requests travel: per message, the time from
+    sending to its last byte arriving, against the link's time to serialise its frames (`link_ms`).
+    A shaper that kept a bucket of credit through the gap would deliver them early; HTB sends a frame
+    whenever its credit is not negative, so even without a bucket the last frame leaves as its
+    serialisation would start: expect link_ms - last_frame_ms."""
+    bench = Bench.create()
+    try:
+        HtbShaper(["ip", "netns", "exec", bench.a], "sba0", rate_bps).setup()
+        receiver = subprocess.Popen(bench.python(bench.b, "msgrecv", str(PORT), str(count), str(size)),
+                                    stdout=subprocess.PIPE, text=True)
+        try:
+            if receiver.stdout.readline().strip() != "listening":
+                raise OSError("message receiver did not start")
+            subprocess.run(bench.python(bench.a, "msgsend", "10.251.0.2", str(PORT), str(count), str(size), str(gap_s)),
+                           check=True, timeout=count * (gap_s + 5) + 10)
+            delivery = json.loads(receiver.stdout.readline())
+        finally:
+            if receiver.poll() is None:
+                receiver.kill()
+            receiver.wait()
+        frames = -(-size // MSS_BYTES)
+        overhead = FRAME_BYTES - MSS_BYTES
+        last_frame = size - (frames - 1) * MSS_BYTES + overhead
+        return {"rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delivery_ms": delivery,
+                "delivery_ms_median": float(np.median(delivery)),
+                "link_ms": (size + frames * overhead) * 8 / rate_bps * 1000,
+                "last_frame_ms": last_frame * 8 / rate_bps * 1000}
     finally:
         bench.remove()
