@@ -28,6 +28,8 @@ from splitbed.nodes.governor import SENSITIVITY, Governor, node_cpus
 TOLERANCE = 0.03
 MAX_ITERATIONS = 8
 HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (benchmarks/devices.py --host-noise)
+CAPPED_LIMIT = 0.1  # a governor held at the node's cores this often cannot make up for the host's slow
+#                     moments: the device would be silently capped then, so it is not emulated
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
 CACHE_FORMAT = 4  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
 #                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds
@@ -139,6 +141,10 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
                 gains.append(quota * ratio / sensed["canary_ms_median"] ** SENSITIVITY)  # what this step asked for
                 if gain and abs(ratio - 1) <= TOLERANCE:
                     gain = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
+                    if sensed["capped_fraction"] > CAPPED_LIMIT:
+                        warning = (f"{profile.name} is at the limit of what this machine can emulate: its governor "
+                                   f"needed more than {threads} full cores {100 * sensed['capped_fraction']:.0f}% "
+                                   f"of the time ({measured:.1f} ms vs {reference.ms} ms on the device)")
                     break
                 if ratio > 1 + TOLERANCE and (sensed["capped_fraction"] > 0.5 or (not gain and quota >= threads)):
                     warning = (f"{profile.name} is faster than this machine can emulate: "
