@@ -4,7 +4,8 @@
     sudo .venv/bin/python benchmarks/fidelity.py [--quick] [--json PATH] [--plot PATH]
 
 The headline link (10 Mbit/s, 20 ms each way, 1% loss): TCP goodput against rate x 1448/1514
-(TCP/IP and Ethernet headers), RTT against 40 ms, forward loss against 1%. Then goodput at fixed
+(TCP/IP and Ethernet headers), RTT against 40 ms plus two ping frames' serialisation, forward loss
+against 1%. Then goodput at fixed
 rates (0.5-100 Mbit/s), RTT at delays 5-200 ms, loss at 0.1-10%, and per-second trace-following error
 while three bundled traces replay (100 ms steps, `tc class change` through one `tc -batch`); and the
 delivery time of request-sized TCP messages after idle gaps against the link's serialisation time.
@@ -31,7 +32,8 @@ TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
 RATES_MBIT = [0.5, 1, 10, 100]
 DELAYS_MS, QUICK_DELAYS_MS = [5, 10, 50, 100, 200], [5, 100]
 LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
-MESSAGES = [(0.3e6, 4096), (1e6, 4096), (2e6, 30_000)]  # (rate, bytes): request-sized, 300 ms apart
+# (rate, bytes, delay ms): request-sized messages 300 ms apart; delay 0 = HTB alone, no receiver stage
+MESSAGES = [(0.3e6, 4096, 0), (0.3e6, 4096, 20), (1e6, 4096, 20), (2e6, 30_000, 20)]
 
 
 def plot(traces: list[dict], path: Path) -> None:
@@ -82,12 +84,12 @@ def main() -> int:
             print(f"fixed {mbit:>6} Mbit/s {row['protocol']}: goodput {row['goodput_bps'] / 1e6:8.3f} Mbit/s, "
                   f"expected {row['expected_goodput_bps'] / 1e6:8.3f}, error {row['rate_error_pct']:.2f}%", flush=True)
     messages = []
-    for rate, size in MESSAGES:
-        row = message_delivery(rate, size, 0.3, count=5 if args.quick else 15)
+    for rate, size, delay in MESSAGES:
+        row = message_delivery(rate, size, 0.3, count=5 if args.quick else 15, delay_ms=delay)
         messages.append(row)
-        print(f"messages of {size} B at {rate / 1e6} Mbit/s after 300 ms idle: delivered in "
-              f"{row['delivery_ms_median']:.1f} ms (median), the link serialises them in {row['link_ms']:.1f} ms, "
-              f"its last frame in {row['last_frame_ms']:.1f}", flush=True)
+        print(f"messages of {size} B at {rate / 1e6} Mbit/s, {delay} ms delay, after 300 ms idle: delivered in "
+              f"{row['delivery_ms_median']:.1f} ms (median), a real link takes {row['link_ms']:.1f} ms "
+              f"(its last frame {row['last_frame_ms']:.1f})", flush=True)
     folder = Path(__file__).resolve().parent.parent / "traces" / "pensieve"
     with ThreadPoolExecutor(len(TRACES)) as pool:  # one namespace pair each: they do not share a link
         traces = list(pool.map(lambda name: follow_trace(load_trace(folder / name), 15 if args.quick else 60),

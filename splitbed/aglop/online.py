@@ -12,8 +12,8 @@ The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracl
   clock between requests, so idle gaps do not dilute it;
 - a request that fails (timeout, reset) is a sample of zero bits over the time waited: an outage
   pulls the estimate down at once;
-- small, quick requests (DISC messages are often a few KB) say little about the rate (a shaper lets
-  the first packets through at line rate), and edge-only requests send nothing: when no sample is younger than
+- small, quick requests (DISC messages are often a few KB) say little about the rate (a few frames'
+  time is mostly per-message overhead and delay jitter), and edge-only requests send nothing: when no sample is younger than
   probe_interval_s, the edge sends a PROBE_BYTES probe between requests (outside any request's
   latency). Probes are the cost of knowing the link; they are counted in the manifest.
 """

@@ -326,7 +326,7 @@ class Run:
                 replayer = batch = None
                 if "uplink" in self.traces and uplink is not None and uplink.shaper is not None:
                     batch = TcBatch(uplink.sender.prefix)
-                    replayer = TraceReplayer([uplink.shaper], [self.traces["uplink"]], batch)
+                    replayer = TraceReplayer([uplink.shaper], [self.traces["uplink"]], batch, stages=[uplink.stage])
                 try:
                     run_start = replayer.start() if replayer else time.monotonic()
                     self.write_manifest(run_start_ns={**self.manifest.get("run_start_ns", {}),

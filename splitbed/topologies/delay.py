@@ -1,12 +1,18 @@
-"""Delay, jitter and loss on kernels without netem: an NFQUEUE stage on the RECEIVING side.
+"""Delay, jitter, loss and serialisation on kernels without netem: an NFQUEUE stage on the RECEIVING side.
 
 Packets arriving on an interface jump from the raw table's PREROUTING to an NFQUEUE; this program,
-running in the receiver's namespace, holds each one until its release time (arrival + delay + jitter,
-never earlier than the packet before it, so the order is kept) and then accepts it. Holding packets
-on the sender's side instead throttled TCP to 2 Mbit/s here: delay must sit after the bottleneck.
-Loss is in-kernel, before the queue: `-m statistic --mode random --probability P -j DROP`.
+running in the receiver's namespace, holds each one until its release time (arrival + delay + jitter
++ its own serialisation time at the link's rate, never earlier than the packet before it, so the
+order is kept) and then accepts it. Holding packets on the sender's side instead throttled TCP to
+2 Mbit/s here: delay must sit after the bottleneck. Loss is in-kernel, before the queue:
+`-m statistic --mode random --probability P -j DROP`.
 
-    python -m splitbed.topologies.delay QUEUE_NUM DELAY_MS [JITTER_MS] [SEED]
+Serialisation: HTB at the sender lets a frame go when the link would START sending it (its credit is
+not negative), so every frame arrives one frame-time early; at 0.3 Mbit/s a full frame is 40 ms.
+Given the link's rate, the stage adds each frame's own time; the rate follows a replayed trace
+through lines written to the program's stdin (one rate in bit/s per line).
+
+    python -m splitbed.topologies.delay QUEUE_NUM DELAY_MS [JITTER_MS] [SEED] [RATE_BPS]
 """
 
 from __future__ import annotations
@@ -25,20 +31,23 @@ from splitbed.errors import UserError
 from splitbed.topologies.state import RunState
 
 QUEUE_MAXLEN = 8192
+ETHERNET_HEADER_BYTES = 14  # NFQUEUE hands over the IP packet; the link also sent the frame header
 
 
-def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0) -> None:
-    """Single-threaded: read queued packets and release due ones from one select() loop."""
+def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0, rate_bps: float = 0.0) -> None:
+    """Single-threaded: read queued packets and rate updates, release due packets, from one select() loop."""
     from netfilterqueue import NetfilterQueue
 
     rng = random.Random(seed)
     held: collections.deque = collections.deque()
     last_release = 0.0
+    rate = rate_bps
 
     def on_packet(packet) -> None:
         nonlocal last_release
         extra = rng.gauss(0.0, jitter_ms) if jitter_ms else 0.0
-        release = max(time.monotonic() + max(0.0, delay_ms + extra) / 1000, last_release)
+        serialisation = (packet.get_payload_len() + ETHERNET_HEADER_BYTES) * 8 / rate if rate > 0 else 0.0
+        release = max(time.monotonic() + max(0.0, delay_ms + extra) / 1000 + serialisation, last_release)
         last_release = release
         held.append((release, packet))  # verdict later: the kernel keeps the packet meanwhile
 
@@ -54,14 +63,26 @@ def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print("ready", flush=True)
+    updates = sys.stdin.fileno()
+    inputs, pending = ([fd, updates] if rate_bps > 0 else [fd]), b""
     try:
         while running:
             now = time.monotonic()
             while held and held[0][0] <= now:
                 held.popleft()[1].accept()
             timeout = max(0.0, held[0][0] - now) if held else 0.5
-            readable, _, _ = select.select([fd], [], [], timeout)
-            if readable:
+            readable, _, _ = select.select(inputs, [], [], timeout)
+            if updates in readable:
+                chunk = os.read(updates, 4096)
+                if not chunk:
+                    inputs = [fd]  # the runner closed our input: keep the last rate
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    try:
+                        rate = max(float(line), 1.0)
+                    except ValueError:
+                        continue  # only the runner writes here; a bad line changes nothing
+            if fd in readable:
                 queue.run(block=False)
     finally:
         for _, packet in held:
@@ -83,6 +104,7 @@ class DelayStage:
     jitter_ms: float = 0.0
     loss_pct: float = 0.0
     seed: int = 0
+    rate_bps: float | None = None  # the link's rate: each packet is also held for its serialisation
     state: RunState | None = None
     netns: str | None = None  # the namespace `prefix` enters, for the state record
     rules: list[list[str]] = field(default_factory=list)
@@ -95,18 +117,28 @@ class DelayStage:
         if self.loss_pct > 0:
             self.add_rule(["-m", "statistic", "--mode", "random", "--probability", f"{self.loss_pct / 100:.6f}",
                            "-j", "DROP"])
-        if self.delay_ms > 0 or self.jitter_ms > 0:
+        if self.delay_ms > 0 or self.jitter_ms > 0 or self.rate_bps:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
             self.process = subprocess.Popen(
                 [*self.prefix, sys.executable, "-m", "splitbed.topologies.delay", str(self.queue_num),
-                 str(self.delay_ms), str(self.jitter_ms), str(self.seed)],
-                stdout=subprocess.PIPE, text=True, env=env)
+                 str(self.delay_ms), str(self.jitter_ms), str(self.seed), str(self.rate_bps or 0)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             if self.state:
                 self.state.process(self.process.pid)
             if self.process.stdout.readline().strip() != "ready":
                 self.remove()
                 raise OSError("the NFQUEUE delay program did not start (is NetfilterQueue installed?)")
             self.add_rule(["-j", "NFQUEUE", "--queue-num", str(self.queue_num)])
+
+    def set_rate(self, rate_bps: float) -> None:
+        """The link's new rate (a trace step): later packets are held for their time at it."""
+        if self.rate_bps and self.process is not None and self.process.poll() is None:
+            try:
+                self.process.stdin.write(f"{rate_bps}\n")
+                self.process.stdin.flush()
+            except BrokenPipeError:
+                pass  # the program ended; remove() reports nothing either
+            self.rate_bps = rate_bps
 
     def add_rule(self, spec: list[str]) -> None:
         rule = ["PREROUTING", "-i", self.dev, *spec]
@@ -122,6 +154,7 @@ class DelayStage:
             subprocess.run([*self.prefix, "iptables", "-t", "raw", "-D", *rule], capture_output=True)
         self.rules.clear()
         if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
             self.process.terminate()
             try:
                 self.process.wait(timeout=5)
@@ -133,8 +166,8 @@ class DelayStage:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if not 2 <= len(args) <= 4:
+    if not 2 <= len(args) <= 5:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     serve(int(args[0]), float(args[1]), float(args[2]) if len(args) > 2 else 0.0,
-          int(args[3]) if len(args) > 3 else 0)
+          int(args[3]) if len(args) > 3 else 0, float(args[4]) if len(args) > 4 else 0.0)

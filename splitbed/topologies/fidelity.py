@@ -28,6 +28,7 @@ _bench_ids = itertools.count()
 # What TCP payload a shaped Ethernet frame carries: MSS 1448 (with timestamps) in a 1514-byte frame.
 MSS_BYTES, FRAME_BYTES = 1448, 1514
 GOODPUT_EFFICIENCY = MSS_BYTES / FRAME_BYTES
+PING_FRAME_BYTES = 98  # ping's 56-byte payload + ICMP, IP and Ethernet headers
 UDP_EFFICIENCY = 1472 / 1514  # UDP payload in a full frame
 REPO = Path(__file__).resolve().parents[2]
 PORT = 5201
@@ -144,8 +145,8 @@ def measure_link(rate_bps: float, delay_ms: float, loss_pct: float, seconds: int
     try:
         for ns, dev in ((bench.a, "sba0"), (bench.b, "sbb0")):
             HtbShaper(["ip", "netns", "exec", ns], dev, rate_bps).setup()
-        forward = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, delay_ms, loss_pct=loss_pct)
-        backward = DelayStage(["ip", "netns", "exec", bench.a], "sba0", 1, delay_ms)
+        forward = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, delay_ms, loss_pct=loss_pct, rate_bps=rate_bps)
+        backward = DelayStage(["ip", "netns", "exec", bench.a], "sba0", 1, delay_ms, rate_bps=rate_bps)
         for stage in (forward, backward):
             stages.append(stage)
             stage.setup()
@@ -154,8 +155,9 @@ def measure_link(rate_bps: float, delay_ms: float, loss_pct: float, seconds: int
         bins, origin = bench.transfer(seconds)
         goodput = float(np.mean(per_second(bins, origin, seconds)[2:]))  # past slow start
         expected = rate_bps * GOODPUT_EFFICIENCY
+        expected_rtt = 2 * delay_ms + 2 * PING_FRAME_BYTES * 8 / rate_bps * 1000  # delay + serialisation
         return {"rate_bps": rate_bps, "delay_ms": delay_ms, "loss_pct": loss_pct,
-                "rtt_ms": rtt_ms, "rtt_error_ms": abs(rtt_ms - 2 * delay_ms),
+                "rtt_ms": rtt_ms, "expected_rtt_ms": expected_rtt, "rtt_error_ms": abs(rtt_ms - expected_rtt),
                 "measured_loss_pct": measured_loss, "loss_error_pts": abs(measured_loss - loss_pct),
                 "goodput_bps": goodput, "rate_error_pct": abs(goodput - expected) / expected * 100}
     finally:
@@ -179,15 +181,29 @@ def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False) -> 
         bench.remove()
 
 
-def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10) -> dict:
+def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, delay_ms: float = 0.0,
+                     built_at_bps: float | None = None) -> dict:
     """Messages of `size` bytes after idle gaps, as requests travel: per message, the time from
-    sending to its last byte arriving, against the link's time to serialise its frames (`link_ms`).
-    A shaper that kept a bucket of credit through the gap would deliver them early; HTB sends a frame
-    whenever its credit is not negative, so even without a bucket the last frame leaves as its
-    serialisation would start: expect link_ms - last_frame_ms."""
+    sending to its last byte arriving, against what a real link takes (`link_ms`: serialising its
+    frames, plus the delay). A shaper that kept a bucket of credit through the gap would deliver them
+    early. HTB alone (delay_ms 0: no stage) sends a frame when its serialisation would start: expect
+    link_ms - last_frame_ms; with the receiver's stage (delay_ms > 0), which adds each frame's own
+    time, expect link_ms. With `built_at_bps`, the link is built at that rate and a TraceReplayer
+    moves shaper and stage to rate_bps first, as a replayed trace does."""
     bench = Bench.create()
+    stage = replayer = None
     try:
-        HtbShaper(["ip", "netns", "exec", bench.a], "sba0", rate_bps).setup()
+        prefix = ["ip", "netns", "exec", bench.a]
+        shaper = HtbShaper(prefix, "sba0", built_at_bps or rate_bps)
+        shaper.setup()
+        if delay_ms > 0:
+            stage = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, delay_ms, rate_bps=built_at_bps or rate_bps)
+            stage.setup()
+        if built_at_bps:
+            constant = Trace(np.array([0.0]), np.array([rate_bps]), 3600.0, loop=False)
+            replayer = TraceReplayer([shaper], [constant], TcBatch(prefix), stages=[stage])
+            replayer.start()
+            time.sleep(0.2)
         receiver = subprocess.Popen(bench.python(bench.b, "msgrecv", str(PORT), str(count), str(size)),
                                     stdout=subprocess.PIPE, text=True)
         try:
@@ -203,9 +219,14 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10) 
         frames = -(-size // MSS_BYTES)
         overhead = FRAME_BYTES - MSS_BYTES
         last_frame = size - (frames - 1) * MSS_BYTES + overhead
-        return {"rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delivery_ms": delivery,
+        return {"rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delay_ms": delay_ms, "delivery_ms": delivery,
                 "delivery_ms_median": float(np.median(delivery)),
-                "link_ms": (size + frames * overhead) * 8 / rate_bps * 1000,
+                "link_ms": (size + frames * overhead) * 8 / rate_bps * 1000 + delay_ms,
                 "last_frame_ms": last_frame * 8 / rate_bps * 1000}
     finally:
+        if replayer:
+            replayer.stop()
+            replayer.batch.close()
+        if stage:
+            stage.remove()
         bench.remove()

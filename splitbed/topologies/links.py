@@ -2,7 +2,8 @@
 
 Rate is HTB on the sending interface's egress. Delay, jitter and loss come from netem as the HTB
 leaf where the kernel has netem, else from the receiver-side NFQUEUE stage (delay.py) plus the
-iptables statistic match for loss. A parameter the chosen backend cannot honour is a UserError
+iptables statistic match for loss; that stage also adds each frame's serialisation time, which HTB
+alone leaves out (a link without delay, jitter or loss has no stage and goes without it). A parameter the chosen backend cannot honour is a UserError
 before anything is created, never a warning.
 """
 
@@ -90,9 +91,10 @@ class LinkDirection:
                                     self.spec.queue_bytes, self.state, self.sender.netns, leaf=leaf)
             self.shaper.setup()
         if self.backend == "htb+nfqueue" and (self.spec.delay_ms or self.spec.jitter_ms or self.spec.loss_pct):
+            # the stage also holds each frame for its serialisation at this direction's rate (delay.py)
             self.stage = DelayStage(self.receiver.prefix, self.receiver.dev, self.queue_num, self.spec.delay_ms,
-                                    self.spec.jitter_ms, self.spec.loss_pct, state=self.state,
-                                    netns=self.receiver.netns)
+                                    self.spec.jitter_ms, self.spec.loss_pct, rate_bps=self.spec.rate_bps,
+                                    state=self.state, netns=self.receiver.netns)
             self.stage.setup()
 
     def remove(self) -> None:

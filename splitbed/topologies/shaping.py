@@ -114,6 +114,7 @@ class TraceReplayer:
     traces: list[Trace]
     batch: TcBatch
     step_s: float = 0.1
+    stages: list | None = None  # per shaper, its link's DelayStage (or None): told each new rate
     applied: list[tuple[float, int, float]] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
 
@@ -136,6 +137,8 @@ class TraceReplayer:
                 rate = trace.mean_rate_over(t, t + self.step_s)
                 if last.get(index) != rate:
                     self.batch.send(shaper.change_line(rate))
+                    if self.stages and self.stages[index] is not None:
+                        self.stages[index].set_rate(max(rate, MIN_RATE_BPS))
                     last[index] = rate
                     self.applied.append((self.clock() - self.started_at, index, rate))
             tick += 1
