@@ -67,6 +67,22 @@ def test_profiles_have_sources_and_mark_estimates():
     assert profiles["rpi4"].target.workload == "efficientnet_lite0"
 
 
+def test_a_device_the_governor_must_cap_is_not_emulated():
+    from splitbed.nodes.calibration import CAPPED_LIMIT, HEADROOM, limit_warning
+
+    jetson = load_profiles()["jetson_nano"]  # 39 ms on the device
+    on_target = dict(threads=2, measured_ms=39.2, converged=True, at_full_cores=False)
+    assert limit_warning(jetson, quota_cores=1.2, capped_fraction=CAPPED_LIMIT / 2, **on_target) is None
+    capped = limit_warning(jetson, quota_cores=1.2, capped_fraction=0.25, **on_target)  # on target while the host is fast
+    assert "limit of what this machine can emulate" in capped and "25%" in capped
+    no_room = limit_warning(jetson, quota_cores=2 / HEADROOM + 0.1, capped_fraction=0.0, **on_target)
+    assert "limit of what this machine can emulate" in no_room
+    slow = dict(threads=2, measured_ms=47.5, quota_cores=2.0, converged=False)
+    assert "faster than this machine" in limit_warning(jetson, capped_fraction=0.6, at_full_cores=False, **slow)
+    assert "faster than this machine" in limit_warning(jetson, capped_fraction=0.0, at_full_cores=True, **slow)
+    assert limit_warning(jetson, capped_fraction=0.0, at_full_cores=False, **slow) is None  # the gain adapts next
+
+
 def test_profile_without_derivation_is_rejected(tmp_path):
     bad = tmp_path / "devices.yaml"
     bad.write_text("dev:\n  name: D\n  calibrate_on: w\n  references:\n    w: {ms: 1, threads: 1, "

@@ -29,7 +29,8 @@ TOLERANCE = 0.03
 MAX_ITERATIONS = 8
 HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (benchmarks/devices.py --host-noise)
 CAPPED_LIMIT = 0.1  # a governor held at the node's cores this often cannot make up for the host's slow
-#                     moments: the device would be silently capped then, so it is not emulated
+#                     moments: the device would be silently capped then, so it is not emulated (nor is one
+#                     whose mean quota leaves less than HEADROOM below the node's cores)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
 CACHE_FORMAT = 4  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
 #                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds
@@ -139,16 +140,12 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
                 ratio = measured / reference.ms
                 quota = sensed["quota_cores_mean"] if gain else min(proposal, threads)
                 gains.append(quota * ratio / sensed["canary_ms_median"] ** SENSITIVITY)  # what this step asked for
-                if gain and abs(ratio - 1) <= TOLERANCE:
+                converged = bool(gain) and abs(ratio - 1) <= TOLERANCE
+                warning = limit_warning(profile, threads, measured, quota, sensed["capped_fraction"], converged,
+                                        at_full_cores=not gain and quota >= threads)
+                if converged:
                     gain = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
-                    if sensed["capped_fraction"] > CAPPED_LIMIT:
-                        warning = (f"{profile.name} is at the limit of what this machine can emulate: its governor "
-                                   f"needed more than {threads} full cores {100 * sensed['capped_fraction']:.0f}% "
-                                   f"of the time ({measured:.1f} ms vs {reference.ms} ms on the device)")
-                    break
-                if ratio > 1 + TOLERANCE and (sensed["capped_fraction"] > 0.5 or (not gain and quota >= threads)):
-                    warning = (f"{profile.name} is faster than this machine can emulate: "
-                               f"{measured:.1f} ms at {threads} full cores vs {reference.ms} ms on the device")
+                if converged or warning:
                     break
                 gain = gains[-1]
                 governor.set_gain(gain)
@@ -157,6 +154,27 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
     return NodeCalibration(profile.key, reference.workload, reference.ms, threads, cpus, gain or 0.0,
                            sensed["canary_ms_median"], round(quota, 4), PERIOD_US, measured, ratio, iteration,
                            machine_key(), cpu_model(), warning, time.time())
+
+
+def limit_warning(profile: DeviceProfile, threads: int, measured_ms: float, quota_cores: float,
+                  capped_fraction: float, converged: bool, at_full_cores: bool) -> str | None:
+    """Why this calibration step shows the device cannot be emulated here, or None. Too slow with the
+    governor mostly at the node's cores (or a fixed quota of all of them) is a device faster than the
+    machine. On target, but with a mean quota that leaves less than HEADROOM for the governor to make
+    up this host's slow moments (or capped more than CAPPED_LIMIT of the step), is a device emulated
+    only while the host is fast and silently capped the rest of the time."""
+    reference = profile.target
+    if converged:
+        if capped_fraction <= CAPPED_LIMIT and quota_cores * HEADROOM <= threads:
+            return None
+        return (f"{profile.name} is at the limit of what this machine can emulate: it needs {quota_cores:.2f} of "
+                f"{threads} full cores on average ({measured_ms:.1f} ms vs {reference.ms} ms on the device), which "
+                f"leaves its governor less than {HEADROOM}x to make up this host's slow moments (at the cap "
+                f"{100 * capped_fraction:.0f}% of the time)")
+    if measured_ms / reference.ms > 1 + TOLERANCE and (capped_fraction > 0.5 or at_full_cores):
+        return (f"{profile.name} is faster than this machine can emulate: "
+                f"{measured_ms:.1f} ms at {threads} full cores vs {reference.ms} ms on the device")
+    return None
 
 
 class CalibrationCache:
