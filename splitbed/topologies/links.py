@@ -3,8 +3,9 @@
 Rate is HTB on the sending interface's egress. Delay, jitter and loss come from netem as the HTB
 leaf where the kernel has netem, else from the receiver-side NFQUEUE stage (delay.py) plus the
 iptables statistic match for loss; that stage also adds each frame's serialisation time, which HTB
-alone leaves out (a link without delay, jitter or loss has no stage and goes without it). A parameter the chosen backend cannot honour is a UserError
-before anything is created, never a warning.
+alone leaves out (a link without delay, jitter or loss has no stage and goes without it). A
+parameter the chosen backend cannot honour is a UserError before anything is created, never a
+warning.
 """
 
 from __future__ import annotations
