@@ -36,12 +36,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
-from splitbed.codecs.evaluation import measure, scores  # noqa: E402
+from splitbed.codecs.evaluation import NEAR_TIE_LOGITS, measure, near_ties, scores  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 
 CRITERION_PTS = 1.0
-NEAR_TIE_LOGITS = 0.1  # items whose top-2 logits are this close are counted as near ties
 EVAL_THREADS = 2  # tails over the evaluation set; head and codec timings use 1
 
 
@@ -87,8 +86,7 @@ def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> li
     full = model.full()
     logits = torch.cat([full(inputs[i : i + 256]) for i in range(0, len(inputs), 256)])
     reference = logits.argmax(1).numpy()
-    top2 = logits.topk(2, dim=1).values
-    near_ties = int(((top2[:, 0] - top2[:, 1]) < NEAR_TIE_LOGITS).sum())  # flip at almost any coding noise
+    tie_count = int(near_ties(logits).sum())
     calibration_inputs = None
     rows = []
     for split in setup.quick_splits if quick else setup.splits:
@@ -109,7 +107,7 @@ def bench_model(name: str, quick: bool, store: CalibrationStore, progress) -> li
             rows.append({"model": name, "split": split, "codec": codec_name, "params": shown,
                          "criterion": setup.criterion, **row, "agreement_drop_pts": agreement_drop,
                          "accuracy_drop_pts": accuracy_drop,
-                         "n_items": len(acts), "n_labelled": int((labels >= 0).sum()), "near_ties": near_ties})
+                         "n_items": len(acts), "n_labelled": int((labels >= 0).sum()), "near_ties": tie_count})
             progress(rows[-1])
     return rows
 

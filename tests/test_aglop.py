@@ -171,9 +171,9 @@ output: {output}
 @pytest.mark.mininet
 @pytest.mark.slow
 def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses(tmp_path):
-    # Pensieve format: 20 Mbit/s for 6 s, then 0.1 Mbit/s. (At 0.3 Mbit/s a ~4 KB block6 message every
-    # ~160 ms stays under the rate on average, so the shaper's token bucket lets much of it through at
-    # once: offloading there tied with edge-only on a slow moment of the host.)
+    # Pensieve format: 20 Mbit/s for 6 s, then 0.1 Mbit/s: far enough below the break-even that a slow
+    # moment of the host cannot make offloading tie with edge-only (at 0.3 Mbit/s it once did, while
+    # the shaper still let a message's first two frames out at once).
     trace = tmp_path / "drop.trace"
     trace.write_text("".join(f"{t} {20 if t < 6 else 0.1}\n" for t in range(30)))
     scenario = tmp_path / "replan.yaml"

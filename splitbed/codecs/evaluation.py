@@ -11,6 +11,14 @@ import numpy as np
 from splitbed.codecs.base import decode
 from splitbed.codecs.disc import quantised_symbols
 
+NEAR_TIE_LOGITS = 0.1  # items whose top-2 logits are this close flip at almost any coding noise
+
+
+def near_ties(logits) -> np.ndarray:
+    """Per item (rows of a logits tensor), whether its top-2 logits are within NEAR_TIE_LOGITS."""
+    top2 = logits.topk(2, dim=1).values
+    return ((top2[:, 0] - top2[:, 1]) < NEAR_TIE_LOGITS).numpy()
+
 
 def order0_entropy(symbols: np.ndarray) -> float:
     _, counts = np.unique(symbols, return_counts=True)
