@@ -1,7 +1,7 @@
 # Every target sets up first (idempotent, fast when nothing changed). Run as root: sudo make demo
 PY := .venv/bin/python
 
-.PHONY: setup demo test check lint
+.PHONY: setup demo test check lint results
 setup:
 	bash scripts/setup.sh
 
@@ -16,3 +16,7 @@ test: setup
 
 lint: setup
 	$(PY) -m ruff check splitbed tests benchmarks run_scenario.py
+
+# Runs the quick benchmarks (about 25 minutes) and writes docs/results.md and the README's headline table.
+results: setup
+	$(PY) scripts/results.py $(ARGS)

@@ -39,14 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.aglop.planner import LatencyModel  # noqa: E402
 from splitbed.aglop.profile import candidate_options, codec_table, load_options  # noqa: E402
-from splitbed.analysis.schema import read_rows  # noqa: E402
+from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.codecs import CalibrationStore  # noqa: E402
 from splitbed.errors import run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.partition import SERVER_ONLY  # noqa: E402
+from splitbed.network.traces import load_trace  # noqa: E402
 from splitbed.scenarios.run import run_scenario  # noqa: E402
 from splitbed.scenarios.schema import load_scenario  # noqa: E402
-from splitbed.scenarios.traces import load_trace  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TRACES_3G = ["norway_bus_1", "norway_bus_15", "norway_car_1", "norway_ferry_19", "norway_metro_1",

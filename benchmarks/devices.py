@@ -37,16 +37,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from splitbed.nodes.calibration import (  # noqa: E402
+from splitbed.devices.calibration import (  # noqa: E402
     CalibrationCache,
     NodeCalibration,
     WorkloadWorker,
     calibrated,
     cpu_model,
 )
-from splitbed.nodes.cgroups import CgroupManager  # noqa: E402
-from splitbed.nodes.devices import load_profiles  # noqa: E402
-from splitbed.nodes.governor import limit_cpu  # noqa: E402
+from splitbed.devices.cgroups import CgroupManager  # noqa: E402
+from splitbed.devices.governor import limit_cpu  # noqa: E402
+from splitbed.devices.profiles import load_profiles  # noqa: E402
 
 RUNS = 5
 RUN_S = 5.0  # a run is the median of this much: long enough that one slow host second (cv 0.16 free) moves it little
@@ -156,7 +156,7 @@ def main() -> int:
         wanted = args.devices.split(",")
         unknown = sorted(set(wanted) - {p.key for p in profiles})
         if unknown:
-            print(f"error: --devices: {', '.join(unknown)} is not a constrained profile of splitbed/nodes/"
+            print(f"error: --devices: {', '.join(unknown)} is not a constrained profile of splitbed/devices/"
                   f"devices.yaml (choose from {', '.join(p.key for p in profiles)})", file=sys.stderr)
             return 2
         profiles = [p for p in profiles if p.key in wanted]

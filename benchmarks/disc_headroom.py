@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
-from splitbed.codecs.disc import head_activations, quant_plan  # noqa: E402
+from splitbed.codecs.disc import quant_plan  # noqa: E402
+from splitbed.codecs.disc_calibration import head_activations  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from splitbed.scenarios.traces import load_trace  # noqa: E402
-from splitbed.topologies.fidelity import fixed_rate_goodput, follow_trace, measure_link, message_delivery  # noqa: E402
+from splitbed.network.fidelity import fixed_rate_goodput, follow_trace, measure_link, message_delivery  # noqa: E402
+from splitbed.network.traces import load_trace  # noqa: E402
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
 RATES_MBIT = [0.5, 1, 10, 100]

@@ -1,8 +1,18 @@
 """splitbed: an emulation testbed for CNN partition-offloading.
 
-Subpackages, one job each:
+Division of labour, bottom to top (a package imports only packages on floors below its own; the
+floors are listed in splitbed.layers and a test enforces them):
+  errors, layers  typed user errors; the floor plan itself
+  host        what this machine can do (capability probe), run state + tracked cleanup, namespaces
+  network     links, shaping, the delay stage, traces and their replay, topologies, link fidelity
   models      partitionable CNNs and offline datasets: split points, head/tail, profiles, metrics
-  topologies  what the kernel can emulate (capability probe); later the Mininet topologies and links
+  devices     device profiles, cgroups v1/v2, calibration, the CPU governor
+  codecs      feature codecs behind one interface and one self-describing wire format
+  aglop       latency/accuracy model from profiles, the search, online re-planning
+  app         the split application on the nodes: edge and server programs, protocol, row schema
+  analysis    summaries, plots, run comparison, packet captures
+  scenarios   the scenario schema and loader, one run's orchestration
+  cli         the entry point behind run_scenario.py
 """
 
 import os

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_check(as_json: bool) -> int:
-    from splitbed.topologies.capabilities import format_table, probe
+    from splitbed.host.capabilities import format_table, probe
 
     caps = probe()
     print(json.dumps(caps.to_dict(), indent=2) if as_json else format_table(caps))
@@ -41,7 +41,7 @@ def run_check(as_json: bool) -> int:
 
 
 def run_cleanup() -> int:
-    from splitbed.topologies.state import STATE_DIR, cleanup_dead_runs
+    from splitbed.host.state import STATE_DIR, cleanup_dead_runs
 
     if os.geteuid() != 0:
         raise UserError("--cleanup needs root", fix="run: sudo python run_scenario.py --cleanup")

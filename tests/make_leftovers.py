@@ -6,11 +6,11 @@ import os
 import sys
 import time
 
-from splitbed.nodes.cgroups import CgroupManager
-from splitbed.topologies.delay import DelayStage
-from splitbed.topologies.netns import NetnsSet
-from splitbed.topologies.shaping import HtbShaper
-from splitbed.topologies.state import RunState
+from splitbed.devices.cgroups import CgroupManager
+from splitbed.host.netns import NetnsSet
+from splitbed.host.state import RunState
+from splitbed.network.delay import DelayStage
+from splitbed.network.shaping import HtbShaper
 
 tag = f"{os.getpid()}"
 state = RunState(f"leftovers-{tag}")

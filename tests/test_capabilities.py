@@ -1,4 +1,4 @@
-from splitbed.topologies.capabilities import choose_link_backend, probe_cgroups
+from splitbed.host.capabilities import choose_link_backend, probe_cgroups
 
 V1_MOUNTS = """\
 cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0

@@ -37,7 +37,7 @@ def test_cleanup_after_kill_9_leaves_nothing_of_ours(tmp_path):
 
 @pytest.mark.root
 def test_cleanup_leaves_live_runs_alone(tmp_path):
-    from splitbed.topologies.state import RunState, cleanup_dead_runs
+    from splitbed.host.state import RunState, cleanup_dead_runs
 
     state = RunState("alive", tmp_path)
     state.netns("sb-never-created")

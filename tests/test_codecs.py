@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from splitbed.codecs import CalibrationStore, WireFormatError, decode, get_codec, wire
-from splitbed.codecs.disc import Calibration
+from splitbed.codecs import REGISTRY, CalibrationStore, WireFormatError, decode, get_codec, wire
+from splitbed.codecs.disc_calibration import Calibration
 from splitbed.errors import UserError
 from splitbed.models import get_model
 from splitbed.models.datasets import batches, calibration_samples, evaluation_samples
@@ -166,10 +166,10 @@ def corruptions(message: bytes):
     yield message + b"\0"  # trailing bytes
 
 
-@pytest.mark.parametrize("name", ["raw", "zstd", "int8", "jpeg", "disc"])
+@pytest.mark.parametrize("name", sorted(REGISTRY))  # every registered codec, also a new one
 def test_corrupted_messages_raise_typed_errors(name, fmnist_disc):
     _, store, cal, acts, _ = fmnist_disc
-    codec = get_codec(name, calibration=cal) if name == "disc" else get_codec(name)
+    codec = get_codec(name, calibration=cal) if REGISTRY[name].needs_calibration else get_codec(name)
     for bad in corruptions(codec.encode(acts[:1])):
         with pytest.raises(WireFormatError):
             decode(bad, store)
@@ -196,8 +196,8 @@ def test_fuzz_random_bytes_only_raise_typed_errors(data):
 @given(st.data())
 def test_fuzz_mutated_messages_only_raise_typed_errors(fmnist_disc, data):
     _, store, cal, acts, _ = fmnist_disc
-    name = data.draw(st.sampled_from(["raw", "zstd", "int8", "jpeg", "disc"]))
-    codec = get_codec(name, calibration=cal) if name == "disc" else get_codec(name)
+    name = data.draw(st.sampled_from(sorted(REGISTRY)))
+    codec = get_codec(name, calibration=cal) if REGISTRY[name].needs_calibration else get_codec(name)
     message = bytearray(codec.encode(acts[:1]))
     for _ in range(data.draw(st.integers(1, 8))):
         position = data.draw(st.integers(0, len(message) - 1))

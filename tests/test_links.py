@@ -2,15 +2,15 @@ import subprocess
 
 import pytest
 
-from splitbed.scenarios.traces import load_trace
-from splitbed.topologies.fidelity import (
+from splitbed.network.fidelity import (
     GOODPUT_EFFICIENCY,
     fixed_rate_goodput,
     follow_trace,
     measure_link,
     message_delivery,
 )
-from splitbed.topologies.shaping import MIN_BURST_BYTES, MIN_RATE_BPS, htb_class_args
+from splitbed.network.shaping import MIN_BURST_BYTES, MIN_RATE_BPS, htb_class_args
+from splitbed.network.traces import load_trace
 from tests.conftest import REPO
 
 
@@ -63,7 +63,7 @@ def test_tcp_follows_a_replayed_3g_trace():
 
 def test_impossible_delay_parameters_are_user_errors():
     from splitbed.errors import UserError
-    from splitbed.topologies.delay import DelayStage
+    from splitbed.network.delay import DelayStage
 
     for kwargs in ({"delay_ms": -1}, {"loss_pct": 100}, {"jitter_ms": -2}):
         with pytest.raises(UserError):

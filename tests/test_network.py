@@ -5,8 +5,8 @@ import subprocess
 import pytest
 
 from splitbed.errors import UserError
-from splitbed.topologies.links import LinkSpec, netem_leaf
-from splitbed.topologies.network import EmulatedNetwork, NetworkSpec
+from splitbed.network.links import LinkSpec, netem_leaf
+from splitbed.network.topology import EmulatedNetwork, NetworkSpec
 
 
 def rtt_ms(net, src: str, dst: str) -> float:

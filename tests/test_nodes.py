@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from splitbed.devices.cgroups import CgroupManager
+from splitbed.devices.governor import SENSITIVITY, Governor, cpu_list, node_cpus
+from splitbed.devices.profiles import load_profiles
 from splitbed.errors import UserError
-from splitbed.nodes.cgroups import CgroupManager
-from splitbed.nodes.devices import load_profiles
-from splitbed.nodes.governor import SENSITIVITY, Governor, cpu_list, node_cpus
-from splitbed.topologies.capabilities import CgroupInfo
+from splitbed.host.capabilities import CgroupInfo
 
 MB = 1 << 20
 PERIOD = 5000
@@ -68,7 +68,7 @@ def test_profiles_have_sources_and_mark_estimates():
 
 
 def test_a_device_the_governor_must_cap_is_not_emulated():
-    from splitbed.nodes.calibration import CAPPED_LIMIT, HEADROOM, limit_warning
+    from splitbed.devices.calibration import CAPPED_LIMIT, HEADROOM, limit_warning
 
     jetson = load_profiles()["jetson_nano"]  # 39 ms on the device
     on_target = dict(threads=2, measured_ms=39.2, converged=True, at_full_cores=False)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from splitbed.analysis.schema import NAMES, STAGES
+from splitbed.app import protocol
+from splitbed.app.breakdown import NAMES, STAGES
 from splitbed.errors import UserError
-from splitbed.nodes import protocol
 from splitbed.scenarios.schema import PLAN_TYPES, load_scenario
 from tests.conftest import REPO
 
@@ -82,7 +82,7 @@ def test_wrong_types_and_impossible_values(tmp_path):
 def test_server_survives_garbage_and_answers_the_next_request(tmp_path):
     port = 17000 + os.getpid() % 1000
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen([sys.executable, "-m", "splitbed.nodes.server", "--port", str(port), "--model",
+    server = subprocess.Popen([sys.executable, "-m", "splitbed.app.server", "--port", str(port), "--model",
                                "fmnist_cnn"], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout.readline().strip() == "ready"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from splitbed.errors import UserError
-from splitbed.scenarios.traces import load_trace
+from splitbed.network.traces import load_trace
 from tests.conftest import REPO
 
 BUNDLED = REPO / "traces" / "pensieve"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from splitbed.aglop.planner import Planner
 from splitbed.aglop.profile import build_profile, load_options
+from splitbed.devices.calibration import node_settings
+from splitbed.devices.cgroups import CgroupManager
+from splitbed.devices.profiles import get_profile
 from splitbed.errors import UserError, run_reporting_user_errors
 from splitbed.models import get_model
-from splitbed.nodes.calibration import node_settings
-from splitbed.nodes.cgroups import CgroupManager
-from splitbed.nodes.devices import get_profile
 
 
 def main(argv: list[str] | None = None) -> int:

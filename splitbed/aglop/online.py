@@ -141,22 +141,32 @@ class OraclePolicy(PlannedPolicy):
         return Choice(decision.option, decision.predicted_ms, rate)
 
 
-METHODS = ("aglop", "neurosurgeon", "oracle")
+def fixed_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> FixedPolicy:
+    return FixedPolicy(Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {})))
+
+
+def aglop_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
+    planner = Planner(load_options(profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", 10.0))
+    return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
+
+
+def neurosurgeon_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
+    raw = [o for o in load_options(profile) if o.codec in ("raw", "")]
+    return EstimatingPolicy(Planner(raw, plan.get("budget_pts", 1.0)), plan.get("probe_interval_s", 1.0))
+
+
+def oracle_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> OraclePolicy:
+    return OraclePolicy(Planner(load_options(profile), plan.get("budget_pts", 1.0), 0.0), rate_at, one_way_ms)
+
+
+# Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile
+# and, for the oracle only, the link's truth. Every type but `fixed` needs the profile.
+POLICIES = {"fixed": fixed_policy, "aglop": aglop_policy, "neurosurgeon": neurosurgeon_policy,
+            "oracle": oracle_policy}
+METHODS = tuple(name for name in POLICIES if name != "fixed")
 
 
 def make_policy(plan: dict, profile: dict | None, rate_at=None, one_way_ms: float = 0.0):
     """The policy a plan dict (as validated by the scenario schema) asks for; rate_at(t) and
     one_way_ms are the link's truth, for the oracle only."""
-    kind = plan.get("type", "fixed")
-    if kind == "fixed":
-        return FixedPolicy(Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"],
-                                  plan.get("params", {})))
-    options = load_options(profile)
-    budget = plan.get("budget_pts", 1.0)
-    if kind == "neurosurgeon":
-        planner = Planner([o for o in options if o.codec in ("raw", "")], budget)
-        return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
-    planner = Planner(options, budget, plan.get("hysteresis_pct", 10.0) if kind == "aglop" else 0.0)
-    if kind == "aglop":
-        return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
-    return OraclePolicy(planner, rate_at, one_way_ms)
+    return POLICIES[plan.get("type", "fixed")](plan, profile, rate_at, one_way_ms)

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from splitbed.codecs import CalibrationStore, get_codec, wire
-from splitbed.codecs.disc import CALIBRATION_VERSION
+from splitbed.codecs.disc_calibration import CALIBRATION_VERSION
 from splitbed.codecs.evaluation import measure, scores
+from splitbed.devices.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
+from splitbed.devices.calibration import machine_key
+from splitbed.devices.governor import limit_cpu
 from splitbed.models.datasets import calibration_samples, evaluation_samples
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
-from splitbed.nodes.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
-from splitbed.nodes.calibration import machine_key
-from splitbed.nodes.governor import limit_cpu
 
 TABLE_VERSION = 1
 DISC_STEPS = (0.15, 0.2, 0.3, 0.4)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from splitbed.analysis.schema import STAGES  # noqa: E402
+from splitbed.app.breakdown import STAGES  # noqa: E402
 
 STAGE_LABELS = ["edge compute", "encode", "uplink", "server queue", "decode", "server compute", "downlink"]
 

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from splitbed.analysis import plots  # noqa: E402
 from splitbed.analysis.capture import goodput_series, join, read_segments, write_joined  # noqa: E402
-from splitbed.analysis.schema import read_rows  # noqa: E402
 from splitbed.analysis.summary import summarise, write_summaries  # noqa: E402
+from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.errors import UserError  # noqa: E402
 
 

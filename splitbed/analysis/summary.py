@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitbed.analysis.schema import STAGES, read_rows
+from splitbed.app.breakdown import STAGES, read_rows
 
 SUMMARY_COLUMNS = ["method", "requests", "failed", "p50_e2e_ms", "p90_e2e_ms", "p99_e2e_ms", "mean_e2e_ms",
                    *[f"mean_{s}" for s in STAGES], "mean_wire_bytes", "accuracy", "n_labelled", "agreement"]

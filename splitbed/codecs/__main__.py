@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from splitbed.codecs.disc import CalibrationStore
+from splitbed.codecs.disc_calibration import CalibrationStore
 from splitbed.errors import run_reporting_user_errors
 from splitbed.models import EDGE_ONLY, SERVER_ONLY, get_model
 from splitbed.models.datasets import calibration_samples

@@ -14,192 +14,31 @@ only its abstract, so this pipeline is ours, named after it):
    whose scales come from calibration, or zstd (larger; kept as a baseline).
 
 Calibration state (mean, transform and its inverse, per-coefficient Fisher weights and Laplace
-scales) lives in one .npz file per (model, split), read with allow_pickle=False; messages carry its
+scales) is fitted by disc_calibration.py and lives in one .npz file per (model, split); messages carry its
 fingerprint, so a decoder with different state refuses instead of silently decoding garbage.
 Encoding and decoding run in float32.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import struct
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 import zstandard
 from scipy.fft import dctn
 
 from splitbed.codecs import rans, wire
 from splitbed.codecs.base import Codec, CorruptPayload, register
+from splitbed.codecs.disc_calibration import Calibration
 from splitbed.codecs.simple import check_level, zstd_decompress
 from splitbed.errors import UserError
 
 MAX_SYMBOL = 1 << 15
-CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
-FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
-FISHER_RIDGE = 1e-3  # added to the (trace-normalised) channel Fisher matrix: channels the tail ignores
-#                      still get a finite step
-
-
-@dataclass
-class Calibration:
-    model: str
-    split: str
-    mean: np.ndarray  # (C,)
-    analysis: np.ndarray  # (C, C) coefficients z = analysis.T @ (x - mean), by decreasing variance
-    synthesis: np.ndarray  # (C, C) its inverse: x = synthesis @ z + mean
-    variance: np.ndarray  # (C,) component variances (in the tail's metric)
-    fisher: np.ndarray  # (C, H, W) per-coefficient sensitivity, mean 1 (DCT domain)
-    fisher_pixel: np.ndarray  # (C, H, W) the same without the DCT
-    scale: np.ndarray  # (C, H, W) mean |coefficient| (DCT domain)
-    scale_pixel: np.ndarray  # (C, H, W) mean |coefficient| without the DCT
-    low: np.ndarray  # (C,) smallest value seen per channel: 0 after a ReLU, which decoding restores
-    high: np.ndarray  # (C,) largest value seen per channel (6 after a ReLU6)
-
-    FIELDS = ("mean", "analysis", "synthesis", "variance", "fisher", "fisher_pixel", "scale", "scale_pixel",
-              "low", "high")
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for array in (self.mean, self.analysis, self.fisher, self.scale, self.low, self.high):
-            digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
-        return digest.hexdigest()[:12]  # 6 bytes on the wire: collisions among a few dozen files ~1e-11
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, model=np.array(self.model), split=np.array(self.split),
-                 **{k: getattr(self, k) for k in self.FIELDS})
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> Calibration:
-        with np.load(path, allow_pickle=False) as data:
-            fields = {k: data[k] for k in data.files}
-        return cls(model=str(fields.pop("model")), split=str(fields.pop("split")), **fields)
-
-
-def project(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply matrix.T across the channel axis of (N, C, H, W): one matmul per item."""
-    n, c, h, w = x.shape
-    return (matrix.T @ x.reshape(n, c, h * w)).reshape(n, matrix.shape[1], h, w)
-
-
-@torch.no_grad()
-def head_activations(model, split: str, inputs: torch.Tensor, batch: int = 32) -> np.ndarray:
-    head = model.head(split)
-    return torch.cat([head(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]).numpy()
-
-
 def quantised_symbols(codec: Disc, x: np.ndarray) -> np.ndarray:
     """The integer symbols DISC entropy-codes for x (for measuring their order-0 entropy)."""
     batch = x.reshape((1, *x.shape)) if x.ndim == 3 else x
     rank = min(codec.params["rank"] or batch.shape[1], batch.shape[1])
     return quant_plan(codec.calibration, codec.params, rank).quantise(batch)
-
-
-def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
-    """Fit DISC's state for `model` at `split` on unlabelled calibration inputs.
-
-    The channel transform is a KLT in the tail's own metric: with F = L L^T the channel Fisher
-    matrix (how much the model's output moves per unit of error along each channel direction), the
-    coefficients are the principal components of L^T x. Equal quantisation error then costs equal
-    output change in every component, which a plain KLT (orthonormal in activation space) ignores.
-    """
-    acts = head_activations(model, split, inputs).astype(np.float64)
-    if acts.ndim != 4:
-        raise UserError(f"DISC needs 4-d (N, C, H, W) activations; split {split} gives {acts.shape}",
-                        fix="use another codec at this split")
-    n, c, h, w = acts.shape
-    pixels = acts.transpose(0, 2, 3, 1).reshape(-1, c)
-    mean = pixels.mean(0)
-    covariance = np.atleast_2d(np.cov((pixels - mean).T))
-    channel_fisher = np.zeros((c, c))
-    for grad in tail_gradients(model, split, acts, seed):
-        g = grad.transpose(0, 2, 3, 1).reshape(-1, c)
-        channel_fisher += g.T @ g
-    channel_fisher /= max(np.trace(channel_fisher) / c, 1e-30)
-    lower = np.linalg.cholesky(channel_fisher + FISHER_RIDGE * np.eye(c))
-    variance, rotation = np.linalg.eigh(lower.T @ covariance @ lower)
-    order = np.argsort(variance)[::-1]
-    variance, rotation = np.maximum(variance[order], 0), rotation[:, order]
-    analysis = lower @ rotation
-    synthesis = np.linalg.solve(lower.T, rotation)
-    fisher_dct, fisher_pix = np.zeros((c, h, w)), np.zeros((c, h, w))
-    for grad in tail_gradients(model, split, acts, seed):  # the same draws again, now per coefficient
-        gz = project(grad, synthesis)  # d output / d coefficient
-        fisher_pix += (gz**2).sum(0)
-        fisher_dct += (dctn(gz, axes=(2, 3), norm="ortho") ** 2).sum(0)
-    z = project(acts - mean[None, :, None, None], analysis)
-    return Calibration(model.name, split, mean, analysis, synthesis, variance,
-                       fisher=fisher_dct / max(fisher_dct.mean(), 1e-30),
-                       fisher_pixel=fisher_pix / max(fisher_pix.mean(), 1e-30),
-                       scale=np.abs(dctn(z, axes=(2, 3), norm="ortho")).mean(0), scale_pixel=np.abs(z).mean(0),
-                       low=acts.min(axis=(0, 2, 3)), high=acts.max(axis=(0, 2, 3)))
-
-
-def tail_gradients(model, split: str, acts: np.ndarray, seed: int):
-    """Gradients of log p(y | x) w.r.t. the activations, y drawn from the model's own softmax
-    (FISHER_SAMPLES draws per input, fixed seed): samples of the Fisher information, no labels."""
-    tail = model.tail(split)
-    generator = torch.Generator().manual_seed(seed)
-    for i in range(0, len(acts), 32):
-        x = torch.from_numpy(acts[i : i + 32].astype(np.float32)).requires_grad_(True)
-        with torch.enable_grad():  # callers may be inside no_grad
-            log_probs = torch.log_softmax(tail(x), dim=1)
-        for _ in range(FISHER_SAMPLES):
-            labels = torch.multinomial(log_probs.exp().detach(), 1, generator=generator)
-            with torch.enable_grad():
-                (grad,) = torch.autograd.grad(log_probs.gather(1, labels).sum(), x, retain_graph=True)
-            yield grad.double().numpy()
-
-
-class CalibrationStore:
-    """Calibration files under a cache folder, one per (model, split); fitted on first use."""
-
-    def __init__(self, root: str | Path | None = None):
-        default = Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed"))
-        self.root = Path(root) if root else default / "calibration"
-        self.loaded: dict[tuple[str, str], Calibration] = {}
-
-    def path(self, model_name: str, split: str) -> Path:
-        safe = model_name.replace("/", "_").replace(":", "_")
-        return self.root / f"v{CALIBRATION_VERSION}" / safe / f"{split}.npz"
-
-    def by_fingerprint(self, fingerprint: str) -> Calibration:
-        """The calibration a message names: among those loaded, else any file under the root."""
-        for cal in self.loaded.values():
-            if cal.fingerprint == fingerprint:
-                return cal
-        for path in sorted(self.root.glob(f"v{CALIBRATION_VERSION}/*/*.npz")):
-            cal = Calibration.load(path)
-            self.loaded[(cal.model, cal.split)] = cal
-            if cal.fingerprint == fingerprint:
-                return cal
-        raise CorruptPayload(f"no DISC calibration with fingerprint {fingerprint} under {self.root}")
-
-    def get(self, model_name: str, split: str) -> Calibration:
-        key = (model_name, split)
-        if key not in self.loaded:
-            path = self.path(model_name, split)
-            if not path.exists():
-                raise UserError(f"no DISC calibration for {model_name} at {split}", where=str(path),
-                                fix="calibrate first: python -m splitbed.codecs calibrate MODEL")
-            self.loaded[key] = Calibration.load(path)
-        return self.loaded[key]
-
-    def ensure(self, model, split: str, inputs_fn, refit: bool = False) -> Calibration:
-        """Load, or fit on inputs_fn() and save."""
-        path = self.path(model.name, split)
-        if refit or not path.exists():
-            fit(model, split, inputs_fn()).save(path)
-            self.loaded.pop((model.name, split), None)
-        return self.get(model.name, split)
 
 
 class QuantPlan:

@@ -4,6 +4,7 @@ A model is an ordered list of stages; a split point k cuts it into head(k) for t
 for the server, so head then tail is the very same computation as the whole model. The registry
 finds models by name, the datasets module finds labelled and unlabelled inputs that ship offline,
 metrics scores predictions, and profile measures what each split costs.
+May import: errors.
 """
 
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel

@@ -1,6 +1,7 @@
-"""Scenario inputs: bandwidth traces in their published formats, read into one normalised form.
+"""Scenarios: the file a user writes, and one run of it from network to summary.
 
-traces.py reads Mahimahi packet-delivery files, Pensieve-style `time_s Mbit/s` series and CSV logs
-into a Trace (piecewise-constant rate over time) with loop, scale, offset, resample and floor/outage
-options. (The scenario schema and the run orchestration will live here too.)
+schema.py validates a scenario file (file:line:field for every problem) and applies defaults; run.py
+builds the network and nodes, calibrates, starts the server and edges, replays traces, and writes the
+run folder (manifest, requests.csv, summary, plots), removing everything it created at the end.
+May import: every package below it (analysis, app, aglop, codecs, devices, models, network, host).
 """

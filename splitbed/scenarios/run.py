@@ -24,23 +24,24 @@ from tqdm import tqdm
 from splitbed import __version__
 from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
-from splitbed.analysis.schema import NAMES
+from splitbed.app.breakdown import NAMES
+from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
+from splitbed.devices.calibration import node_settings
+from splitbed.devices.cgroups import CgroupManager
+from splitbed.devices.governor import limit_cpu
+from splitbed.devices.profiles import get_profile
 from splitbed.errors import UserError
+from splitbed.host.capabilities import probe
+from splitbed.host.state import RunState
 from splitbed.models import get_model
 from splitbed.models.datasets import batches, calibration_samples, load_dataset
 from splitbed.models.partition import EDGE_ONLY
-from splitbed.nodes.calibration import node_settings
-from splitbed.nodes.cgroups import CgroupManager
-from splitbed.nodes.devices import get_profile
-from splitbed.nodes.governor import limit_cpu
-from splitbed.scenarios.schema import Scenario, plan_groups
-from splitbed.scenarios.traces import load_trace
-from splitbed.topologies.capabilities import probe
-from splitbed.topologies.links import LinkSpec
-from splitbed.topologies.network import EmulatedNetwork, NetworkSpec
-from splitbed.topologies.shaping import TcBatch, TraceReplayer
-from splitbed.topologies.state import RunState
+from splitbed.network.links import LinkSpec
+from splitbed.network.shaping import TcBatch, TraceReplayer
+from splitbed.network.topology import EmulatedNetwork, NetworkSpec
+from splitbed.network.traces import load_trace
+from splitbed.scenarios.schema import Scenario
 
 REPO = Path(__file__).resolve().parents[2]
 PORT = 7700
@@ -237,7 +238,7 @@ class Run:
 
     def start_server(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState):
         group = cgroups.create(network.server_name)
-        argv = self.python_in(network, network.server_name, "splitbed.nodes.server", "--port", str(PORT),
+        argv = self.python_in(network, network.server_name, "splitbed.app.server", "--port", str(PORT),
                               "--model", self.model.name, "--threads", str(os.cpu_count()))
         process = group.popen(argv, stdout=subprocess.PIPE, text=True)
         state.process(process.pid)
@@ -286,7 +287,7 @@ class Run:
                 governors[name] = governor
             if self.edge_profile.memory_mb:
                 group.set_memory(self.edge_profile.memory_mb << 20)
-            argv = self.python_in(network, name, "splitbed.nodes.edge", "--config", str(path), "--node", name)
+            argv = self.python_in(network, name, "splitbed.app.edge", "--config", str(path), "--node", name)
             process = group.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             state.process(process.pid)
             edges.append(process)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from splitbed.aglop.online import POLICIES
 from splitbed.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +22,7 @@ LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct"
         "queue_packets": int, "trace": str, "trace_scale": NUMBER, "trace_offset_s": NUMBER}
 PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
         "hysteresis_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool}
-PLAN_TYPES = ("fixed", "aglop", "neurosurgeon", "oracle")
+PLAN_TYPES = tuple(POLICIES)
 SCHEMA = {
     "name": str,
     "topology": {"kind": str, "edges": int},
@@ -60,19 +61,6 @@ class Scenario:
 
     def __getitem__(self, key):
         return self.data[key]
-
-
-def plan_groups(plans: list[dict]) -> list[list[dict]]:
-    """Plans in the order they run: consecutive plans with interleave: true share one trace replay and
-    take turns request by request (so they meet the same moments of the trace and of the host's
-    speed); every other plan gets a replay of its own."""
-    groups: list[list[dict]] = []
-    for plan in plans:
-        if plan.get("interleave") and groups and groups[-1][-1].get("interleave"):
-            groups[-1].append(plan)
-        else:
-            groups.append([plan])
-    return groups
 
 
 def type_name(expected) -> str:

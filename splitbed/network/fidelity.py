@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from splitbed.scenarios.traces import Trace
-from splitbed.topologies.delay import DelayStage
-from splitbed.topologies.netns import NetnsSet, in_netns
-from splitbed.topologies.shaping import HtbShaper, TcBatch, TraceReplayer
+from splitbed.host.netns import NetnsSet, in_netns
+from splitbed.network.delay import DelayStage
+from splitbed.network.shaping import HtbShaper, TcBatch, TraceReplayer
+from splitbed.network.traces import Trace
 
 _bench_ids = itertools.count()
 
@@ -56,7 +56,7 @@ class Bench:
         return cls(nets, a, b)
 
     def python(self, ns: str, *args: str) -> list[str]:
-        return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.topologies.bulk", *args])
+        return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.network.bulk", *args])
 
     def transfer(self, seconds: float, on_start=None, udp_rate_bps: float | None = None
                  ) -> tuple[list[list[int]], float]:

@@ -15,10 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from splitbed.errors import UserError
-from splitbed.topologies.links import Endpoint, LinkDirection, LinkSpec
-from splitbed.topologies.state import RunState
+from splitbed.host.state import RunState
+from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
 
-KINDS = ("single", "star", "edge-cloud")
+
+@dataclass(frozen=True)
+class Layout:
+    """What the runner needs to know of a topology kind; its hosts and links are built by the
+    EmulatedNetwork methods build_<kind> and links_<kind> (dashes as underscores)."""
+
+    server_name: str
+    server_ip: str
+    many_edges: bool = False
+
+
+# Topology kinds by name (a scenario's `topology.kind`).
+KINDS = {"single": Layout("srv", "10.0.0.100"), "star": Layout("srv", "10.0.0.100", many_edges=True),
+         "edge-cloud": Layout("cloud", "10.0.2.2")}
 
 
 @dataclass
@@ -33,8 +46,9 @@ class NetworkSpec:
     def check(self, backend: str | None) -> None:
         if self.kind not in KINDS:
             raise UserError(f"unknown topology {self.kind!r}", fix=f"choose one of: {', '.join(KINDS)}")
-        if self.edges < 1 or (self.kind != "star" and self.edges != 1):
-            raise UserError(f"topology {self.kind} takes {'1 or more' if self.kind == 'star' else 'exactly 1'} "
+        many = KINDS[self.kind].many_edges
+        if self.edges < 1 or (not many and self.edges != 1):
+            raise UserError(f"topology {self.kind} takes {'1 or more' if many else 'exactly 1'} "
                             f"edge node(s), got {self.edges}")
         for name in ("uplink", "downlink", "wan_up", "wan_down"):
             getattr(self, name).check(backend, where=f"links.{name}")
@@ -61,10 +75,13 @@ class EmulatedNetwork:
 
     @property
     def server_name(self) -> str:
-        return "cloud" if self.spec.kind == "edge-cloud" else "srv"
+        return KINDS[self.spec.kind].server_name
 
     def server_ip(self) -> str:
-        return "10.0.2.2" if self.spec.kind == "edge-cloud" else "10.0.0.100"
+        return KINDS[self.spec.kind].server_ip
+
+    def method(self, verb: str):
+        return getattr(self, f"{verb}_{self.spec.kind.replace('-', '_')}")
 
     def host(self, name: str):
         return self.net.get(name)
@@ -85,7 +102,7 @@ class EmulatedNetwork:
         self.net = Mininet(topo=None, switch=LinuxBridge, controller=None, host=Host, link=Link,
                            autoSetMacs=True, waitConnected=False, build=False)
         try:
-            getattr(self, f"build_{self.spec.kind.replace('-', '_')}")()
+            self.method("build")()
             self.net.build()
             if self.state:
                 for host in self.net.hosts:
@@ -93,7 +110,7 @@ class EmulatedNetwork:
                 for switch in self.net.switches:
                     self.state.link(switch.name)
             self.net.start()
-            self.configure_routes()
+            self.method("links")()
             for direction in self.directions.values():
                 direction.setup()
         except BaseException:
@@ -127,30 +144,15 @@ class EmulatedNetwork:
         self.net.addLink("e1", "es", intfName1="e1-eth0", intfName2="es-eth0")
         self.net.addLink("es", "cloud", intfName1="es-eth1", intfName2="cloud-eth0")
 
-    def configure_routes(self) -> None:
-        """Addresses and routes beyond Mininet's one-address-per-host; then the link directions."""
-        get = self.host
-        if self.spec.kind == "edge-cloud":
-            es = get("es")
-            es.cmd("ip addr add 10.0.2.1/24 dev es-eth1 && sysctl -qw net.ipv4.ip_forward=1")
-            get("e1").cmd("ip route add 10.0.2.0/24 via 10.0.1.2")
-            get("cloud").cmd("ip route add 10.0.1.0/24 via 10.0.2.1")
-            e1, cloud = get("e1"), get("cloud")
-            self.direction("uplink", self.spec.uplink, host_endpoint(e1, "e1-eth0"), host_endpoint(es, "es-eth0"))
-            self.direction("downlink", self.spec.downlink, host_endpoint(es, "es-eth0"), host_endpoint(e1, "e1-eth0"))
-            self.direction("wan_up", self.spec.wan_up, host_endpoint(es, "es-eth1"), host_endpoint(cloud, "cloud-eth0"))
-            self.direction("wan_down", self.spec.wan_down, host_endpoint(cloud, "cloud-eth0"),
-                           host_endpoint(es, "es-eth1"))
-            return
-        srv = get("srv")
-        if self.spec.kind == "single":
-            e1 = get("e1")
-            self.direction("uplink", self.spec.uplink, host_endpoint(e1, "e1-eth0"), host_endpoint(srv, "srv-eth0"))
-            self.direction("downlink", self.spec.downlink, host_endpoint(srv, "srv-eth0"),
-                           host_endpoint(e1, "e1-eth0"))
-            return
-        # star: the bridge port towards the server is the shared uplink bottleneck (root namespace);
-        # the server's egress is the shared downlink; downlink delay acts as each edge receives
+    def links_single(self) -> None:
+        e1, srv = self.host("e1"), self.host("srv")
+        self.direction("uplink", self.spec.uplink, host_endpoint(e1, "e1-eth0"), host_endpoint(srv, "srv-eth0"))
+        self.direction("downlink", self.spec.downlink, host_endpoint(srv, "srv-eth0"), host_endpoint(e1, "e1-eth0"))
+
+    def links_star(self) -> None:
+        """The bridge port towards the server is the shared uplink bottleneck (root namespace); the
+        server's egress is the shared downlink; downlink delay acts as each edge receives."""
+        srv = self.host("srv")
         self.direction("uplink", self.spec.uplink, Endpoint("s1-srv", []), host_endpoint(srv, "srv-eth0"))
         down_delay = LinkSpec(None, self.spec.downlink.delay_ms, self.spec.downlink.jitter_ms,
                               self.spec.downlink.loss_pct)
@@ -158,9 +160,19 @@ class EmulatedNetwork:
                                             queue_bytes=self.spec.downlink.queue_bytes),
                        host_endpoint(srv, "srv-eth0"), host_endpoint(srv, "srv-eth0"))
         for name in self.edge_names:
-            edge = get(name)
             self.direction(f"downlink-{name}", down_delay, host_endpoint(srv, "srv-eth0"),
-                           host_endpoint(edge, f"{name}-eth0"))
+                           host_endpoint(self.host(name), f"{name}-eth0"))
+
+    def links_edge_cloud(self) -> None:
+        """Addresses and routes beyond Mininet's one address per host (es routes), then the links."""
+        e1, es, cloud = self.host("e1"), self.host("es"), self.host("cloud")
+        es.cmd("ip addr add 10.0.2.1/24 dev es-eth1 && sysctl -qw net.ipv4.ip_forward=1")
+        e1.cmd("ip route add 10.0.2.0/24 via 10.0.1.2")
+        cloud.cmd("ip route add 10.0.1.0/24 via 10.0.2.1")
+        self.direction("uplink", self.spec.uplink, host_endpoint(e1, "e1-eth0"), host_endpoint(es, "es-eth0"))
+        self.direction("downlink", self.spec.downlink, host_endpoint(es, "es-eth0"), host_endpoint(e1, "e1-eth0"))
+        self.direction("wan_up", self.spec.wan_up, host_endpoint(es, "es-eth1"), host_endpoint(cloud, "cloud-eth0"))
+        self.direction("wan_down", self.spec.wan_down, host_endpoint(cloud, "cloud-eth0"), host_endpoint(es, "es-eth1"))
 
     # --- teardown -----------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -1,6 +1,6 @@
 """The reference workloads a node is calibrated on, run as a worker process inside the node's cgroup.
 
-    python -m splitbed.nodes.workload WORKLOAD --threads N
+    python -m splitbed.devices.workload WORKLOAD --threads N
 
 Loads the model first (unconstrained, so start-up does not count), prints "ready", then answers
 "run K" on stdin with one JSON line of K forward-pass latencies in ms (batch 1), until "quit".

@@ -19,11 +19,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from splitbed.devices.cgroups import CgroupManager, NodeGroup
+from splitbed.devices.child import PipedChild
+from splitbed.devices.governor import SENSITIVITY, Governor, node_cpus
+from splitbed.devices.profiles import DeviceProfile
 from splitbed.errors import UserError
-from splitbed.nodes.cgroups import CgroupManager, NodeGroup
-from splitbed.nodes.child import PipedChild
-from splitbed.nodes.devices import DeviceProfile
-from splitbed.nodes.governor import SENSITIVITY, Governor, node_cpus
 
 TOLERANCE = 0.03
 MAX_ITERATIONS = 8
@@ -55,7 +55,7 @@ class WorkloadWorker(PipedChild):
     """A workload process: loads unconstrained, then moved into `group`, then timed on request."""
 
     def __init__(self, workload: str, threads: int, group: NodeGroup | None, env: dict | None = None):
-        super().__init__("splitbed.nodes.workload", [workload, "--threads", str(threads)], threads,
+        super().__init__("splitbed.devices.workload", [workload, "--threads", str(threads)], threads,
                          f"workload {workload}", env)
         if group is not None:
             group.add(self.pid)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from splitbed.errors import UserError
-from splitbed.topologies.delay import DelayStage
-from splitbed.topologies.shaping import HtbShaper
-from splitbed.topologies.state import RunState
+from splitbed.host.state import RunState
+from splitbed.network.delay import DelayStage
+from splitbed.network.shaping import HtbShaper
 
 BACKENDS = ("netem", "htb+nfqueue")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splitbed.errors import UserError
-from splitbed.topologies.capabilities import CgroupInfo, probe_cgroups
-from splitbed.topologies.state import RunState
+from splitbed.host.capabilities import CgroupInfo, probe_cgroups
+from splitbed.host.state import RunState
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 

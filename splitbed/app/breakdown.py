@@ -1,5 +1,5 @@
 """The columns of requests.csv, defined once: the edge writes them, the summary reads them, the README
-table is generated from them (python -m splitbed.analysis.schema)."""
+table is generated from them (python -m splitbed.app.breakdown)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 
-from splitbed.topologies.state import RunState
+from splitbed.host.state import RunState
 
 
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:

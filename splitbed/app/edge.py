@@ -1,7 +1,7 @@
 """The edge program: per request, asks its plan what to do, runs the head, encodes, sends, waits for the
 answer, and writes one CSV row.
 
-    python -m splitbed.nodes.edge --config JSON_FILE --node e1
+    python -m splitbed.app.edge --config JSON_FILE --node e1
 
 The config (written by the runner) names the server, model, dataset, plans, workload and the CSV path.
 The program loads everything, then runs the plans one after another: for each it prints
@@ -26,13 +26,13 @@ import torch
 
 from splitbed.aglop.online import PROBE_BYTES, make_policy
 from splitbed.aglop.profile import Option
-from splitbed.analysis.schema import NAMES, STAGES
+from splitbed.app import protocol
+from splitbed.app.breakdown import NAMES, STAGES
+from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
-from splitbed.nodes import protocol
-from splitbed.scenarios.schema import plan_groups
-from splitbed.scenarios.traces import load_trace
+from splitbed.network.traces import load_trace
 
 
 def ms(a: int, b: int) -> float:

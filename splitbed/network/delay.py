@@ -12,7 +12,7 @@ not negative), so every frame arrives one frame-time early; at 0.3 Mbit/s a full
 Given the link's rate, the stage adds each frame's own time; the rate follows a replayed trace
 through lines written to the program's stdin (one rate in bit/s per line).
 
-    python -m splitbed.topologies.delay QUEUE_NUM DELAY_MS [JITTER_MS] [SEED] [RATE_BPS]
+    python -m splitbed.network.delay QUEUE_NUM DELAY_MS [JITTER_MS] [SEED] [RATE_BPS]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from splitbed.errors import UserError
-from splitbed.topologies.state import RunState
+from splitbed.host.state import RunState
 
 QUEUE_MAXLEN = 8192
 ETHERNET_HEADER_BYTES = 14  # NFQUEUE hands over the IP packet; the link also sent the frame header
@@ -120,7 +120,7 @@ class DelayStage:
         if self.delay_ms > 0 or self.jitter_ms > 0 or self.rate_bps:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
             self.process = subprocess.Popen(
-                [*self.prefix, sys.executable, "-m", "splitbed.topologies.delay", str(self.queue_num),
+                [*self.prefix, sys.executable, "-m", "splitbed.network.delay", str(self.queue_num),
                  str(self.delay_ms), str(self.jitter_ms), str(self.seed), str(self.rate_bps or 0)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             if self.state:

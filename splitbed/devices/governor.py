@@ -8,7 +8,7 @@ on its second pass so that the node's evictions do not count) every 50 ms and se
 to `gain` x (recent median canary ms) ** SENSITIVITY: a slower core gets a larger share. Calibration
 fits `gain`, which, unlike a quota, carries over between moments.
 
-    python -m splitbed.nodes.governor --cpu-dir DIR --cgroup-version {1,2} --cpus 1 --max-cores 1
+    python -m splitbed.devices.governor --cpu-dir DIR --cgroup-version {1,2} --cpus 1 --max-cores 1
 
 stdin: "gain X" sets the gain (0: sense only, leave the quota), "stats" prints one JSON
 line about the samples since the last "stats"; end of input (our parent gone) ends it.
@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from splitbed.nodes.cgroups import NodeGroup
-from splitbed.nodes.child import PipedChild
+from splitbed.devices.cgroups import NodeGroup
+from splitbed.devices.child import PipedChild
 
 INTERVAL_S = 0.05
 WINDOW = 7  # canary samples in the median: ~0.3 s, faster than the host's speed levels change
@@ -42,7 +42,7 @@ class Governor(PipedChild):
     """The governor process of one node; a context manager that always ends it."""
 
     def __init__(self, group: NodeGroup, cpus: str, max_cores: float, period_us: int, gain: float = 0.0):
-        super().__init__("splitbed.nodes.governor", [
+        super().__init__("splitbed.devices.governor", [
             "--cpu-dir", str(group.dirs["cpu"]), "--cgroup-version", str(group.version), "--cpus", cpus,
             "--max-cores", str(max_cores), "--period-us", str(period_us), "--gain", str(gain)], 1, "the CPU governor")
 

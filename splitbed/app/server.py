@@ -1,6 +1,6 @@
 """The server program: accepts edge clients, decodes, runs the tail, answers with its timestamps.
 
-    python -m splitbed.nodes.server --port P --model NAME [--cal-dir DIR] [--threads N]
+    python -m splitbed.app.server --port P --model NAME [--cal-dir DIR] [--threads N]
 
 One thread per client; the model runs one request at a time (a lock), so time spent waiting for it
 is the request's server queueing. All timestamps are time.monotonic_ns(): every Mininet host shares
@@ -17,10 +17,10 @@ import time
 
 import torch
 
+from splitbed.app import protocol
 from splitbed.codecs import CalibrationStore, WireFormatError, decode, rans
 from splitbed.errors import UserError
 from splitbed.models import get_model
-from splitbed.nodes import protocol
 
 
 class Server:

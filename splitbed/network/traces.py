@@ -210,6 +210,10 @@ def read_csv(path: Path, time_column: str = "time", rate_column: str = "rate", r
     return Trace(np.arange(len(rates), dtype=float), np.array(rates), float(len(rates)), str(path))
 
 
+# Trace formats by name: a reader takes the path and its format's options and returns a Trace.
+READERS = {"pensieve": read_pensieve, "mahimahi": read_mahimahi, "csv": read_csv}
+
+
 def detect_format(path: Path) -> str:
     if path.suffix.lower() == ".csv":
         return "csv"
@@ -223,7 +227,7 @@ def load_trace(path: str | Path, format: str = "auto", **options) -> Trace:
     if not path.is_file():
         raise UserError("trace file not found", where=str(path))
     kind = detect_format(path) if format == "auto" else format
-    readers = {"pensieve": read_pensieve, "mahimahi": read_mahimahi, "csv": read_csv}
-    if kind not in readers:
-        raise UserError(f"unknown trace format {kind!r}", where=str(path), fix="use pensieve, mahimahi, csv or auto")
-    return readers[kind](path, **options)
+    if kind not in READERS:
+        raise UserError(f"unknown trace format {kind!r}", where=str(path),
+                        fix=f"use one of: auto, {', '.join(READERS)}")
+    return READERS[kind](path, **options)

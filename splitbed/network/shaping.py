@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from splitbed.errors import UserError
-from splitbed.scenarios.traces import Trace
-from splitbed.topologies.state import RunState
+from splitbed.host.state import RunState
+from splitbed.network.traces import Trace
 
 MIN_RATE_BPS = 8_000  # HTB cannot do 0: outages are floored here (and dropped elsewhere when asked)
 MIN_BURST_BYTES = 64

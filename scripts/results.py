@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Regenerate docs/results.md and the README's headline table from the quick benchmarks.
+
+    sudo .venv/bin/python scripts/results.py                    # run every benchmark, then write
+    sudo .venv/bin/python scripts/results.py --only fidelity    # rerun some, keep the others' JSON
+    python scripts/results.py --render                          # only rewrite from the JSON on disk
+
+Each benchmark writes results/bench/NAME.json and NAME.meta.json (command, commit, date, machine,
+seconds); the pages are written from those files alone, so every number in them comes from a run
+anyone can repeat with the command printed beside its table. `make results` calls this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "results" / "bench"
+RESULTS_MD = REPO / "docs" / "results.md"
+README = REPO / "README.md"
+BEGIN, END = "<!-- results:begin (written by scripts/results.py) -->", "<!-- results:end -->"
+BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BENCH_DIR/NAME.json
+    "fidelity": ["benchmarks/fidelity.py", "--quick"],
+    "codecs": ["benchmarks/codecs.py", "--quick"],
+    "disc_headroom": ["benchmarks/disc_headroom.py", "--splits", "block3,block4,block13"],
+    "disc_rate_distortion": ["benchmarks/disc_rate_distortion.py"],
+    "devices": ["benchmarks/devices.py"],
+    "aglop": ["benchmarks/aglop.py", "--quick"],
+}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown CPU")
+    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run_benchmark(name: str) -> None:
+    """One benchmark, its JSON and a meta file beside it; a failed benchmark keeps its previous JSON."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    out = BENCH_DIR / f"{name}.json"
+    argv = [sys.executable, *BENCHMARKS[name], "--json", str(out.with_suffix(".new.json"))]
+    shown = " ".join(["sudo .venv/bin/python", *BENCHMARKS[name], "--json", f"results/bench/{name}.json"])
+    print(f"== {shown}", flush=True)
+    started = time.time()
+    done = subprocess.run(argv, cwd=REPO)
+    if done.returncode != 0 or not out.with_suffix(".new.json").exists():
+        print(f"== {name} failed (exit {done.returncode}); its previous results, if any, are kept", file=sys.stderr)
+        return
+    out.with_suffix(".new.json").replace(out)
+    meta = {"command": shown, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine(), "seconds": round(time.time() - started)}
+    (BENCH_DIR / f"{name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def load(name: str) -> tuple[dict, dict] | None:
+    path = BENCH_DIR / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()), json.loads((BENCH_DIR / f"{name}.meta.json").read_text())
+
+
+def provenance(meta: dict) -> list[str]:
+    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, commit {meta['commit']}, "
+            f"{meta['machine']}.", ""]
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows), ""]
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}%"
+
+
+def fidelity_section(data: dict) -> list[str]:
+    h = data["headline"]
+    rows = [["10 Mbit/s, 20 ms each way, 1% loss",
+             f"goodput error {pct(h['rate_error_pct'])}, RTT {h['rtt_ms']:.2f} ms (error {h['rtt_error_ms']:.2f} ms), "
+             f"loss {h['measured_loss_pct']:.2f}% (error {h['loss_error_pts']:.2f} pts)"]]
+    rows += [[f"{s['rate_bps'] / 1e6:g} Mbit/s, {s['delay_ms']:g} ms each way, {s['loss_pct']:g}% loss",
+              f"RTT {s['rtt_ms']:.2f} ms (error {s['rtt_error_ms']:.2f} ms)"
+              + (f", loss {s['measured_loss_pct']:.2f}%" if s.get("measured_loss_pct") is not None else "")]
+             for s in data["sweep"]]
+    rows += [[f"{r['rate_bps'] / 1e6:g} Mbit/s, {r['protocol']}", f"goodput error {pct(r['rate_error_pct'])}"]
+             for r in data["fixed_rates"]]
+    rows += [[f"{m['size']} B messages after idle, {m['rate_bps'] / 1e6:g} Mbit/s, {m['delay_ms']:g} ms delay",
+              f"delivered in {m['delivery_ms_median']:.1f} ms (median); a link takes {m['link_ms']:.1f} ms"]
+             for m in data["messages"]]
+    rows += [[f"{t['trace']} replay", f"per-second error median {pct(t['median_error_pct'])}, "
+              f"p90 {pct(t['p90_error_pct'])}"] for t in data["traces"]]
+    if data.get("outages"):
+        rows += [[f"{o['trace']}: {o['outage_s']:g} s outages",
+                  f"{o['bytes_during_outage']} bytes delivered during outages, delivery resumed "
+                  f"{o['resume_ms_max']:.0f} ms (worst) after the trace's return"] for o in data["outages"]]
+    return [f"Backend: `{data['backend']}`.", "", *table(["configured", "measured"], rows)]
+
+
+def codecs_section(data: dict) -> list[str]:
+    front = data["frontier"]
+    splits = list(dict.fromkeys((r["model"], r["split"]) for r in front))
+    rows = []
+    for model, split in splits:
+        mine = {r["codec"]: r for r in front if (r["model"], r["split"]) == (model, split)}
+        disc = mine.get("disc")
+        rows.append([model, split, mine["disc"]["criterion"] if disc else "-",
+                     f"{pct(disc['reduction_pct'])} ({disc['bits_per_value']:.2f})" if disc else "-",
+                     pct(mine.get("jpeg", {}).get("reduction_pct")), pct(mine.get("int8", {}).get("reduction_pct")),
+                     f"{disc['encode_ms'] + disc['decode_ms']:.2f}" if disc else "-",
+                     f"{disc['head_ms']:.2f}" if disc else "-", pct(disc["codec_share_pct"], 1) if disc else "-"])
+    return [f"Smallest setting of each codec with under {data['criterion_pts']} point of loss "
+            "(criterion per row: `accuracy` = labelled top-1, `agreement` = top-1 agreement with the "
+            "uncompressed model); bytes include headers; share = DISC encode + decode over the head's time.", "",
+            *table(["model", "split", "criterion", "DISC reduction (bit/value)", "JPEG", "int8",
+                    "DISC enc + dec ms", "head ms", "share"], rows)]
+
+
+def disc_headroom_section(data: dict) -> list[str]:
+    rows = [[r["split"], f"{r['step']:g}", f"{r['disc_bits_per_value']:.3f}", f"{r['calibration_groups']:.3f}",
+             f"{r['context']:.3f}", pct(100 * (1 - r["context"] / r["disc_bits_per_value"]), 1),
+             f"{r['oracle_groups']:.3f}"] for r in data["rows"]]
+    return ["Bits per value DISC sends against ideal coders of DISC's own symbols: one histogram per DISC table "
+            "fitted on the calibration views, the same split by already-decoded neighbours (context), and "
+            "histograms fitted on the evaluation views themselves (oracle).", "",
+            *table(["split", "step", "DISC", "ideal, per table", "ideal, with context", "context below DISC",
+                    "oracle per table"], rows)]
+
+
+def disc_rate_distortion_section(data: dict) -> list[str]:
+    rows = []
+    for r in data["rows"]:
+        flips = ", ".join(f"{p['flips']} ({p['flips_near_ties']})" for p in r["points"])
+        at = r["logit_mse_at_target"]
+        rows.append([r["split"], "-" if at is None else f"{at:.4f}", flips,
+                     pct(r["best_passing_reduction_pct"]) if r["best_passing_reduction_pct"] is not None else "none"])
+    steps = ", ".join(f"{p['step']:g}" for p in data["rows"][0]["points"]) if data["rows"] else ""
+    return [f"Logit MSE against the uncompressed model at {data['target_reduction_pct']:g}% reduction "
+            f"(interpolated), and top-1 flips of the evaluation views at steps {steps} (in brackets: flips of "
+            "near ties, top-2 logits within 0.1).", "",
+            *table(["split", "logit MSE at target", "flips (near ties) per step", "largest reduction under 1 point"],
+                   rows)]
+
+
+def devices_section(data: dict) -> list[str]:
+    rows = [[p["name"], f"{p['quota_cores']:.3f} x {p.get('threads', 1)}", f"{p['emulated_ms']:.1f}",
+             f"{p['reference_ms']}", f"{p['ratio']:.3f}", f"{p['cv']:.3f}",
+             f"{p['cross_ratio']:.2f}" if p.get("cross_ratio") is not None else "-"] for p in data["profiles"]]
+    rows += [[s["name"], "skipped", "", "", "", "", s["reason"]] for s in data["skipped"]]
+    return [f"{data['runs']} runs of the reference workload in a governed node; ratio = emulated / reference "
+            "(goal 0.9-1.1), cv over the runs (goal <= 0.05), cross ratio = EfficientNet-B0 under the same "
+            "calibration.", "",
+            *table(["profile", "quota (cores x threads)", "emulated ms", "reference ms", "ratio", "cv",
+                    "cross ratio"], rows)]
+
+
+def aglop_section(data: dict) -> list[str]:
+    methods = list(dict.fromkeys(r["method"] for r in data["results"]))
+    groups = list(dict.fromkeys((r["trace"], r["device"]) for r in data["results"]))
+    rows = []
+    for trace, device in groups:
+        mine = {r["method"]: r for r in data["results"] if (r["trace"], r["device"]) == (trace, device)}
+        rows.append([trace, device, *(f"{mine[m]['mean_e2e_ms']:.1f}" if m in mine else "-" for m in methods)])
+    checks = [[c["trace"], c["device"], pct(c["aglop_reduction_pct"]), c["best_other_method"],
+               f"{c['margin_vs_best_other_pct']:.1f}% ({c['margin_vs_best_other_ci95_pct'][0]:.1f}, "
+               f"{c['margin_vs_best_other_ci95_pct'][1]:.1f})", pct(c["gap_to_oracle_pct"], 1)]
+              for c in data["checks"]]
+    return [f"Mean end-to-end ms per method; {data['duration_s']:g} s replays, {data['delay_ms']:g} ms one-way "
+            "delay, accuracy budget {0} point.".format(data["budget_pts"]), "",
+            *table(["trace", "device", *methods], rows),
+            "AGLOP against original partition-offloading, against the best other method (positive = AGLOP "
+            "faster; bootstrap 95% interval) and against the oracle:", "",
+            *table(["trace", "device", "reduction vs original", "best other", "margin (95% CI)",
+                    "gap to oracle"], checks),
+            f"Latency model: median |predicted - measured| / measured over AGLOP's requests "
+            f"{pct(data['prediction_error_pct'], 1)}.", ""]
+
+
+SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section),
+            "codecs": ("Codecs: size against accuracy", codecs_section),
+            "disc_headroom": ("DISC: distance of the entropy stage from ideal coders", disc_headroom_section),
+            "disc_rate_distortion": ("DISC: rate against logit error and flips", disc_rate_distortion_section),
+            "devices": ("Devices: emulated against published latency", devices_section),
+            "aglop": ("AGLOP against every baseline", aglop_section)}
+
+
+def headline_rows(found: dict) -> list[list[str]]:
+    rows = []
+    if "fidelity" in found:
+        d = found["fidelity"][0]
+        rows.append(["link fidelity", f"goodput error {pct(d['rate_error_pct'])} at 10 Mbit/s, RTT error "
+                     f"{d['rtt_error_ms']:.2f} ms at 40 ms, trace-following error (median per second) up to "
+                     f"{pct(d['trace_median_error_pct'])}", "fidelity"])
+    if "devices" in found:
+        ps = found["devices"][0]["profiles"]
+        rows.append(["device emulation", ", ".join(f"{p['name']} {p['ratio']:.2f}x (cv {p['cv']:.3f})" for p in ps)
+                     + " of the published latency", "devices"])
+    if "codecs" in found:
+        front = [r for r in found["codecs"][0]["frontier"] if r["codec"] == "disc"]
+        for model in dict.fromkeys(r["model"] for r in front):
+            mine = [r for r in front if r["model"] == model]
+            rows.append([f"DISC on {model}", f"{min(r['reduction_pct'] for r in mine):.1f}-"
+                         f"{max(r['reduction_pct'] for r in mine):.1f}% smaller than fp32 at "
+                         f"{len(mine)} splits, under 1 point of {mine[0]['criterion']} loss", "codecs"])
+    if "aglop" in found:
+        checks = found["aglop"][0]["checks"]
+        red = [c["aglop_reduction_pct"] for c in checks]
+        gap = [c["gap_to_oracle_pct"] for c in checks]
+        rows.append(["AGLOP", f"{min(red):.1f}-{max(red):.1f}% lower e2e than original partition-offloading; "
+                     f"{min(gap):+.1f}% to {max(gap):+.1f}% from the oracle ({len(checks)} trace x device points)",
+                     "aglop"])
+    return [[what, value, f"[{name}](docs/results.md#{anchor(SECTIONS[name][0])})"] for what, value, name in rows]
+
+
+def anchor(title: str) -> str:
+    return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+
+
+def render() -> None:
+    found = {name: loaded for name in BENCHMARKS if (loaded := load(name))}
+    lines = ["# Measured results", "",
+             "Written by `scripts/results.py` (`sudo make results`) from the benchmarks' JSON; do not edit by "
+             "hand. Each table names the command, commit, date and machine it came from. These machines are "
+             "shared and noisy (2 cores): compare ratios and medians measured side by side, not absolute times "
+             "across tables.", ""]
+    for name, (title, section) in SECTIONS.items():
+        lines += [f"## {title}", ""]
+        if name not in found:
+            lines += [f"Not run yet: `sudo .venv/bin/python scripts/results.py --only {name}`.", ""]
+            continue
+        data, meta = found[name]
+        lines += provenance(meta) + section(data)
+    RESULTS_MD.parent.mkdir(exist_ok=True)
+    RESULTS_MD.write_text("\n".join(lines).rstrip() + "\n")
+    readme = README.read_text()
+    if BEGIN in readme and END in readme:
+        block = table(["what", "measured", "details"], headline_rows(found))
+        head, rest = readme.split(BEGIN, 1)
+        README.write_text(head + BEGIN + "\n" + "\n".join(block) + END + rest.split(END, 1)[1])
+    print(f"wrote {RESULTS_MD.relative_to(REPO)} ({', '.join(found) or 'no benchmark results yet'})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--render", action="store_true", help="do not run anything; rewrite from the JSON on disk")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"error: --only: unknown benchmark {', '.join(unknown)} (expected some of {', '.join(BENCHMARKS)})",
+              file=sys.stderr)
+        return 2
+    if not args.render:
+        if os.geteuid() != 0:
+            print("error: the benchmarks need root: sudo .venv/bin/python scripts/results.py", file=sys.stderr)
+            return 2
+        for name in names:
+            run_benchmark(name)
+    render()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
