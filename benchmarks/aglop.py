@@ -41,7 +41,8 @@ from splitbed.aglop.planner import LatencyModel  # noqa: E402
 from splitbed.aglop.profile import candidate_options, codec_table, load_options  # noqa: E402
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.codecs import CalibrationStore  # noqa: E402
-from splitbed.errors import run_reporting_user_errors  # noqa: E402
+from splitbed.devices.profiles import get_profile  # noqa: E402
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.partition import SERVER_ONLY  # noqa: E402
 from splitbed.network.traces import load_trace  # noqa: E402
@@ -216,11 +217,19 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="show each run's progress")
     parser.add_argument("--traces", help="comma-separated trace names (default: the 3G set for the mode)")
     args = parser.parse_args()
+    check_output_path(args.json, "--json")
     started = time.time()
     duration = args.duration_s or (20.0 if args.quick else 60.0)
     traces = args.traces.split(",") if args.traces else (QUICK_TRACES if args.quick else TRACES_3G)
     plans = methods(server_only_quality())
     results = []
+    for device in args.devices.split(","):
+        get_profile(device)  # unknown devices and traces fail before anything is written
+    missing = [trace for trace in traces if not (REPO / "traces" / "pensieve" / trace).is_file()]
+    if missing:
+        raise UserError(f"--traces: {', '.join(missing)} not in traces/pensieve/", fix="see traces/MANIFEST.md")
+    if not 0 <= args.delay_ms <= 60_000 or not 1 <= duration <= 3600:
+        raise UserError("--delay-ms must be 0-60000 and --duration-s 1-3600")
     folder = Path(args.runs or REPO / "results" / f"aglop-bench-{time.strftime('%Y%m%dT%H%M%S')}")
     folder.mkdir(parents=True, exist_ok=True)
     for device in args.devices.split(","):

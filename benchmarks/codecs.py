@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
 from splitbed.codecs.evaluation import NEAR_TIE_LOGITS, measure, near_ties, scores  # noqa: E402
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 
@@ -180,6 +181,7 @@ def main() -> int:
     parser.add_argument("--models", default="fmnist_cnn,efficientnet_lite0")
     parser.add_argument("--cache", help="calibration folder (default: ~/.cache/splitbed/calibration)")
     args = parser.parse_args()
+    check_output_path(args.json, "--json")
     torch.set_num_threads(EVAL_THREADS)
     store = CalibrationStore(args.cache)
     started = time.time()
@@ -188,6 +190,9 @@ def main() -> int:
         print(f"[{time.time() - started:6.1f}s] {row['model']} {row['split']} {row['codec']} {row['params']}: "
               f"{row['reduction_pct']:.2f}% agr-drop {row['agreement_drop_pts']:.2f}", file=sys.stderr, flush=True)
 
+    unknown = [name for name in args.models.split(",") if name not in SETUPS]
+    if unknown:
+        raise UserError(f"--models: no benchmark set-up for {', '.join(unknown)}", fix=f"choose from {', '.join(SETUPS)}")
     rows = []
     for name in args.models.split(","):
         rows += bench_model(name, args.quick, store, progress)
@@ -205,4 +210,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors(main))

@@ -47,6 +47,7 @@ from splitbed.devices.calibration import (  # noqa: E402
 from splitbed.devices.cgroups import CgroupManager  # noqa: E402
 from splitbed.devices.governor import limit_cpu  # noqa: E402
 from splitbed.devices.profiles import load_profiles  # noqa: E402
+from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
 
 RUNS = 5
 RUN_S = 5.0  # a run is the median of this much: long enough that one slow host second (cv 0.16 free) moves it little
@@ -142,6 +143,7 @@ def main() -> int:
     parser.add_argument("--governor-ab", type=int, metavar="N", help="only compare governed and fixed quotas, "
                         "N alternating blocks of 6 s on the first listed device (default rpi4)")
     args = parser.parse_args()
+    check_output_path(args.json, "--json")
     if args.host_noise or args.process_spread:
         key = "host_noise" if args.host_noise else "process_spread"
         result = host_noise(args.host_noise) if args.host_noise else process_spread(args.process_spread)
@@ -212,4 +214,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors(main))

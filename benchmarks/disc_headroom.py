@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
 from splitbed.codecs.disc import quant_plan  # noqa: E402
 from splitbed.codecs.disc_calibration import head_activations  # noqa: E402
+from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 
@@ -92,8 +93,11 @@ def main() -> int:
     parser.add_argument("--step", type=float, default=0.35)
     parser.add_argument("--json")
     args = parser.parse_args()
+    check_output_path(args.json, "--json")
     torch.set_num_threads(2)
     model, store = get_model("efficientnet_lite0"), CalibrationStore()
+    for split in args.splits.split(","):
+        model.index(split)  # an unknown split is a clear error before any work
     rows = [headroom(model, store, split, args.step) for split in args.splits.split(",")]
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
@@ -101,4 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors(main))

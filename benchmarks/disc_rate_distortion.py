@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
 from splitbed.codecs.disc_calibration import head_activations  # noqa: E402
 from splitbed.codecs.evaluation import measure, near_ties  # noqa: E402
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
 
@@ -74,13 +75,21 @@ def main() -> int:
     parser.add_argument("--steps", default="0.25,0.3,0.35,0.4,0.45,0.5")
     parser.add_argument("--json")
     args = parser.parse_args()
+    check_output_path(args.json, "--json")
     torch.set_num_threads(2)
     model, store = get_model("efficientnet_lite0"), CalibrationStore()
+    for split in args.splits.split(","):
+        model.index(split)  # an unknown split is a clear error before any work
+    try:
+        steps = [float(s) for s in args.steps.split(",")]
+    except ValueError:
+        raise UserError(f"--steps: expected comma-separated numbers, got {args.steps!r}") from None
+    if not all(0 < s <= 100 for s in steps):
+        raise UserError(f"--steps: every step must be in (0, 100], got {args.steps!r}")
     inputs = torch.stack([s.tensor for s in evaluation_samples(model)])
     calibration_inputs = torch.stack([s.tensor for s in calibration_samples(model)])
     with torch.no_grad():
         logits = model.full()(inputs)
-    steps = [float(s) for s in args.steps.split(",")]
     rows = [curve(model, store, split, steps, inputs, logits, calibration_inputs) for split in args.splits.split(",")]
     if args.json:
         Path(args.json).write_text(json.dumps({"target_reduction_pct": TARGET_REDUCTION_PCT, "rows": rows}, indent=1)
@@ -89,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors(main))

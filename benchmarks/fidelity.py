@@ -8,7 +8,8 @@ The headline link (10 Mbit/s, 20 ms each way, 1% loss): TCP goodput against rate
 against 1%. Then goodput at fixed
 rates (0.5-100 Mbit/s), RTT at delays 5-200 ms, loss at 0.1-10%, and per-second trace-following error
 while three bundled traces replay (100 ms steps, `tc class change` through one `tc -batch`); and the
-delivery time of request-sized TCP messages after idle gaps against the link's serialisation time.
+delivery time of request-sized TCP messages after idle gaps against the link's serialisation time; and
+a trace with 2 s outages: bytes delivered during them, and how soon delivery resumes after each.
 Delay and loss use the receiver-side NFQUEUE stage (this kernel has no netem). UDP is offered at 1.2x
 the rate and compared with rate x 1472/1514.
 """
@@ -25,7 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from splitbed.network.fidelity import fixed_rate_goodput, follow_trace, measure_link, message_delivery  # noqa: E402
+from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
+from splitbed.network.fidelity import (  # noqa: E402
+    fixed_rate_goodput,
+    follow_trace,
+    measure_link,
+    message_delivery,
+    outage_delivery,
+)
 from splitbed.network.traces import load_trace  # noqa: E402
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
@@ -59,6 +67,7 @@ def main() -> int:
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
+    check_output_path(args.json, "--json")
     if os.geteuid() != 0:
         print("error: needs root for namespaces and qdiscs: sudo .venv/bin/python benchmarks/fidelity.py",
               file=sys.stderr)
@@ -90,6 +99,10 @@ def main() -> int:
         print(f"messages of {size} B at {rate / 1e6} Mbit/s, {delay} ms delay, after 300 ms idle: delivered in "
               f"{row['delivery_ms_median']:.1f} ms (median), a real link takes {row['link_ms']:.1f} ms "
               f"(its last frame {row['last_frame_ms']:.1f})", flush=True)
+    outages = [outage_delivery(5e6, 2.0, 2.0, cycles=2 if args.quick else 5)]
+    for row in outages:
+        print(f"outages ({row['trace']}): {row['bytes_during_outage']} bytes delivered during the outages, "
+              f"delivery resumed {', '.join(f'{v:.0f}' for v in row['resume_ms'])} ms after each", flush=True)
     folder = Path(__file__).resolve().parent.parent / "traces" / "pensieve"
     with ThreadPoolExecutor(len(TRACES)) as pool:  # one namespace pair each: they do not share a link
         traces = list(pool.map(lambda name: follow_trace(load_trace(folder / name), 15 if args.quick else 60),
@@ -105,7 +118,7 @@ def main() -> int:
             "quick": args.quick, "backend": "htb+nfqueue", "seconds": time.time() - started,
             "rate_error_pct": headline["rate_error_pct"], "rtt_error_ms": headline["rtt_error_ms"],
             "loss_error_pts": headline["loss_error_pts"], "headline": headline, "sweep": sweep,
-            "fixed_rates": rates, "messages": messages,
+            "fixed_rates": rates, "messages": messages, "outages": outages,
             "traces": traces,
             "trace_median_error_pct": max(t["median_error_pct"] for t in traces),
             "trace_p90_error_pct": max(t["p90_error_pct"] for t in traces),
@@ -116,4 +129,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_reporting_user_errors(main))

@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="with --check: print the probe as JSON")
     parser.add_argument("--cleanup", action="store_true",
                         help="remove what killed runs left (namespaces, rules, qdiscs, cgroups, processes)")
+    parser.add_argument("--validate", action="store_true",
+                        help="check the scenario file (fields, ranges, files, traces) and exit: 0 valid, 2 not")
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke test of any scenario")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
@@ -52,11 +54,15 @@ def run_cleanup() -> int:
     return 0
 
 
-def run_scenario_file(path: str, quick: bool = False, quiet: bool = False) -> int:
-    from splitbed.scenarios.run import Run
+def run_scenario_file(path: str, quick: bool = False, quiet: bool = False, validate: bool = False) -> int:
     from splitbed.scenarios.schema import load_scenario
 
     scenario = load_scenario(path)  # every check before anything starts, root or not
+    if validate:
+        print(f"{path}: valid")
+        return 0
+    from splitbed.scenarios.run import Run
+
     if os.geteuid() != 0:
         raise UserError("needs root for namespaces, qdiscs and cgroups", fix=f"run: sudo python run_scenario.py {path}")
     Run(scenario, quick, quiet).execute()
@@ -70,8 +76,8 @@ def main(argv: list[str]) -> int:
             return run_reporting_user_errors(lambda: run_check(args.json), args.debug)
         if args.cleanup:
             return run_reporting_user_errors(run_cleanup, args.debug)
-        return run_reporting_user_errors(lambda: run_scenario_file(args.scenario, args.quick, args.quiet),
-                                         args.debug)
+        return run_reporting_user_errors(
+            lambda: run_scenario_file(args.scenario, args.quick, args.quiet, args.validate), args.debug)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

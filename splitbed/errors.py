@@ -21,7 +21,7 @@ class UserError(Exception):
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.fix:
             text += f" ({self.fix})"
-        return text
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())  # always one line
 
 
 def run_reporting_user_errors(body: Callable[[], int | None], debug: bool = False) -> int:
@@ -36,3 +36,16 @@ def run_reporting_user_errors(body: Callable[[], int | None], debug: bool = Fals
             raise
         print(f"error: {err.render()}", file=sys.stderr)
         return err.exit_code
+
+
+def check_output_path(value: str | None, option: str) -> None:
+    """An output file a command will write at its end: its folder must exist now, not after an hour's run."""
+    if value is None:
+        return
+    from pathlib import Path
+
+    folder = Path(value).resolve().parent
+    if not folder.is_dir():
+        raise UserError(f"{option}: folder {folder} does not exist", fix="create it, or name another file")
+    if Path(value).is_dir():
+        raise UserError(f"{option}: {value} is a folder", fix="name a file")

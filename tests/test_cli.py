@@ -55,3 +55,35 @@ def test_non_root_scenario_run_exits_2_naming_root(tmp_path):
     assert done.returncode == 2
     assert "root" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+BAD_INPUTS = [  # (command after the interpreter, what the one error line must say)
+    (["run_scenario.py", "/nonexistent/s.yaml"], "cannot read scenario"),
+    (["run_scenario.py", "--no-such-flag"], "unrecognized arguments"),
+    (["-m", "splitbed.models", "eval", "fmnist_cnn", "--dataset", "folder:/nonexistent"], "error:"),
+    (["-m", "splitbed.models", "eval", "nosuch", "--dataset", "fashion-mnist-test"], "unknown model"),
+    (["-m", "splitbed.models", "eval", "fmnist_cnn", "--dataset", "fashion-mnist-test", "--json",
+      "/nonexistent/out.json"], "does not exist"),
+    (["-m", "splitbed.codecs", "calibrate", "nosuch"], "unknown model"),
+    (["-m", "splitbed.aglop", "profile", "--device", "nosuch"], "unknown device"),
+    (["-m", "splitbed.analysis", "report", "/nonexistent"], "not found"),
+    (["-m", "splitbed.analysis", "compare", "/nonexistent", "--out", "/tmp"], "cannot read"),
+    (["benchmarks/codecs.py", "--models", "nosuch"], "no benchmark set-up"),
+    (["benchmarks/codecs.py", "--json", "/nonexistent/out.json"], "does not exist"),
+    (["benchmarks/aglop.py", "--devices", "nosuch"], "unknown device"),
+    (["benchmarks/aglop.py", "--traces", "nosuch"], "not in traces/pensieve"),
+    (["benchmarks/devices.py", "--devices", "nosuch"], "not a constrained profile"),
+    (["benchmarks/disc_headroom.py", "--splits", "nosuch"], "unknown split point"),
+    (["benchmarks/disc_rate_distortion.py", "--steps", "x"], "comma-separated numbers"),
+    (["benchmarks/fidelity.py", "--json", "/nonexistent/out.json"], "does not exist"),
+    (["scripts/results.py", "--only", "nosuch"], "unknown benchmark"),
+]
+
+
+@pytest.mark.parametrize("argv,says", BAD_INPUTS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_every_command_meets_bad_input_with_one_error_line_and_exit_2(argv, says):
+    done = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "error:" in last and says in last, done.stderr

@@ -73,3 +73,32 @@ def test_missing_file_and_missing_column(tmp_path):
     path.write_text("t,r\n1,2\n")
     with pytest.raises(UserError, match="no column 'time'"):
         load_trace(path)
+
+
+def scenario_error(tmp_path, link: str) -> str:
+    from splitbed.errors import UserError as Error
+    from splitbed.scenarios.schema import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"links:\n  uplink: {link}\nplan: {{type: fixed, split: conv1, codec: raw}}\n")
+    with pytest.raises(Error) as err:
+        load_scenario(path)
+    return err.value.render()
+
+
+def test_trace_options_in_a_scenario_name_the_field_and_the_file_line(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("Timestamp,UL_bitrate\n2019.12.16_13.40.04,100\n16/12/2019 13:40,200\n")
+    bad_time = scenario_error(tmp_path, f"{{trace: {log}, time_column: Timestamp, rate_column: UL_bitrate}}")
+    assert f"{log}:3" in bad_time and "links.uplink" in bad_time and "2019.12.16_13.40.04" in bad_time
+    no_column = scenario_error(tmp_path, f"{{trace: {log}, time_column: Timestamp, rate_column: UL}}")
+    assert f"{log}:1" in no_column and "'UL'" in no_column
+    wrong_format = scenario_error(tmp_path, f"{{trace: {BUNDLED / 'norway_bus_1'}, rate_column: UL}}")
+    assert "applies to csv traces" in wrong_format
+    unit = scenario_error(tmp_path, f"{{trace: {log}, rate_unit: furlongs}}")
+    assert "links.uplink.rate_unit" in unit and "kbit/s" in unit
+    orphan = scenario_error(tmp_path, "{rate_mbit: 5, bin_ms: 50}")
+    assert "links.uplink.bin_ms" in orphan and "trace" in orphan
+    zero = tmp_path / "zero.mahi"
+    zero.write_text("")
+    assert "no timestamps" in scenario_error(tmp_path, f"{{trace: {zero}, trace_format: mahimahi}}")

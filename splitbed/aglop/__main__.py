@@ -19,7 +19,7 @@ from splitbed.aglop.profile import build_profile, load_options
 from splitbed.devices.calibration import node_settings
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.profiles import get_profile
-from splitbed.errors import UserError, run_reporting_user_errors
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
 from splitbed.models import get_model
 
 
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--mbps", default="0.5,1,2,4,8", help="uplink rates to show the planner's choice at")
     cmd.add_argument("--delay-ms", type=float, default=20.0, help="one-way delay for those choices")
     args = parser.parse_args(argv)
+    check_output_path(args.json, "--json")
     if os.geteuid() != 0:
         raise UserError("the profile times the edge inside a cgroup: run as root", fix="sudo .venv/bin/python -m splitbed.aglop ...")
     cgroups = CgroupManager(f"splitbed-aglop-{os.getpid()}")

@@ -32,7 +32,7 @@ from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
-from splitbed.network.traces import load_trace
+from splitbed.network.traces import load_link_trace
 
 
 def ms(a: int, b: int) -> float:
@@ -49,7 +49,7 @@ class Edge:
                                              config.get("max_inputs", 512)))
         self.references = config["references"]  # the uncompressed model's top-1 per sample (runner-computed)
         trace = config.get("trace")
-        self.trace = (load_trace(trace["path"]).scaled(trace["scale"]).offset(trace["offset_s"]) if trace else None)
+        self.trace = load_link_trace(trace) if trace else None  # the uplink's, for rows and the oracle
         self.profile = json.loads(Path(config["profile"]).read_text()) if config.get("profile") else None
         self.heads: dict[str, torch.nn.Module] = {}
         self.codecs: dict[str, object] = {}
@@ -147,13 +147,15 @@ class Edge:
         with Path(self.config["csv"]).open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=NAMES)
             for group in plan_groups(self.config["plans"]):
+                runs: list[PlanRun] = []
+                runs += [PlanRun(self, plan, runs) for plan in group]
+                for run in runs:  # connected before the replay starts: the trace's first second counts
+                    run.connect()
                 print(json.dumps({"ready": [plan["name"] for plan in group]}), flush=True)
                 command = sys.stdin.readline().split()
                 if len(command) != 2 or command[0] != "go":
                     return 1
                 self.run_start_ns = int(command[1])
-                runs: list[PlanRun] = []
-                runs += [PlanRun(self, plan, runs) for plan in group]
                 order = random.Random(self.config.get("seed", 0))
                 while not all(run.done for run in runs):  # one plan alone, or several in turn
                     # a fresh (seeded) order each round: no plan always follows the same other one
@@ -179,6 +181,13 @@ class PlanRun:
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
         self.done = False
+
+    def connect(self) -> None:
+        """Open the plan's connection now; a failure is met again at the first request."""
+        try:
+            self.sock = self.edge.connect()
+        except OSError:
+            self.sock = None
 
     def step(self) -> dict | None:
         """One request (after a probe, when the policy wants one); returns its row, or None when there
@@ -214,7 +223,9 @@ class PlanRun:
             option = choice.option if choice else Option(self.plan.get("split", ""), self.plan.get("codec", ""))
             row = edge.row(index, self.plan["name"], option, started)
             now = time.monotonic_ns()
-            row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {type(err).__name__}: {err}"[:200]})
+            reason = (f"no answer within the {workload.get('deadline_s', 10)} s deadline"
+                      if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
+            row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {reason}"[:200]})
             self.policy.observe_failure(wire_bytes, ms(started, now), edge.since_start_s(now))
             if self.sock is not None:
                 self.sock.close()

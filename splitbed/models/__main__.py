@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from splitbed.errors import run_reporting_user_errors
+from splitbed.errors import check_output_path, run_reporting_user_errors
 from splitbed.models.datasets import DATASET_NAMES
 from splitbed.models.evaluate import evaluate
 from splitbed.models.profile import format_profile, profile_model
@@ -41,6 +41,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
+        check_output_path(getattr(args, "json", None), "--json")
         if args.command == "list":
             print("models:   " + ", ".join(model_names()))
             print("datasets: " + ", ".join(DATASET_NAMES))

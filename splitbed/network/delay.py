@@ -12,7 +12,7 @@ not negative), so every frame arrives one frame-time early; at 0.3 Mbit/s a full
 Given the link's rate, the stage adds each frame's own time; the rate follows a replayed trace
 through lines written to the program's stdin (one rate in bit/s per line).
 
-    python -m splitbed.network.delay QUEUE_NUM DELAY_MS [JITTER_MS] [SEED] [RATE_BPS]
+    python -m splitbed.network.delay QUEUE_NUM DELAY_MS [JITTER_MS] [SEED] [RATE_BPS] [SERIALISE] [OUTAGE_LIMIT]
 """
 
 from __future__ import annotations
@@ -34,22 +34,44 @@ QUEUE_MAXLEN = 8192
 ETHERNET_HEADER_BYTES = 14  # NFQUEUE hands over the IP packet; the link also sent the frame header
 
 
-def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0, rate_bps: float = 0.0) -> None:
-    """Single-threaded: read queued packets and rate updates, release due packets, from one select() loop."""
+def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0, rate_bps: float = 0.0,
+          serialise: bool = True, outage_limit: int = 1000) -> None:
+    """Single-threaded: read queued packets and rate updates, release due packets, from one select() loop.
+
+    Rate updates arrive on stdin, one number a line. Rate 0 is an outage: frames are held (at most
+    outage_limit; later ones are dropped, as a full queue would) and released at the next non-zero
+    rate, one after another at that rate, as a link that carried nothing meanwhile."""
     from netfilterqueue import NetfilterQueue
 
     rng = random.Random(seed)
-    held: collections.deque = collections.deque()
+    held: collections.deque = collections.deque()  # [release time or None while in an outage, packet]
     last_release = 0.0
-    rate = rate_bps
+    rate = rate_bps  # 0 at the start: no rate known, so no serialisation (an outage only comes as an update)
+    outage = False
+
+    def serialisation_s(packet) -> float:
+        return (packet.get_payload_len() + ETHERNET_HEADER_BYTES) * 8 / rate if serialise and rate > 0 else 0.0
 
     def on_packet(packet) -> None:
         nonlocal last_release
+        if outage:  # no release time until the link carries again
+            if sum(1 for entry in held if entry[0] is None) >= outage_limit:
+                packet.drop()
+            else:
+                held.append([None, packet])
+            return
         extra = rng.gauss(0.0, jitter_ms) if jitter_ms else 0.0
-        serialisation = (packet.get_payload_len() + ETHERNET_HEADER_BYTES) * 8 / rate if rate > 0 else 0.0
-        release = max(time.monotonic() + max(0.0, delay_ms + extra) / 1000 + serialisation, last_release)
+        release = max(time.monotonic() + max(0.0, delay_ms + extra) / 1000 + serialisation_s(packet), last_release)
         last_release = release
-        held.append((release, packet))  # verdict later: the kernel keeps the packet meanwhile
+        held.append([release, packet])  # verdict later: the kernel keeps the packet meanwhile
+
+    def outage_ends() -> None:
+        nonlocal last_release
+        start = max(time.monotonic() + delay_ms / 1000, last_release)
+        for entry in held:
+            if entry[0] is None:
+                start += serialisation_s(entry[1])
+                entry[0] = last_release = start
 
     queue = NetfilterQueue()
     queue.bind(queue_num, on_packet, max_len=QUEUE_MAXLEN)
@@ -64,13 +86,13 @@ def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0
     signal.signal(signal.SIGINT, stop)
     print("ready", flush=True)
     updates = sys.stdin.fileno()
-    inputs, pending = ([fd, updates] if rate_bps > 0 else [fd]), b""
+    inputs, pending = [fd, updates], b""
     try:
         while running:
             now = time.monotonic()
-            while held and held[0][0] <= now:
+            while held and held[0][0] is not None and held[0][0] <= now:
                 held.popleft()[1].accept()
-            timeout = max(0.0, held[0][0] - now) if held else 0.5
+            timeout = max(0.0, held[0][0] - now) if held and held[0][0] is not None else 0.5
             readable, _, _ = select.select(inputs, [], [], timeout)
             if updates in readable:
                 chunk = os.read(updates, 4096)
@@ -79,9 +101,18 @@ def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     try:
-                        rate = max(float(line), 1.0)
+                        new_rate = float(line)
                     except ValueError:
                         continue  # only the runner writes here; a bad line changes nothing
+                    if not new_rate >= 0:  # NaN
+                        continue
+                    if new_rate == 0:
+                        outage = True
+                    else:
+                        rate = new_rate
+                        if outage:
+                            outage = False
+                            outage_ends()
             if fd in readable:
                 queue.run(block=False)
     finally:
@@ -105,6 +136,9 @@ class DelayStage:
     loss_pct: float = 0.0
     seed: int = 0
     rate_bps: float | None = None  # the link's rate: each packet is also held for its serialisation
+    outages: bool = False  # the link's trace has outages: the stage holds frames while the rate is 0
+    serialise: bool = True  # False where another qdisc (netem) already paces frames
+    outage_limit: int = 1000  # frames held through an outage (the link's queue)
     state: RunState | None = None
     netns: str | None = None  # the namespace `prefix` enters, for the state record
     rules: list[list[str]] = field(default_factory=list)
@@ -117,11 +151,12 @@ class DelayStage:
         if self.loss_pct > 0:
             self.add_rule(["-m", "statistic", "--mode", "random", "--probability", f"{self.loss_pct / 100:.6f}",
                            "-j", "DROP"])
-        if self.delay_ms > 0 or self.jitter_ms > 0 or self.rate_bps:
+        if self.delay_ms > 0 or self.jitter_ms > 0 or self.rate_bps or self.outages:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
             self.process = subprocess.Popen(
                 [*self.prefix, sys.executable, "-m", "splitbed.network.delay", str(self.queue_num),
-                 str(self.delay_ms), str(self.jitter_ms), str(self.seed), str(self.rate_bps or 0)],
+                 str(self.delay_ms), str(self.jitter_ms), str(self.seed), str(self.rate_bps or 0),
+                 "1" if self.serialise else "0", str(self.outage_limit)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             if self.state:
                 self.state.process(self.process.pid)
@@ -131,8 +166,9 @@ class DelayStage:
             self.add_rule(["-j", "NFQUEUE", "--queue-num", str(self.queue_num)])
 
     def set_rate(self, rate_bps: float) -> None:
-        """The link's new rate (a trace step): later packets are held for their time at it."""
-        if self.rate_bps and self.process is not None and self.process.poll() is None:
+        """The link's new rate (a trace step): later packets are held for their time at it; 0 is an
+        outage (held until the next non-zero rate)."""
+        if (self.rate_bps or self.outages) and self.process is not None and self.process.poll() is None:
             try:
                 self.process.stdin.write(f"{rate_bps}\n")
                 self.process.stdin.flush()
@@ -166,8 +202,9 @@ class DelayStage:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if not 2 <= len(args) <= 5:
+    if not 2 <= len(args) <= 7:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     serve(int(args[0]), float(args[1]), float(args[2]) if len(args) > 2 else 0.0,
-          int(args[3]) if len(args) > 3 else 0, float(args[4]) if len(args) > 4 else 0.0)
+          int(args[3]) if len(args) > 3 else 0, float(args[4]) if len(args) > 4 else 0.0,
+          args[5] != "0" if len(args) > 5 else True, int(args[6]) if len(args) > 6 else 1000)

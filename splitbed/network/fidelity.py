@@ -181,6 +181,46 @@ def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False) -> 
         bench.remove()
 
 
+def outage_delivery(rate_bps: float, on_s: float = 2.0, off_s: float = 2.0, cycles: int = 3,
+                    grace_s: float = 0.02) -> dict:
+    """A bulk TCP flow over a replayed trace that alternates on_s at rate_bps with off_s of outage:
+    bytes received during each outage (from grace_s after its start: the replay's own step timing)
+    and how long after each outage's end delivery resumed (first 10 ms bin with bytes)."""
+    period = on_s + off_s
+    trace = Trace(np.array([0.0, on_s]), np.array([rate_bps, 0.0]), period, "on-off")
+    seconds = period * cycles + on_s
+    bench = Bench.create()
+    stage = None
+    try:
+        prefix = ["ip", "netns", "exec", bench.a]
+        shaper = HtbShaper(prefix, "sba0", rate_bps)
+        shaper.setup()
+        stage = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, rate_bps=rate_bps, outages=True)
+        stage.setup()
+        replayer = TraceReplayer([shaper], [trace], TcBatch(prefix), stages=[stage])
+        try:
+            bins, origin = bench.transfer(int(np.ceil(seconds)), on_start=replayer.start)
+        finally:
+            replayer.stop()
+            replayer.close()
+        times = np.array([b[0] / 1e9 - origin for b in bins])
+        counts = np.array([b[1] for b in bins])
+        during, resume_ms = [], []
+        for k in range(cycles):
+            start, end = k * period + on_s, (k + 1) * period
+            during.append(int(counts[(times >= start + grace_s) & (times < end)].sum()))
+            after = times[(times >= end) & (counts > 0)]
+            resume_ms.append(float((after.min() - end) * 1000) if len(after) else float("inf"))
+        return {"trace": f"{on_s:g} s at {rate_bps / 1e6:g} Mbit/s, {off_s:g} s outage, x{cycles}",
+                "outage_s": off_s, "bytes_during_outage": int(sum(during)), "bytes_per_outage": during,
+                "resume_ms": resume_ms, "resume_ms_max": max(resume_ms),
+                "bytes_total": int(counts.sum())}
+    finally:
+        if stage:
+            stage.remove()
+        bench.remove()
+
+
 def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, delay_ms: float = 0.0,
                      built_at_bps: float | None = None) -> dict:
     """Messages of `size` bytes after idle gaps, as requests travel: per message, the time from
@@ -226,7 +266,7 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
     finally:
         if replayer:
             replayer.stop()
-            replayer.batch.close()
+            replayer.close()
         if stage:
             stage.remove()
         bench.remove()

@@ -28,6 +28,7 @@ class LinkSpec:
     loss_pct: float = 0.0
     queue_packets: int | None = 100
     queue_bytes: int | None = None
+    outages: bool = False  # a replayed trace with zero-rate periods: needs the delay stage to hold frames
 
     def check(self, backend: str | None, where: str = "link") -> None:
         if self.rate_bps is not None and self.rate_bps <= 0:
@@ -38,9 +39,10 @@ class LinkSpec:
             raise UserError(f"loss must be in [0, 100) %, got {self.loss_pct}", where=where)
         if self.queue_packets is not None and self.queue_packets < 1:
             raise UserError("queue size must be at least one packet", where=where)
-        needs_delay = self.delay_ms > 0 or self.jitter_ms > 0 or self.loss_pct > 0
+        needs_delay = self.delay_ms > 0 or self.jitter_ms > 0 or self.loss_pct > 0 or self.outages
         if needs_delay and backend not in BACKENDS:
-            raise UserError(f"delay/jitter/loss asked for, but link backend {backend!r} cannot emulate them",
+            raise UserError(f"delay/jitter/loss or a trace with outages asked for, but link backend {backend!r} "
+                            "cannot emulate them",
                             where=where, fix="run 'sudo python run_scenario.py --check' to see why; "
                                              "the kernel needs netem, or NFQUEUE with NetfilterQueue")
 
@@ -91,11 +93,16 @@ class LinkDirection:
             self.shaper = HtbShaper(self.sender.prefix, self.sender.dev, rate, self.spec.queue_packets,
                                     self.spec.queue_bytes, self.state, self.sender.netns, leaf=leaf)
             self.shaper.setup()
-        if self.backend == "htb+nfqueue" and (self.spec.delay_ms or self.spec.jitter_ms or self.spec.loss_pct):
-            # the stage also holds each frame for its serialisation at this direction's rate (delay.py)
-            self.stage = DelayStage(self.receiver.prefix, self.receiver.dev, self.queue_num, self.spec.delay_ms,
-                                    self.spec.jitter_ms, self.spec.loss_pct, rate_bps=self.spec.rate_bps,
-                                    state=self.state, netns=self.receiver.netns)
+        nfqueue = self.backend == "htb+nfqueue"
+        if (nfqueue and (self.spec.delay_ms or self.spec.jitter_ms or self.spec.loss_pct)) or self.spec.outages:
+            # the stage also holds each frame for its serialisation at this direction's rate (delay.py),
+            # and every frame during a trace's outages; with netem, netem does the rest
+            self.stage = DelayStage(self.receiver.prefix, self.receiver.dev, self.queue_num,
+                                    self.spec.delay_ms if nfqueue else 0.0, self.spec.jitter_ms if nfqueue else 0.0,
+                                    self.spec.loss_pct if nfqueue else 0.0, rate_bps=self.spec.rate_bps,
+                                    outages=self.spec.outages, serialise=nfqueue,
+                                    outage_limit=self.spec.queue_packets or 1000, state=self.state,
+                                    netns=self.receiver.netns)
             self.stage.setup()
 
     def remove(self) -> None:

@@ -19,7 +19,7 @@ from splitbed.errors import UserError
 from splitbed.host.state import RunState
 from splitbed.network.traces import Trace
 
-MIN_RATE_BPS = 8_000  # HTB cannot do 0: outages are floored here (and dropped elsewhere when asked)
+MIN_RATE_BPS = 8_000  # HTB's floor; an outage (rate 0) is held by the link's delay stage instead
 MIN_BURST_BYTES = 64
 
 
@@ -107,18 +107,23 @@ class TcBatch:
 class TraceReplayer:
     """Drives shapers through their traces at a fixed step, on the monotonic clock, in a thread.
 
+    `batches` is one TcBatch for all shapers or one per shaper (a batch runs in its sender's
+    namespace). An outage (rate 0; HTB has no rate 0) leaves the HTB class at its last rate and tells
+    the link's delay stage, which holds every frame until the trace carries again (delay.py).
     `applied` logs (time since start, shaper index, rate) for the run record.
     """
 
     shapers: list[HtbShaper]
     traces: list[Trace]
-    batch: TcBatch
+    batches: TcBatch | list[TcBatch]
     step_s: float = 0.1
     stages: list | None = None  # per shaper, its link's DelayStage (or None): told each new rate
     applied: list[tuple[float, int, float]] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self):
+        if isinstance(self.batches, TcBatch):
+            self.batches = [self.batches] * len(self.shapers)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.started_at: float | None = None
@@ -128,19 +133,24 @@ class TraceReplayer:
         self.thread.start()
         return self.started_at
 
+    def apply(self, index: int, rate: float) -> None:
+        stage = self.stages[index] if self.stages else None
+        if rate > 0:
+            self.batches[index].send(self.shapers[index].change_line(rate))
+        if stage is not None:
+            stage.set_rate(max(rate, MIN_RATE_BPS) if rate > 0 else 0.0)
+        self.applied.append((self.clock() - self.started_at, index, rate))
+
     def loop(self) -> None:
         tick = 0
         last: dict[int, float] = {}
         while not self.stop_event.is_set():
             t = tick * self.step_s
-            for index, (shaper, trace) in enumerate(zip(self.shapers, self.traces, strict=True)):
+            for index, trace in enumerate(self.traces):
                 rate = trace.mean_rate_over(t, t + self.step_s)
                 if last.get(index) != rate:
-                    self.batch.send(shaper.change_line(rate))
-                    if self.stages and self.stages[index] is not None:
-                        self.stages[index].set_rate(max(rate, MIN_RATE_BPS))
+                    self.apply(index, rate)
                     last[index] = rate
-                    self.applied.append((self.clock() - self.started_at, index, rate))
             tick += 1
             delay = self.started_at + tick * self.step_s - self.clock()
             if delay > 0:
@@ -149,3 +159,7 @@ class TraceReplayer:
     def stop(self) -> None:
         self.stop_event.set()
         self.thread.join(timeout=5)
+
+    def close(self) -> str:
+        """Stop every batch this replayer owns; returns what tc printed on stderr."""
+        return "".join(batch.close() for batch in dict.fromkeys(self.batches))

@@ -28,6 +28,8 @@ from splitbed.errors import UserError
 
 UNITS = {"bit/s": 1.0, "kbit/s": 1e3, "Mbit/s": 1e6}
 MAHIMAHI_PACKET_BITS = 1500 * 8
+MAX_RATE_BPS = 100e9  # above any link a trace describes: a larger value is a unit or column mix-up
+MAX_TRACE_S = 30 * 86400  # a month of samples
 TIME_FORMATS = ("%Y.%m.%d_%H.%M.%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 
 
@@ -90,9 +92,21 @@ class Trace:
         return Trace(self.start_s, np.maximum(self.rate_bps, min_bps), self.duration_s, self.source, self.loop)
 
     def outages(self) -> list[tuple[float, float]]:
-        """Zero-rate periods as (start, end) seconds."""
+        """Zero-rate periods as (start, end) seconds, neighbouring zero samples merged."""
         ends = np.append(self.start_s[1:], self.duration_s)
-        return [(float(a), float(b)) for a, b, r in zip(self.start_s, ends, self.rate_bps, strict=True) if r == 0]
+        merged: list[tuple[float, float]] = []
+        for a, b, r in zip(self.start_s, ends, self.rate_bps, strict=True):
+            if r != 0:
+                continue
+            if merged and merged[-1][1] == a:
+                merged[-1] = (merged[-1][0], float(b))
+            else:
+                merged.append((float(a), float(b)))
+        return merged
+
+    def without_loop(self) -> Trace:
+        """After its end the trace holds its last rate instead of starting again."""
+        return Trace(self.start_s, self.rate_bps, self.duration_s, self.source, loop=False)
 
     @property
     def mean_bps(self) -> float:
@@ -130,6 +144,9 @@ def read_pensieve(path: Path) -> Trace:
         t, mbps = numbers(path, number, line.split(), 2)
         if times and t <= times[-1]:
             raise UserError(f"time {t} s does not increase (previous {times[-1]} s)", where=f"{path}:{number}")
+        if mbps * 1e6 > MAX_RATE_BPS or t > MAX_TRACE_S:
+            raise UserError(f"time {t} s or rate {mbps} Mbit/s out of range (at most {MAX_TRACE_S} s, "
+                            f"{MAX_RATE_BPS / 1e9:g} Gbit/s)", where=f"{path}:{number}")
         times.append(t)
         rates.append(mbps * 1e6)
     if not times:
@@ -140,11 +157,15 @@ def read_pensieve(path: Path) -> Trace:
 
 
 def read_mahimahi(path: Path, bin_ms: int = 100) -> Trace:
+    if not 1 <= bin_ms <= 60_000:
+        raise UserError(f"bin_ms must be 1-60000, got {bin_ms}", where=str(path))
     stamps = []
     for number, line in data_lines(path):
         if not line.isdigit():
             raise UserError(f"expected one integer millisecond timestamp, got {line!r}", where=f"{path}:{number}")
         value = int(line)
+        if value > MAX_TRACE_S * 1000:
+            raise UserError(f"timestamp {value} ms is past {MAX_TRACE_S} s", where=f"{path}:{number}")
         if stamps and value < stamps[-1]:
             raise UserError(f"timestamp {value} ms goes back (previous {stamps[-1]} ms)", where=f"{path}:{number}")
         stamps.append(value)
@@ -157,11 +178,19 @@ def read_mahimahi(path: Path, bin_ms: int = 100) -> Trace:
     return Trace(np.arange(bins) * bin_ms / 1000, rates.astype(float), period_ms / 1000, str(path))
 
 
+TIME_FORMS = "seconds as a number, 2019.12.16_13.40.04, 2019-12-16 13:40:04, 2019-12-16T13:40:04 or ISO 8601"
+
+
 def parse_time(text: str) -> float:
+    """Seconds from a number or one of TIME_FORMS; ValueError for anything else."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not np.isfinite(value):
+            raise ValueError(f"time {text!r} is not finite")
+        return value
     for fmt in TIME_FORMATS:
         try:
             return datetime.strptime(text, fmt).timestamp()
@@ -194,15 +223,24 @@ def read_csv(path: Path, time_column: str = "time", rate_column: str = "rate", r
             raise UserError(f"row has {len(row)} cells, needs {max(ti, ri) + 1}", where=f"{path}:{number}")
         try:
             second = int(np.floor(parse_time(row[ti].strip())))
+        except ValueError:
+            raise UserError(f"cannot read the time {row[ti]!r} in column {time_column!r}", where=f"{path}:{number}",
+                            fix=f"expected {TIME_FORMS}") from None
+        try:
             rate = float(row[ri]) * UNITS[rate_unit]
         except ValueError:
-            raise UserError(f"cannot read time {row[ti]!r} or rate {row[ri]!r}", where=f"{path}:{number}") from None
-        if not np.isfinite(rate) or rate < 0:
-            raise UserError(f"rate must be finite and >= 0, got {row[ri]!r}", where=f"{path}:{number}")
+            raise UserError(f"cannot read the rate {row[ri]!r} in column {rate_column!r}", where=f"{path}:{number}",
+                            fix=f"expected a number in {rate_unit}") from None
+        if not np.isfinite(rate) or not 0 <= rate <= MAX_RATE_BPS:
+            raise UserError(f"rate must be within 0-{MAX_RATE_BPS / 1e9:g} Gbit/s, got {row[ri]!r} {rate_unit}",
+                            where=f"{path}:{number}")
         per_second.setdefault(second, []).append(rate)
     if not per_second:
         raise UserError("CSV trace has no data rows", where=str(path))
     first, last = min(per_second), max(per_second)
+    if last - first > MAX_TRACE_S:
+        raise UserError(f"the times span {last - first} s, more than {MAX_TRACE_S} s", where=str(path),
+                        fix=f"is {time_column!r} the time column, in seconds or a timestamp?")
     rates, previous = [], 0.0
     for second in range(first, last + 1):  # duplicates averaged, gaps hold the previous rate
         previous = float(np.mean(per_second[second])) if second in per_second else previous
@@ -231,3 +269,35 @@ def load_trace(path: str | Path, format: str = "auto", **options) -> Trace:
         raise UserError(f"unknown trace format {kind!r}", where=str(path),
                         fix=f"use one of: auto, {', '.join(READERS)}")
     return READERS[kind](path, **options)
+
+
+# A scenario link's trace fields, and the formats each reader option belongs to.
+FORMAT_OPTIONS = {"time_column": "csv", "rate_column": "csv", "rate_unit": "csv", "bin_ms": "mahimahi"}
+LINK_TRACE_FIELDS = ("trace", "trace_format", *FORMAT_OPTIONS, "floor_mbit", "loop", "trace_scale", "trace_offset_s")
+
+
+def load_link_trace(link: dict) -> Trace:
+    """The trace a scenario link names, with its reader options and scale/offset/floor/loop applied.
+
+    `link` holds the scenario's fields (trace, trace_format, time_column, rate_column, rate_unit, bin_ms,
+    floor_mbit, loop, trace_scale, trace_offset_s); an option of another format is an error, not ignored.
+    """
+    path = Path(link["trace"])
+    if not path.is_file():
+        raise UserError("trace file not found", where=str(path))
+    kind = link.get("trace_format", "auto")
+    kind = detect_format(path) if kind == "auto" else kind
+    options = {}
+    for key, fmt in FORMAT_OPTIONS.items():
+        if key in link:
+            if fmt != kind:
+                raise UserError(f"{key} applies to {fmt} traces, and this one is read as {kind}", where=str(path),
+                                fix=f"remove {key}, or set trace_format: {fmt}")
+            options[key] = link[key]
+    trace = load_trace(path, kind, **options)
+    if not trace.rate_bps.any():
+        raise UserError("the trace never carries anything (every rate is 0)", where=str(path))
+    trace = trace.scaled(link.get("trace_scale", 1.0)).offset(link.get("trace_offset_s", 0.0))
+    if link.get("floor_mbit"):
+        trace = trace.floored(link["floor_mbit"] * 1e6)
+    return trace if link.get("loop", True) else trace.without_loop()

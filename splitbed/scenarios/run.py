@@ -8,6 +8,7 @@ Ctrl-C or a crash still runs the cleanup; the rows stay and the manifest says th
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
@@ -40,7 +41,7 @@ from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.links import LinkSpec
 from splitbed.network.shaping import TcBatch, TraceReplayer
 from splitbed.network.topology import EmulatedNetwork, NetworkSpec
-from splitbed.network.traces import load_trace
+from splitbed.network.traces import LINK_TRACE_FIELDS, Trace, load_link_trace
 from splitbed.scenarios.schema import Scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,11 +49,14 @@ PORT = 7700
 MAX_INPUTS = 128  # distinct inputs per run (requests beyond cycle): 77 MB of Lite0 inputs, in a 512 MB Pi Zero
 
 
-def link_spec(link: dict, trace_start_bps: float | None) -> LinkSpec:
+def link_spec(link: dict, trace: Trace | None) -> LinkSpec:
+    """A scenario link as a LinkSpec. A traced link starts at its trace's first non-zero rate (the replay
+    sets the rest, outages included, once the edges are ready) and has outages when its trace does."""
     rate = link.get("rate_mbit")
-    rate_bps = trace_start_bps if trace_start_bps is not None else (rate * 1e6 if rate else None)
+    rate_bps = (float(trace.rate_bps[trace.rate_bps > 0][0]) if trace is not None
+                else (rate * 1e6 if rate else None))
     return LinkSpec(rate_bps, link.get("delay_ms", 0.0), link.get("jitter_ms", 0.0), link.get("loss_pct", 0.0),
-                    link.get("queue_packets", 100))
+                    link.get("queue_packets", 100), outages=bool(trace is not None and trace.outages()))
 
 
 class Run:
@@ -67,13 +71,8 @@ class Run:
             self.workload["warmup"] = min(self.workload["warmup"], 1)
         self.caps = probe()
         self.backend = self.choose_backend(data["backend"])
-        self.traces = {}
-        for name, link in data["links"].items():
-            if "trace" in link:
-                trace = load_trace(link["trace"]).scaled(link.get("trace_scale", 1.0))
-                self.traces[name] = trace.offset(link.get("trace_offset_s", 0.0))
-        links = {name: link_spec(link, self.traces[name].rate_at(0) if name in self.traces else None)
-                 for name, link in data["links"].items()}
+        self.traces = {name: load_link_trace(link) for name, link in data["links"].items() if "trace" in link}
+        links = {name: link_spec(link, self.traces.get(name)) for name, link in data["links"].items()}
         self.network_spec = NetworkSpec(data["topology"]["kind"], data["topology"]["edges"],
                                         **links)
         self.network_spec.check(self.backend)  # before anything starts
@@ -129,7 +128,7 @@ class Run:
             versions={"splitbed": __version__, "python": platform.python_version(), "torch": torch.__version__,
                       "kernel": platform.release()},
             capabilities=self.caps.to_dict(), link_backend=self.backend, cpu_backend=self.caps.cpu_backend,
-            status="starting")
+            trace_outages={name: trace.outages() for name, trace in self.traces.items()}, status="starting")
         with (self.dir / "requests.csv").open("w", newline="") as f:
             f.write(",".join(NAMES) + "\n")
         state = RunState(self.run_id)
@@ -273,8 +272,7 @@ class Run:
             config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
                       "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plans": self.plans,
                       "workload": self.workload, "csv": str(self.dir / "requests.csv"),
-                      "trace": {"path": uplink["trace"], "scale": uplink.get("trace_scale", 1.0),
-                                "offset_s": uplink.get("trace_offset_s", 0.0)} if "trace" in uplink else None,
+                      "trace": {k: uplink[k] for k in LINK_TRACE_FIELDS if k in uplink} if "trace" in uplink else None,
                       "one_way_ms": uplink.get("delay_ms", 0.0),
                       "uplink_rate_bps": uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None, "profile": str(profile) if profile else None,
                       "threads": device["threads"] or 1, "max_inputs": len(references), "references": references}
@@ -312,7 +310,8 @@ class Run:
     def run_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
                   profile: Path | None, governors: dict) -> None:
         edges = self.start_edges(network, cgroups, state, device, profile, governors)
-        uplink = network.directions.get("uplink")
+        traced = [(network.directions[name], trace) for name, trace in self.traces.items()
+                  if name in network.directions and network.directions[name].shaper is not None]
         finished = []
         try:
             for group in plan_groups(self.plans):
@@ -324,10 +323,11 @@ class Run:
                         f"split {plan['split']}, codec {plan.get('codec', '-')} {plan.get('params', {})}"
                         if plan.get("type", "fixed") == "fixed" else f"{plan['type']} (re-planned per request)")
                         + (" (in turn with the others of its group)" if len(group) > 1 else ""))
-                replayer = batch = None
-                if "uplink" in self.traces and uplink is not None and uplink.shaper is not None:
-                    batch = TcBatch(uplink.sender.prefix)
-                    replayer = TraceReplayer([uplink.shaper], [self.traces["uplink"]], batch, stages=[uplink.stage])
+                replayer = None
+                if traced:  # every traced link replays from its start together, on one clock
+                    replayer = TraceReplayer([d.shaper for d, _ in traced], [trace for _, trace in traced],
+                                             [TcBatch(d.sender.prefix) for d, _ in traced],
+                                             stages=[d.stage for d, _ in traced])
                 try:
                     run_start = replayer.start() if replayer else time.monotonic()
                     self.write_manifest(run_start_ns={**self.manifest.get("run_start_ns", {}),
@@ -335,16 +335,14 @@ class Run:
                     for process in edges:
                         process.stdin.write(f"go {int(run_start * 1e9)}\n")
                         process.stdin.flush()
-                    total = len(edges) * len(group) * (self.workload["requests"] + self.workload["warmup"])
-                    with tqdm(total=total, desc=label, unit="req", disable=self.quiet) as bar:
+                    with self.progress_bar(label, len(edges) * len(group), run_start) as advance:
                         for process in edges:
-                            finished += self.expect(process, "finished", bar.update)
+                            finished += self.expect(process, "finished", advance)
                 finally:
                     if replayer:
                         replayer.stop()
+                        replayer.close()
                         self.write_manifest(**{f"trace_applied_{label}": replayer.applied[:2000]})
-                    if batch:
-                        batch.close()
                 self.write_manifest(edge_plans=finished)
             for process in edges:
                 process.stdin.close()
@@ -353,6 +351,26 @@ class Run:
             for process in edges:
                 if process.poll() is None:
                     process.terminate()
+
+    @contextlib.contextmanager
+    def progress_bar(self, label: str, plans: int, started: float):
+        """Requests done of all; for a duration-bound workload, seconds elapsed of its duration, with the
+        requests so far beside them (the request count is then only a cap)."""
+        duration, per_plan = self.workload.get("duration_s"), self.workload["requests"] + self.workload["warmup"]
+        total = round(duration) if duration else plans * per_plan
+        with tqdm(total=total, desc=label, unit="s" if duration else "req", disable=self.quiet) as bar:
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                if not duration:
+                    bar.update(count)
+                    return
+                bar.n = min(round(time.monotonic() - started, 1), total)
+                bar.set_postfix_str(f"{done} requests ({done / plans:.0f} per plan)", refresh=True)
+
+            yield advance
 
     @staticmethod
     def expect(process, key: str, progress=lambda n: None):

@@ -7,6 +7,8 @@ missing files and impossible values all raise UserError naming the file, the lin
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +16,15 @@ import yaml
 
 from splitbed.aglop.online import POLICIES
 from splitbed.errors import UserError
+from splitbed.network.traces import LINK_TRACE_FIELDS, READERS, UNITS, load_link_trace
 
 REPO = Path(__file__).resolve().parents[2]
 NUMBER = (int, float)
 
 LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct": NUMBER,
-        "queue_packets": int, "trace": str, "trace_scale": NUMBER, "trace_offset_s": NUMBER}
+        "queue_packets": int, "trace": str, "trace_scale": NUMBER, "trace_offset_s": NUMBER,
+        "trace_format": str, "time_column": str, "rate_column": str, "rate_unit": str, "bin_ms": int,
+        "floor_mbit": NUMBER, "loop": bool}
 PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
         "hysteresis_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool}
 PLAN_TYPES = tuple(POLICIES)
@@ -39,6 +44,19 @@ SCHEMA = {
     "output": str,
     "capture": bool,
 }
+# Every number a scenario holds, by field name: (smallest, largest) allowed, both inclusive. NaN, the
+# infinities and absurd magnitudes (1e308 Mbit/s, 1e19 ms) stop here, before anything starts.
+RANGES = {
+    "edges": (1, 64), "rate_mbit": (1e-3, 1e5), "delay_ms": (0, 60_000), "jitter_ms": (0, 60_000),
+    "loss_pct": (0, 99.9), "queue_packets": (1, 1_000_000), "trace_scale": (1e-6, 1e6),
+    "trace_offset_s": (0, 1e7), "bin_ms": (1, 60_000), "floor_mbit": (0, 1e5), "requests": (1, 1_000_000),
+    "warmup": (0, 10_000), "interval_s": (0, 3600), "deadline_s": (1e-3, 3600), "duration_s": (1e-3, 7 * 86400),
+    "budget_pts": (1e-4, 100), "hysteresis_pct": (0, 1000), "probe_interval_s": (1e-3, 3600),
+    "seed": (0, 2**32 - 1),
+}
+MAX_FILE_BYTES = 1 << 20
+YAML12_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+MAX_DEPTH = 16
 DEFAULTS = {
     "topology": {"kind": "single", "edges": 1},
     "nodes": {"edge": {"device": "rpi4"}, "server": {"device": "server"}},
@@ -81,8 +99,14 @@ def check_node(node: yaml.Node, expected, field: str, path: Path):
             raise UserError(f"field {field or 'top level'}: expected {type_name(expected)}", where=where)
         out = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise UserError(f"field {field or 'top level'}: keys must be plain names",
+                                where=f"{path}:{key_node.start_mark.line + 1}")
             key = key_node.value
             name = f"{field}.{key}" if field else key
+            if key in out:
+                raise UserError(f"field {name!r} is given twice", where=f"{path}:{key_node.start_mark.line + 1}",
+                                fix="keep one of them")
             if key not in expected:
                 close = difflib.get_close_matches(key, expected, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"valid here: {', '.join(expected)}"
@@ -96,12 +120,33 @@ def check_node(node: yaml.Node, expected, field: str, path: Path):
     if expected is dict:  # free-form mapping (codec parameters)
         if not isinstance(node, yaml.MappingNode):
             raise UserError(f"field {field}: expected a mapping", where=where)
-        return yaml.safe_load(yaml.serialize(node))
-    value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
+        return plain_value(node, field, where)
+    value = plain_value(node, field, where) if isinstance(node, yaml.ScalarNode) else None
     types = expected if isinstance(expected, tuple) else (expected,)
+    if float in types and isinstance(value, str) and node.style is None and YAML12_FLOAT.fullmatch(value):
+        value = float(value)  # 1e19: a number in YAML 1.2 and to every reader, a string to PyYAML's YAML 1.1
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise UserError(f"field {field}: expected {type_name(expected)}, got {node.value!r}", where=where)
+        shown = node.value if isinstance(node, yaml.ScalarNode) else type(node).__name__.replace("Node", "").lower()
+        raise UserError(f"field {field}: expected {type_name(expected)}, got {str(shown)[:60]!r}", where=where)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        check_range(value, field, where)
     return value
+
+
+def plain_value(node: yaml.Node, field: str, where: str):
+    """The Python value of a node (safe loader: no tags beyond YAML's own)."""
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError as err:
+        raise UserError(f"field {field}: cannot read the value: {getattr(err, 'problem', None) or err}",
+                        where=where) from None
+
+
+def check_range(value: float, field: str, where: str) -> None:
+    low, high = RANGES.get(field.rsplit(".", 1)[-1].split("[")[0], (-1e12, 1e12))
+    if not math.isfinite(value) or not low <= value <= high:
+        raise UserError(f"field {field}: {value!r} is out of range", where=where,
+                        fix=f"give a number from {low:g} to {high:g}")
 
 
 def line_of(root: yaml.Node, dotted: str) -> int:
@@ -125,18 +170,52 @@ def merged(defaults: dict, given: dict) -> dict:
     return out
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text, refused when too large, binary or not UTF-8."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise UserError(f"cannot read scenario: {err.strerror}", where=str(path)) from err
+    if len(raw) > MAX_FILE_BYTES:
+        raise UserError(f"scenario file is larger than {MAX_FILE_BYTES >> 10} KiB", where=str(path),
+                        fix="is this the scenario YAML file?")
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"not UTF-8 text (byte {err.start})", where=str(path), fix="is this the scenario YAML file?") \
+            from None
+    if "\0" in text:
+        raise UserError("a binary file, not YAML text", where=str(path), fix="is this the scenario YAML file?")
+    return text
+
+
+def compose(text: str, path: Path) -> yaml.Node | None:
+    """The YAML node tree, after refusing anchors/aliases (alias bombs) and deep nesting."""
+    def fail(message: str, mark=None, fix: str | None = None):
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"not valid YAML: {getattr(err, 'problem', err)}", where=where) from None
+        raise UserError(message, where=where, fix=fix)
+
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                fail("anchors and aliases (&, *) are not supported in scenarios", event.start_mark,
+                     "write the values out")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    fail(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        fail(f"not valid YAML: {getattr(err, 'problem', None) or err}", getattr(err, "problem_mark", None))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    root = compose(read_text(path), path)
     if root is None:
         raise UserError("scenario file is empty", where=str(path))
     data = merged(DEFAULTS, check_node(root, SCHEMA, "", path))
@@ -152,22 +231,7 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
     def fail(field: str, message: str, fix: str | None = None):
         raise UserError(f"field {field}: {message}", where=f"{path}:{line_of(root, field)}", fix=fix)
 
-    workload = data["workload"]
-    if workload["requests"] < 1:
-        fail("workload.requests", "must be at least 1")
-    if workload["warmup"] < 0 or workload["deadline_s"] <= 0 or workload["interval_s"] < 0:
-        fail("workload", "warmup and interval_s must be >= 0, deadline_s > 0")
-    if workload.get("duration_s", 1) <= 0:
-        fail("workload.duration_s", "must be positive")
     for name, link in data["links"].items():
-        for key in ("rate_mbit", "trace_scale"):
-            if key in link and link[key] <= 0:
-                fail(f"links.{name}.{key}", f"must be positive, got {link[key]}")
-        for key in ("delay_ms", "jitter_ms", "loss_pct"):
-            if link.get(key, 0) < 0:
-                fail(f"links.{name}.{key}", f"must be >= 0, got {link[key]}")
-        if link.get("loss_pct", 0) >= 100:
-            fail(f"links.{name}.loss_pct", "must be below 100")
         if "trace" in link:
             trace = Path(link["trace"])
             resolved = trace if trace.is_absolute() else (path.parent / trace if (path.parent / trace).exists()
@@ -176,6 +240,20 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
                 fail(f"links.{name}.trace", f"trace file {link['trace']!r} not found",
                      "give a path relative to the scenario file or the repository")
             link["trace"] = str(resolved.resolve())
+            if link.get("trace_format", "auto") not in ("auto", *READERS):
+                fail(f"links.{name}.trace_format", f"unknown trace format {link['trace_format']!r}",
+                     f"one of: auto, {', '.join(READERS)}")
+            if link.get("rate_unit", "kbit/s") not in UNITS:
+                fail(f"links.{name}.rate_unit", f"unknown unit {link['rate_unit']!r}", f"one of: {', '.join(UNITS)}")
+            try:
+                load_link_trace(link)  # every line read now, before anything starts
+            except UserError as err:
+                raise UserError(f"links.{name} (scenario {path}:{line_of(root, f'links.{name}')}): {err.message}",
+                                where=err.where, fix=err.fix) from None
+        else:
+            given = [key for key in LINK_TRACE_FIELDS if key in link]
+            if given:
+                fail(f"links.{name}.{given[0]}", "applies only to a link with a trace", "add trace: FILE")
     for field, plan in [("plan", data["plan"])] + [(f"baselines[{i}]", p) for i, p in enumerate(data["baselines"])]:
         where = f"{field}.type" if field == "plan" else "baselines"
         kind = plan.get("type", "fixed")
@@ -191,8 +269,3 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
             for key in ("split", "codec", "params"):
                 if key in plan:
                     fail(where, f"a {kind} plan chooses {key!r} itself", f"remove {key!r} or use type: fixed")
-        for key in ("budget_pts", "probe_interval_s"):
-            if plan.get(key, 1) <= 0:
-                fail(where, f"{key} must be positive, got {plan[key]}")
-        if plan.get("hysteresis_pct", 0) < 0:
-            fail(where, f"hysteresis_pct must be >= 0, got {plan['hysteresis_pct']}")
