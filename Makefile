@@ -1,7 +1,7 @@
 # Every target sets up first (idempotent, fast when nothing changed). Run as root: sudo make demo
 PY := .venv/bin/python
 
-.PHONY: setup demo test check lint results
+.PHONY: setup demo test check lint results study
 setup:
 	bash scripts/setup.sh
 
@@ -20,3 +20,7 @@ lint: setup
 # Runs the quick benchmarks (about 25 minutes) and writes docs/results.md and the README's headline table.
 results: setup
 	$(PY) scripts/results.py $(ARGS)
+
+# The example study (2 traces x 2 devices x 2 delays, 3 methods) on this machine, into results/studies/example.
+study: setup
+	$(PY) run_scenario.py --study studies/example.yaml --quick $(ARGS)

@@ -47,8 +47,9 @@ def exit_unless_root(argv: list[str]) -> None:
 if __name__ == "__main__":
     argv = sys.argv[1:]
     sys.path.insert(0, str(REPO))
-    if not any(arg in ("-h", "--help", "--version", "--check") for arg in argv):
-        exit_unless_root(argv)  # scenarios and --cleanup
+    if not any(arg in ("-h", "--help", "--version", "--check", "--validate") for arg in argv) and not (
+            "--engine" in argv and "dask" in argv):
+        exit_unless_root(argv)  # scenarios, local studies and --cleanup
     if not any(arg in ("-h", "--help", "--version") for arg in argv):
         ensure_dependencies(required="--check" not in argv)
     from splitbed.cli import main

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from splitbed import __version__
-from splitbed.errors import UserError, run_reporting_user_errors
+from splitbed.errors import Terminated, UserError, raise_terminated, run_reporting_user_errors
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
 
@@ -27,6 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="remove what killed runs left (namespaces, rules, qdiscs, cgroups, processes)")
     parser.add_argument("--validate", action="store_true",
                         help="check the scenario file (fields, ranges, files, traces) and exit: 0 valid, 2 not")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="replace a scenario field, e.g. --set links.uplink.delay_ms=5 (repeatable)")
+    parser.add_argument("--out", help="write the run into this folder (default: OUTPUT/NAME-UTCTIME)")
+    parser.add_argument("--oversubscribe", action="store_true",
+                        help="run even when the edges' quotas do not fit this machine's cores (recorded)")
+    parser.add_argument("--study", metavar="STUDY.yaml", help="run a study: a grid of scenarios (see docs/studies.md)")
+    parser.add_argument("--engine", choices=["local", "dask"], default="local",
+                        help="with --study: run here one after another (local), or on a Dask cluster")
+    parser.add_argument("--address", help="with --engine dask: the scheduler, tcp://HOST:8786 or tls://HOST:8786")
+    parser.add_argument("--retries", type=int, default=1, help="with --study: tries again after a lost worker")
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke test of any scenario")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
@@ -54,30 +65,52 @@ def run_cleanup() -> int:
     return 0
 
 
-def run_scenario_file(path: str, quick: bool = False, quiet: bool = False, validate: bool = False) -> int:
+def run_scenario_file(args: argparse.Namespace) -> int:
+    from splitbed.scenarios.overrides import parse_sets
     from splitbed.scenarios.schema import load_scenario
 
-    scenario = load_scenario(path)  # every check before anything starts, root or not
-    if validate:
-        print(f"{path}: valid")
+    scenario = load_scenario(args.scenario, parse_sets(args.set))  # every check before anything starts
+    if args.validate:
+        print(f"{args.scenario}: valid")
         return 0
     from splitbed.scenarios.run import Run
 
     if os.geteuid() != 0:
-        raise UserError("needs root for namespaces, qdiscs and cgroups", fix=f"run: sudo python run_scenario.py {path}")
-    Run(scenario, quick, quiet).execute()
+        raise UserError("needs root for namespaces, qdiscs and cgroups", fix=f"run: sudo python run_scenario.py {args.scenario}")
+    Run(scenario, args.quick, args.quiet, Path(args.out) if args.out else None, args.oversubscribe).execute()
     return 0
+
+
+def run_study_file(args: argparse.Namespace) -> int:
+    from splitbed.scenarios.engines import run_study
+    from splitbed.scenarios.study import load_study
+
+    study = load_study(args.study, quick=args.quick)  # every run resolved and checked first
+    if args.validate:
+        print(f"{args.study}: {len(study.runs)} runs, valid")
+        return 0
+    if os.geteuid() != 0 and args.engine == "local":
+        raise UserError("needs root for namespaces, qdiscs and cgroups", fix=f"run: sudo python run_scenario.py --study {args.study}")
+    return run_study(study, Path(args.out) if args.out else None, engine=args.engine, address=args.address,
+                     retries=args.retries, quiet=args.quiet, oversubscribe=args.oversubscribe)
+
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_terminated)  # an engine's stop: like Ctrl-C, rows kept, all removed
+    if os.environ.get("SPLITBED_END_WITH_PARENT"):  # a study's run: SIGTERM when its worker dies
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     try:
         if args.check:
             return run_reporting_user_errors(lambda: run_check(args.json), args.debug)
         if args.cleanup:
             return run_reporting_user_errors(run_cleanup, args.debug)
-        return run_reporting_user_errors(
-            lambda: run_scenario_file(args.scenario, args.quick, args.quiet, args.validate), args.debug)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        if args.study:
+            return run_reporting_user_errors(lambda: run_study_file(args), args.debug)
+        return run_reporting_user_errors(lambda: run_scenario_file(args), args.debug)
+    except KeyboardInterrupt as err:
+        print("terminated" if isinstance(err, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130

@@ -24,11 +24,25 @@ class UserError(Exception):
         return " ".join(line.strip() for line in text.splitlines() if line.strip())  # always one line
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a job engine sends): handled like Ctrl-C, rows kept and everything removed."""
+
+
+def raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def run_reporting_user_errors(body: Callable[[], int | None], debug: bool = False) -> int:
     """Run a command's body; a UserError becomes one 'error: ...' line and its exit code (2).
 
-    With debug the traceback is shown instead, for developers.
+    With debug the traceback is shown instead, for developers. SIGTERM is turned into Terminated (a
+    KeyboardInterrupt), so a stopped command undoes what it made, as after Ctrl-C.
     """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return body() or 0
     except UserError as err:

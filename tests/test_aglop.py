@@ -143,7 +143,7 @@ def test_scenario_plan_types(tmp_path):
     scenario = load_scenario(ok)
     assert scenario["plan"]["type"] == "aglop" and len(scenario["baselines"]) == 3
     for plan, message in [("{type: aglpo}", "did you mean 'aglop'"), ("{type: aglop, split: block5}", "chooses 'split'"),
-                          ("{type: aglop, budget_pts: 0}", "budget_pts must be positive"),
+                          ("{type: aglop, budget_pts: 0}", "budget_pts: 0 is out of range"),
                           ("{type: fixed, split: block5}", "needs 'codec'")]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(base.format(plan=plan))

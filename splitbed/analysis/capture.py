@@ -55,8 +55,9 @@ def join(rows: list[dict], segments: list[Segment], run_start_ns: dict[str, int]
     for row in rows:
         if row["node"] != node or row["status"] != "ok":
             continue
+        # start_s is when the request began (before the head ran); it is on the wire after head + encode
         sent = run_start_ns[row["method"]] + int(float(row["start_s"]) * 1e9)
-        received = sent + int(float(row["uplink_ms"]) * 1e6)
+        received = sent + int((float(row["edge_compute_ms"]) + float(row["encode_ms"]) + float(row["uplink_ms"])) * 1e6)
         window = segments[bisect_left(times, sent - MARGIN_NS):bisect_right(times, received + MARGIN_NS)]
         seen, retransmissions = set(), 0
         for segment in window:

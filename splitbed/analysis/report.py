@@ -19,12 +19,16 @@ from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.errors import UserError  # noqa: E402
 
 
+def read_manifest(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def run_context(run_dir: Path) -> tuple[str, str]:
     """(title, footer) from the manifest: scenario name and how the link and CPU were emulated."""
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        manifest = {}
+    manifest = read_manifest(run_dir)
     name = manifest.get("scenario", {}).get("name", run_dir.name)
     backend = manifest.get("link_backend") or "unknown"
     note = {"htb+nfqueue": "rate by HTB; delay/loss by a receiver-side NFQUEUE stage (no netem here)",
@@ -39,7 +43,10 @@ def report(run_dir: str | Path) -> dict:
         raise UserError("run folder not found", where=str(run_dir))
     rows = read_rows(run_dir / "requests.csv")
     title, footer = run_context(run_dir)
-    write_summaries(run_dir, title, footer.split(" | ")[1])
+    capacity = read_manifest(run_dir).get("capacity", {})
+    notes = ([f"Oversubscribed: the edges needed {capacity.get('needed_cores')} of {capacity.get('cores')} cores; "
+              "they may have run slower than their device."] if read_manifest(run_dir).get("oversubscribed") else [])
+    write_summaries(run_dir, title, footer.split(" | ")[1], notes)
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     drawn = {

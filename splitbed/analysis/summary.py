@@ -34,7 +34,7 @@ def summarise(rows: list[dict], key: str = "method") -> list[dict]:
     return out
 
 
-def write_summaries(run_dir: Path, scenario_name: str, backend: str | None) -> list[dict]:
+def write_summaries(run_dir: Path, scenario_name: str, backend: str | None, notes: list[str] = ()) -> list[dict]:
     rows = read_rows(run_dir / "requests.csv")
     summary = summarise(rows)
     with (run_dir / "summary.csv").open("w", newline="") as f:
@@ -42,7 +42,7 @@ def write_summaries(run_dir: Path, scenario_name: str, backend: str | None) -> l
         writer.writeheader()
         writer.writerows(summary)
     lines = [f"# {scenario_name}", "", f"Link backend: {backend}. Run folder: `{run_dir.name}`.", "",
-             *markdown_table(summary, "method")]
+             *(f"**{note}**" for note in notes), *([""] if notes else []), *markdown_table(summary, "method")]
     if len({r["node"] for r in rows}) > 1:
         lines += ["", "## Per edge node", "", *markdown_table(summarise(rows, key="node"), "node")]
     (run_dir / "summary.md").write_text("\n".join(lines) + "\n")

@@ -145,3 +145,39 @@ def cleanup_dead_runs(directory: Path = STATE_DIR) -> list[str]:
             continue
         removed += cleanup_file(path)
     return removed
+
+
+class EmulationLock:
+    """One emulation per machine: held for a run's whole life, released by the kernel when its process
+    ends (even by kill -9). A second run waits for it (a retried run after a lost worker waits for the
+    lost one's cleanup), then gives up with a clear error after `timeout_s`."""
+
+    def __init__(self, directory: Path = STATE_DIR, timeout_s: float = 900.0):
+        self.path, self.timeout_s, self.handle = directory / "emulation.lock", timeout_s, None
+
+    def __enter__(self) -> EmulationLock:
+        import fcntl
+        import sys
+
+        from splitbed.errors import UserError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("a+")
+        deadline, said = time.monotonic() + self.timeout_s, False
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.handle.close()
+                    raise UserError(f"another emulation has run on this machine for {self.timeout_s:.0f} s",
+                                    where=str(self.path), fix="one scenario at a time: wait for it, or stop it") \
+                        from None
+                if not said:
+                    print("waiting for another emulation on this machine to end", file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(0.5)
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()

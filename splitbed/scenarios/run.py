@@ -28,13 +28,13 @@ from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
 from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
-from splitbed.devices.calibration import node_settings
+from splitbed.devices.calibration import HEADROOM, node_settings
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import limit_cpu
 from splitbed.devices.profiles import get_profile
-from splitbed.errors import UserError
+from splitbed.errors import Terminated, UserError
 from splitbed.host.capabilities import probe
-from splitbed.host.state import RunState
+from splitbed.host.state import EmulationLock, RunState, cleanup_dead_runs
 from splitbed.models import get_model
 from splitbed.models.datasets import batches, calibration_samples, load_dataset
 from splitbed.models.partition import EDGE_ONLY
@@ -45,6 +45,8 @@ from splitbed.network.traces import LINK_TRACE_FIELDS, Trace, load_link_trace
 from splitbed.scenarios.schema import Scenario
 
 REPO = Path(__file__).resolve().parents[2]
+RESERVE_CORES = 0.3  # the server's tail and the runner, besides the edges
+RESERVE_CORES_PER_EDGE = 0.05  # each edge's governor (a canary every 50 ms) and its share of the delay stages
 PORT = 7700
 MAX_INPUTS = 128  # distinct inputs per run (requests beyond cycle): 77 MB of Lite0 inputs, in a 512 MB Pi Zero
 
@@ -60,8 +62,10 @@ def link_spec(link: dict, trace: Trace | None) -> LinkSpec:
 
 
 class Run:
-    def __init__(self, scenario: Scenario, quick: bool = False, quiet: bool = False):
+    def __init__(self, scenario: Scenario, quick: bool = False, quiet: bool = False, out: Path | None = None,
+                 oversubscribe: bool = False, extra_manifest: dict | None = None):
         self.scenario, self.quick, self.quiet = scenario, quick, quiet
+        self.oversubscribe, self.extra_manifest = oversubscribe, extra_manifest or {}
         data = scenario.data
         self.plans = [{"name": data["plan"].get("name", "plan"), **data["plan"]}] + [
             {"name": b.get("name", f"baseline{i + 1}"), **b} for i, b in enumerate(data["baselines"])]
@@ -86,10 +90,12 @@ class Run:
                     get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
         self.edge_profile = get_profile(data["nodes"]["edge"]["device"])
         self.server_profile = get_profile(data["nodes"]["server"]["device"])
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = self.started_utc = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         output = Path(data["output"])
         output = output if output.is_absolute() else REPO / output
-        self.dir = output / f"{data['name']}-{stamp}"
+        self.dir = Path(out) if out else unique_folder(output / f"{data['name']}-{stamp}")
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise UserError(f"run folder {self.dir} exists and is not empty", fix="name a new folder with --out")
         self.run_id = f"{data['name']}-{stamp}-{os.getpid()}"
         self.manifest: dict = {}
 
@@ -121,14 +127,22 @@ class Run:
 
     # --- the run -----------------------------------------------------------------------------------
     def execute(self) -> Path:
-        self.dir.mkdir(parents=True)
+        with EmulationLock():  # fixed host and interface names: one emulation per machine at a time
+            leftovers = cleanup_dead_runs()  # what killed runs left (by their ids), before names are reused
+            if leftovers:
+                self.say(f"removed {len(leftovers)} item(s) left by killed runs")
+            return self.execute_locked()
+
+    def execute_locked(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.write_manifest(
             scenario_file=str(self.scenario.path), scenario=self.scenario.data, quick=self.quick,
-            workload=self.workload, plans=self.plans, started_utc=self.dir.name.rsplit("-", 1)[-1],
+            workload=self.workload, plans=self.plans, started_utc=self.started_utc, host=platform.node(),
             versions={"splitbed": __version__, "python": platform.python_version(), "torch": torch.__version__,
                       "kernel": platform.release()},
             capabilities=self.caps.to_dict(), link_backend=self.backend, cpu_backend=self.caps.cpu_backend,
-            trace_outages={name: trace.outages() for name, trace in self.traces.items()}, status="starting")
+            trace_outages={name: trace.outages() for name, trace in self.traces.items()}, status="starting",
+            **self.extra_manifest)
         with (self.dir / "requests.csv").open("w", newline="") as f:
             f.write(",".join(NAMES) + "\n")
         state = RunState(self.run_id)
@@ -139,6 +153,7 @@ class Run:
         status = "interrupted"
         try:
             device = self.calibrate_device(cgroups)
+            self.check_capacity(device)
             self.calibrate_codecs()
             profile = self.aglop_profile(device, cgroups)
             self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
@@ -148,8 +163,8 @@ class Run:
                 captures = self.start_captures(network, state)
             self.run_plans(network, cgroups, state, device, profile)
             status = "complete"
-        except KeyboardInterrupt:
-            status = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as err:
+            status = f"interrupted ({'SIGTERM' if isinstance(err, Terminated) else 'Ctrl-C'})"
             raise
         except BaseException as err:
             status = f"failed: {type(err).__name__}: {err}"
@@ -200,6 +215,32 @@ class Run:
         result = node_settings(profile, cgroups)
         self.write_manifest(edge_device=result, memory_mb=profile.memory_mb)
         return result
+
+    def check_capacity(self, device: dict) -> None:
+        """The edges' calibrated quotas, with the calibration's HEADROOM each for the governors to make up
+        the host's slow moments, plus a reserve for the server, delay stages and governors, must fit this
+        machine's cores; otherwise the edges would run slower than their device. Refused (exit 2), or
+        run and recorded as oversubscribed when asked to."""
+        quota = device.get("quota_cores")
+        if not quota:
+            return
+        edges = self.network_spec.edges
+        needed = edges * quota * HEADROOM + RESERVE_CORES + RESERVE_CORES_PER_EDGE * edges
+        cores = os.cpu_count() or 1
+        fits = needed <= cores
+        self.write_manifest(capacity={"cores": cores, "needed_cores": round(needed, 2), "edges": edges,
+                                      "quota_cores": round(quota, 3), "headroom": HEADROOM,
+                                      "reserve_cores": RESERVE_CORES + RESERVE_CORES_PER_EDGE * edges},
+                            oversubscribed=not fits)
+        if fits:
+            return
+        message = (f"{edges} x {device['device']} need {needed:.2f} cores ({edges} x {quota:.2f} quota x {HEADROOM} "
+                   f"headroom + {RESERVE_CORES + RESERVE_CORES_PER_EDGE * edges:.2f} reserve), this machine has "
+                   f"{cores}: the edges would run slower than the device")
+        if not self.oversubscribe:
+            raise UserError(message, where=str(self.scenario.path),
+                            fix="fewer edges, a slower device, a larger machine, or --oversubscribe to run anyway")
+        self.say(f"warning: {message}; running anyway (--oversubscribe), recorded in the manifest")
 
     def calibrate_codecs(self) -> None:
         store = CalibrationStore()
@@ -388,5 +429,14 @@ class Run:
         raise RuntimeError(f"an edge program stopped (exit {code}) before saying {key!r}{hint}")
 
 
-def run_scenario(scenario: Scenario, quick: bool = False, quiet: bool = False) -> Path:
-    return Run(scenario, quick, quiet).execute()
+def unique_folder(path: Path) -> Path:
+    """path, or path-2, path-3, ...: two runs started in the same second get folders of their own."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def run_scenario(scenario: Scenario, quick: bool = False, quiet: bool = False, out: Path | None = None) -> Path:
+    return Run(scenario, quick, quiet, out).execute()

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from splitbed.aglop.online import POLICIES
+from splitbed.devices.profiles import load_profiles
 from splitbed.errors import UserError
 from splitbed.network.traces import LINK_TRACE_FIELDS, READERS, UNITS, load_link_trace
 
@@ -162,6 +163,21 @@ def line_of(root: yaml.Node, dotted: str) -> int:
     return node.start_mark.line + 1
 
 
+def set_field(data: dict, dotted: str, value) -> None:
+    """data[a][b][c] = value for "a.b.c"; a number is a list index ("baselines.1.params.step")."""
+    *parents, last = dotted.split(".")
+    node = data
+    try:
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    except (IndexError, ValueError, TypeError, AttributeError):
+        raise UserError(f"cannot set {dotted}: the scenario has no such entry", fix="check the list index") from None
+
+
 def merged(defaults: dict, given: dict) -> dict:
     out = dict(defaults)
     for key, value in given.items():
@@ -213,12 +229,17 @@ def compose(text: str, path: Path) -> yaml.Node | None:
         fail(f"not valid YAML: {getattr(err, 'problem', None) or err}", getattr(err, "problem_mark", None))
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
+    """Read, check and complete a scenario file; `overrides` (dotted field -> value, checked by
+    splitbed.scenarios.overrides) replace fields of the file before the checks of values and files."""
     path = Path(path)
     root = compose(read_text(path), path)
     if root is None:
         raise UserError("scenario file is empty", where=str(path))
-    data = merged(DEFAULTS, check_node(root, SCHEMA, "", path))
+    given = check_node(root, SCHEMA, "", path)
+    for dotted, value in (overrides or {}).items():
+        set_field(given, dotted, value)
+    data = merged(DEFAULTS, given)
     data.setdefault("name", path.stem)
     if "plan" not in data:
         raise UserError("no plan: say what to run", where=str(path),
@@ -231,6 +252,12 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
     def fail(field: str, message: str, fix: str | None = None):
         raise UserError(f"field {field}: {message}", where=f"{path}:{line_of(root, field)}", fix=fix)
 
+    for role in ("edge", "server"):
+        device = data["nodes"][role]["device"]
+        if device not in load_profiles():
+            close = difflib.get_close_matches(device, load_profiles(), n=1)
+            fail(f"nodes.{role}.device", f"unknown device {device!r}",
+                 f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(load_profiles())}")
     for name, link in data["links"].items():
         if "trace" in link:
             trace = Path(link["trace"])
