@@ -1,7 +1,7 @@
 # Every target sets up first (idempotent, fast when nothing changed). Run as root: sudo make demo
 PY := .venv/bin/python
 
-.PHONY: setup demo test check lint results study
+.PHONY: setup demo test check lint results study guest-test
 setup:
 	bash scripts/setup.sh
 
@@ -24,3 +24,8 @@ results: setup
 # The example study (2 traces x 2 devices x 2 delays, 3 methods) on this machine, into results/studies/example.
 study: setup
 	$(PY) run_scenario.py --study studies/example.yaml --quick $(ARGS)
+
+# The netem + cgroup v2 paths in Debian's kernel under QEMU (behaviour only; timing tests skip there).
+GUEST_TESTS := tests/test_in_guest.py tests/test_capabilities.py tests/test_cleanup.py tests/test_nodes.py tests/test_links.py
+guest-test: setup
+	python3 scripts/guest.py --timeout 1200 -- $(PY) -m pytest -q -rs -p no:cacheprovider $(GUEST_TESTS)

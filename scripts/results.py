@@ -34,6 +34,7 @@ BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BE
     "disc_rate_distortion": ["benchmarks/disc_rate_distortion.py"],
     "devices": ["benchmarks/devices.py"],
     "aglop": ["benchmarks/aglop.py", "--quick"],
+    "studies": ["benchmarks/studies.py"],
 }
 
 
@@ -192,12 +193,22 @@ def aglop_section(data: dict) -> list[str]:
             f"{pct(data['prediction_error_pct'], 1)}.", ""]
 
 
+def studies_section(data: dict) -> list[str]:
+    rows = [[engine, f"{data[f'{engine}_wall_s']:.1f}", f"{data[f'{engine}_overhead_per_run_s']:.2f}"]
+            for engine in ("local", "dask")]
+    return [f"`{data['study']}` ({data['runs']} runs, --quick), {data['rounds']} round(s), engines in turn; "
+            f"Dask / local wall time (median ratio): {data['median_ratio']:.3f}. Overhead per run = (study "
+            "wall time - the runs' own time) / runs.", "",
+            *table(["engine", "study wall s", "overhead per run s"], rows)]
+
+
 SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section),
             "codecs": ("Codecs: size against accuracy", codecs_section),
             "disc_headroom": ("DISC: distance of the entropy stage from ideal coders", disc_headroom_section),
             "disc_rate_distortion": ("DISC: rate against logit error and flips", disc_rate_distortion_section),
             "devices": ("Devices: emulated against published latency", devices_section),
-            "aglop": ("AGLOP against every baseline", aglop_section)}
+            "aglop": ("AGLOP against every baseline", aglop_section),
+            "studies": ("Studies: local engine against Dask", studies_section)}
 
 
 def headline_rows(found: dict) -> list[list[str]]:

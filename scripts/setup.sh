@@ -14,6 +14,7 @@ fi
 APT_PACKAGES=(
     mininet iperf3 iputils-ping ethtool bridge-utils iproute2 iptables tcpdump kmod
     dataset-fashion-mnist libnetfilter-queue-dev python3-venv python3-dev gcc make
+    qemu-system-x86 busybox-static cpio  # the guest kernel of 'make guest-test' (netem, cgroup v2)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

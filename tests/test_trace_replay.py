@@ -1,15 +1,12 @@
 """Real traces as they come: outages emulated and met honestly, and one CSV log driving both directions."""
 
 import csv
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from splitbed.network.traces import load_link_trace
-from tests.conftest import REPO
+from tests.conftest import REPO, run_scenario_text
 
 SCENARIO = """name: outages
 topology: {{kind: single, edges: 1}}
@@ -47,13 +44,8 @@ def test_outages_merge_and_are_listed(tmp_path):
 def test_a_scenario_rides_through_outages_at_the_start_and_in_the_middle(tmp_path):
     # nothing for 1 s, 3 s at 24 Mbit/s, nothing for 1.5 s, then 24 Mbit/s until the trace loops at 12 s
     trace = mahimahi(tmp_path / "cell.up", [(1000, 4000, 2), (5500, 12000, 2)])
-    path = tmp_path / "outages.yaml"
-    path.write_text(SCENARIO.format(trace=trace, output=tmp_path / "results"))
-    done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), str(path), "--quiet"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    run_dir = next((tmp_path / "results").glob("outages-*"))
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    run_dir, manifest = run_scenario_text(tmp_path, SCENARIO.format(trace=trace, output=tmp_path / "results"),
+                                          "outages")
     assert manifest["trace_outages"]["uplink"] == [[0.0, 1.0], [4.0, 5.5]]
     with (run_dir / "requests.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -101,13 +93,8 @@ GNETTRACK = REPO / "traces" / "csv" / "gnettrack_layout_bus1_fcc866.csv"
 @pytest.mark.mininet
 @pytest.mark.slow
 def test_one_csv_log_drives_the_uplink_and_the_downlink_from_its_own_columns(tmp_path):
-    path = tmp_path / "csv.yaml"
-    path.write_text(CSV_SCENARIO.format(csv=GNETTRACK, output=tmp_path / "results"))
-    done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), str(path), "--quiet"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    run_dir = next((tmp_path / "results").glob("csv-*"))
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    run_dir, manifest = run_scenario_text(tmp_path, CSV_SCENARIO.format(csv=GNETTRACK, output=tmp_path / "results"),
+                                          "csv")
     applied = manifest["trace_applied_raw-conv1"]
     up = load_link_trace({"trace": str(GNETTRACK), "time_column": "Timestamp", "rate_column": "UL_bitrate"})
     down = load_link_trace({"trace": str(GNETTRACK), "time_column": "Timestamp", "rate_column": "DL_bitrate"})

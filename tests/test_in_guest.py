@@ -1,0 +1,110 @@
+"""The paths a current Debian/Ubuntu kernel takes (netem, pure cgroup v2), run inside the guest kernel
+of scripts/guest.py (`make guest-test`): behaviour only, never timing (TCG's clock)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_scenario_text
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(not os.environ.get("SPLITBED_GUEST"),
+                                                   reason="runs inside the guest kernel: make guest-test")]
+
+
+def tc(prefix: list[str], *args: str) -> str:
+    return subprocess.run([*prefix, "tc", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_probe_picks_netem_and_cgroup_v2():
+    done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), "--check", "--json"],
+                          capture_output=True, text=True)
+    caps = json.loads(done.stdout)
+    assert caps["netem"] and caps["link_backend"] == "netem"
+    assert caps["cgroup_version"] == 2 and caps["cpu_backend"] == "cgroup-v2"
+
+
+def test_netem_links_build_what_they_claim_follow_a_trace_and_leave_nothing():
+    from splitbed.host.netns import NetnsSet
+    from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
+    from splitbed.network.shaping import TcBatch, TraceReplayer
+    from splitbed.network.traces import Trace
+
+    nets = NetnsSet()
+    a, b = nets.add(f"sbGa-{os.getpid()}"), nets.add(f"sbGb-{os.getpid()}")
+    try:
+        nets.veth(a, "g0", "10.253.0.1", b, "g1", "10.253.0.2")
+        pa, pb = ["ip", "netns", "exec", a], ["ip", "netns", "exec", b]
+        spec = LinkSpec(5e6, delay_ms=20, jitter_ms=2, loss_pct=1, queue_packets=50, outages=True)
+        link = LinkDirection(spec, Endpoint("g0", pa, a), Endpoint("g1", pb, b), "netem")
+        link.setup()
+        qdiscs = tc(pa, "qdisc", "show", "dev", "g0")
+        assert "qdisc htb 1:" in qdiscs
+        assert "qdisc netem" in qdiscs and "limit 50" in qdiscs and "delay 20ms  2ms" in qdiscs and "loss 1%" in qdiscs
+        assert "rate 5Mbit" in tc(pa, "class", "show", "dev", "g0")
+        assert link.stage is not None and not link.stage.serialise  # outages only: netem paces the frames
+        trace = Trace(np.array([0.0, 0.3]), np.array([2e6, 0.0]), 3600.0, loop=False)
+        replayer = TraceReplayer([link.shaper], [trace], TcBatch(pa), stages=[link.stage])
+        replayer.start()
+        import time
+
+        time.sleep(1.0)
+        replayer.stop()
+        replayer.close()
+        assert "rate 2Mbit" in tc(pa, "class", "show", "dev", "g0")  # an outage keeps the last rate
+        assert [rate for _, _, rate in replayer.applied] == [2e6, 0.0]
+        link.remove()
+        assert "netem" not in tc(pa, "qdisc", "show", "dev", "g0")
+        assert "NFQUEUE" not in subprocess.run([*pb, "iptables", "-t", "raw", "-S"], capture_output=True,
+                                               text=True).stdout
+    finally:
+        nets.remove()
+    assert not Path("/run/netns", a).exists() and not Path("/run/netns", b).exists()
+
+
+def test_cgroup_v2_writes_what_the_kernel_expects_and_removes_exactly_its_groups():
+    from splitbed.devices.cgroups import CgroupManager
+
+    before = sorted(p.name for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir())
+    manager = CgroupManager(f"splitbed-guest-{os.getpid()}")
+    group = manager.create("edge")
+    group.set_cpu(0.5, period_us=10_000)
+    group.set_cpuset("0")
+    group.set_memory(256 << 20)
+    sleeper = group.popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        directory = group.dirs["cpu"]
+        assert (directory / "cpu.max").read_text().split() == ["5000", "10000"]
+        assert (directory / "cpuset.cpus").read_text().strip() == "0"
+        assert int((directory / "memory.max").read_text()) == 256 << 20
+        assert sleeper.pid in [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        manager.remove_all()
+    assert sorted(p.name for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()) == before
+
+
+def test_a_tiny_scenario_runs_end_to_end_on_the_netem_path(tmp_path):
+    text = f"""name: guest
+topology: {{kind: single, edges: 1}}
+nodes: {{edge: {{device: server}}, server: {{device: server}}}}
+links:
+  uplink: {{rate_mbit: 10, delay_ms: 10, jitter_ms: 1, loss_pct: 0.5}}
+  downlink: {{rate_mbit: 10, delay_ms: 10}}
+model: fmnist_cnn
+dataset: fashion-mnist-test
+workload: {{requests: 4, warmup: 1, deadline_s: 60}}
+plan: {{name: raw-conv1, type: fixed, split: conv1, codec: raw}}
+output: {tmp_path / 'results'}
+"""
+    run_dir, manifest = run_scenario_text(tmp_path, text, "guest", timeout=900)
+    assert manifest["link_backend"] == "netem" and manifest["cpu_backend"] == "cgroup-v2"
+    assert manifest["status"] == "complete"
+    rows = (run_dir / "requests.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and all(line.endswith(",ok") for line in rows[1:])
+    assert (run_dir / "summary.csv").exists()
