@@ -163,3 +163,20 @@ def test_a_worker_killed_mid_study_gives_a_retried_or_failed_run_and_keeps_the_r
     assert len(statuses) == 3
     assert sum(s == "complete" for s in statuses.values()) >= 2  # the others kept
     assert all(s == "complete" or s.startswith("failed: ") for s in statuses.values())
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_the_capacity_check_refuses_edges_that_do_not_fit_this_machine(tmp_path):
+    """Three Pi 4 nodes (~0.55 cores each, x1.4 headroom) and the server's reserve need more than 2 cores."""
+    if (os.cpu_count() or 1) > 2:
+        pytest.skip("this machine has the cores for three Pi 4 nodes")
+    out = tmp_path / "run"
+    done = subprocess.run([*RUN, str(REPO / "scenarios" / "three-edges.yaml"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "3 x rpi4 need" in last and "this machine has 2" in last and "--oversubscribe" in last
+    assert "requests.csv" not in [p.name for p in out.iterdir()] or len((out / "requests.csv").read_text().splitlines()) == 1
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "e1" not in netns.split()
