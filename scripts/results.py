@@ -98,17 +98,18 @@ def fidelity_section(data: dict) -> list[str]:
              f"loss {h['measured_loss_pct']:.2f}% (error {h['loss_error_pts']:.2f} pts)"]]
     rows += [[f"{s['rate_bps'] / 1e6:g} Mbit/s, {s['delay_ms']:g} ms each way, {s['loss_pct']:g}% loss",
               f"RTT {s['rtt_ms']:.2f} ms (error {s['rtt_error_ms']:.2f} ms)"
-              + (f", loss {s['measured_loss_pct']:.2f}%" if s.get("measured_loss_pct") is not None else "")]
+              + (f", loss {s['measured_loss_pct']:.2f}%" if s["loss_pct"] else "")]
              for s in data["sweep"]]
     rows += [[f"{r['rate_bps'] / 1e6:g} Mbit/s, {r['protocol']}", f"goodput error {pct(r['rate_error_pct'])}"]
              for r in data["fixed_rates"]]
-    rows += [[f"{m['size']} B messages after idle, {m['rate_bps'] / 1e6:g} Mbit/s, {m['delay_ms']:g} ms delay",
+    rows += [[f"{m['size']} B messages after idle, {m['rate_bps'] / 1e6:g} Mbit/s, "
+              + (f"{m['delay_ms']:g} ms delay" if m["delay_ms"] else "rate only (HTB alone, no receiver stage)"),
               f"delivered in {m['delivery_ms_median']:.1f} ms (median); a link takes {m['link_ms']:.1f} ms"]
              for m in data["messages"]]
     rows += [[f"{t['trace']} replay", f"per-second error median {pct(t['median_error_pct'])}, "
               f"p90 {pct(t['p90_error_pct'])}"] for t in data["traces"]]
     if data.get("outages"):
-        rows += [[f"{o['trace']}: {o['outage_s']:g} s outages",
+        rows += [[f"trace of {o['trace']}",
                   f"{o['bytes_during_outage']} bytes delivered during outages, delivery resumed "
                   f"{o['resume_ms_max']:.0f} ms (worst) after the trace's return"] for o in data["outages"]]
     return [f"Backend: `{data['backend']}`.", "", *table(["configured", "measured"], rows)]
