@@ -28,4 +28,4 @@ study: setup
 # The netem + cgroup v2 paths in Debian's kernel under QEMU (behaviour only; timing tests skip there).
 GUEST_TESTS := tests/test_in_guest.py tests/test_capabilities.py tests/test_cleanup.py tests/test_nodes.py tests/test_links.py
 guest-test: setup
-	python3 scripts/guest.py --timeout 1200 -- $(PY) -m pytest -q -rs -p no:cacheprovider $(GUEST_TESTS)
+	python3 scripts/guest.py --timeout 1200 -- $(PY) -m pytest -q -rfs -p no:cacheprovider $(GUEST_TESTS)

@@ -40,6 +40,7 @@ mount -t tmpfs -o size=70% tmpfs /rw && mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || echo "guest: no overlay"
 mkdir -p /newroot/guest-job
 mount -t 9p -o {ninep} job /newroot/guest-job
+mkdir -p /newroot/lib/modules
 mount -t 9p -o {ninep},ro modules /newroot/lib/modules
 umount /proc /sys /dev 2>/dev/null
 exec switch_root /newroot /bin/bash /guest-job/stage2.sh

@@ -27,6 +27,7 @@ def test_htb_arguments_floor_outages_and_keep_no_more_than_a_millisecond_of_burs
 
 
 @pytest.mark.root
+@pytest.mark.timing
 def test_small_messages_after_idle_gaps_take_their_serialisation_time():
     """4 KB every 200 ms at 0.3 Mbit/s (a request at a 3G low): no bucket of credit lets the first
     frames out at once; HTB still sends the last frame when its serialisation would start."""
@@ -43,6 +44,7 @@ def test_small_messages_after_idle_gaps_take_their_serialisation_time():
 
 
 @pytest.mark.root
+@pytest.mark.timing
 def test_fixed_rate_goodput_within_5_percent_and_nothing_left():
     before = our_namespaces()
     row = fixed_rate_goodput(10e6, seconds=3)
@@ -53,6 +55,7 @@ def test_fixed_rate_goodput_within_5_percent_and_nothing_left():
 
 @pytest.mark.root
 @pytest.mark.slow
+@pytest.mark.timing
 def test_tcp_follows_a_replayed_3g_trace():
     trace = load_trace(REPO / "traces" / "pensieve" / "norway_bus_1")
     row = follow_trace(trace, 8)
@@ -72,6 +75,7 @@ def test_impossible_delay_parameters_are_user_errors():
 
 @pytest.mark.root
 @pytest.mark.slow
+@pytest.mark.timing
 def test_headline_link_without_netem_rate_rtt_and_loss():
     """10 Mbit/s, 20 ms each way, 1% loss: the issue's bar, on HTB + the NFQUEUE delay stage."""
     before = our_namespaces()

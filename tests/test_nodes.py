@@ -113,6 +113,7 @@ def test_memory_limit_kills_a_program_started_in_the_node(manager):
 
 
 @pytest.mark.root
+@pytest.mark.timing
 def test_cpu_quota_and_accounting(manager):
     group = manager.create("edge")
     group.set_cpu(0.25, period_us=5000)
@@ -136,6 +137,7 @@ def test_node_cpus_pin_single_threaded_nodes_apart():
 
 
 @pytest.mark.root
+@pytest.mark.timing
 def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager):
     group = manager.create("edge")
     cpus = node_cpus(1)
