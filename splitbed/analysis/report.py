@@ -43,9 +43,10 @@ def report(run_dir: str | Path) -> dict:
         raise UserError("run folder not found", where=str(run_dir))
     rows = read_rows(run_dir / "requests.csv")
     title, footer = run_context(run_dir)
-    capacity = read_manifest(run_dir).get("capacity", {})
+    manifest = read_manifest(run_dir)
+    capacity = manifest.get("capacity", {})
     notes = ([f"Oversubscribed: the edges needed {capacity.get('needed_cores')} of {capacity.get('cores')} cores; "
-              "they may have run slower than their device."] if read_manifest(run_dir).get("oversubscribed") else [])
+              "they may have run slower than their device."] if manifest.get("oversubscribed") else [])
     write_summaries(run_dir, title, footer.split(" | ")[1], notes)
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)

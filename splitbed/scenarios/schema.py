@@ -252,12 +252,13 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
     def fail(field: str, message: str, fix: str | None = None):
         raise UserError(f"field {field}: {message}", where=f"{path}:{line_of(root, field)}", fix=fix)
 
+    profiles = load_profiles()
     for role in ("edge", "server"):
         device = data["nodes"][role]["device"]
-        if device not in load_profiles():
-            close = difflib.get_close_matches(device, load_profiles(), n=1)
+        if device not in profiles:
+            close = difflib.get_close_matches(device, profiles, n=1)
             fail(f"nodes.{role}.device", f"unknown device {device!r}",
-                 f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(load_profiles())}")
+                 f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(profiles)}")
     for name, link in data["links"].items():
         if "trace" in link:
             trace = Path(link["trace"])
