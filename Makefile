@@ -1,7 +1,7 @@
 # Every target sets up first (idempotent, fast when nothing changed). Run as root: sudo make demo
 PY := .venv/bin/python
 
-.PHONY: setup demo test check lint results study guest-test
+.PHONY: setup demo test check lint results study guest-test photos
 setup:
 	bash scripts/setup.sh
 
@@ -21,6 +21,10 @@ lint: setup
 results: setup
 	$(PY) scripts/results.py $(ARGS)
 
+# The photo evaluation set, fetched again from Debian's packages (setup fetches it once).
+photos: setup
+	$(PY) -m splitbed.models.photos fetch
+
 # The example study (2 traces x 2 devices x 2 delays, 3 methods) on this machine, into results/studies/example.
 study: setup
 	$(PY) run_scenario.py --study studies/example.yaml --quick $(ARGS)
@@ -28,4 +32,4 @@ study: setup
 # The netem + cgroup v2 paths in Debian's kernel under QEMU (behaviour only; timing tests skip there).
 GUEST_TESTS := tests/test_in_guest.py tests/test_capabilities.py tests/test_cleanup.py tests/test_nodes.py tests/test_links.py
 guest-test: setup
-	python3 scripts/guest.py --timeout 1200 -- $(PY) -m pytest -q -rfs -p no:cacheprovider $(GUEST_TESTS)
+	python3 scripts/guest.py --timeout 1200 -- $(abspath $(PY)) -m pytest -q -rfs -p no:cacheprovider $(GUEST_TESTS)

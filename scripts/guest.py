@@ -63,6 +63,37 @@ sleep 30
 """
 
 
+STAGE2_SYSTEMD = """set +e
+mount -t proc proc /proc
+: > /etc/fstab  # the host's mounts are not the guest's
+mkdir -p /etc/systemd/system
+cat > /etc/systemd/system/splitbed-job.target <<'UNIT'
+[Unit]
+Description=splitbed guest job
+Requires=basic.target splitbed-job.service
+After=basic.target
+AllowIsolate=yes
+UNIT
+cat > /etc/systemd/system/splitbed-job.service <<'UNIT'
+[Unit]
+Description=splitbed guest job, run from a root login session
+After=basic.target dbus.socket systemd-logind.service
+Wants=dbus.socket systemd-logind.service
+[Service]
+Type=oneshot
+ExecStart=/bin/bash /guest-job/job.sh
+ExecStopPost=/bin/systemctl --no-block poweroff --force
+UNIT
+cat > /guest-job/job.sh <<'JOB'
+runuser -l root -c {login} > /guest-job/output 2>&1
+echo $? > /guest-job/exit
+sync
+JOB
+umount /proc
+exec /lib/systemd/systemd --unit=splitbed-job.target --log-level=warning
+"""
+
+
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=True, **kw)
 
@@ -109,15 +140,24 @@ def initramfs(root: Path) -> Path:
     return image
 
 
-def boot(command: list[str], memory_mb: int, timeout_s: float, cpus: int) -> int:
+def stage2(command: list[str], init: str) -> str:
+    """The guest's second stage: the command straight from a shell as PID 1, or from a root login session
+    (runuser -l: PAM and pam_systemd give it a session scope) with systemd as PID 1."""
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items()
+                   if k.startswith("SPLITBED_") and k != "SPLITBED_GUEST")
+    if init == "shell":
+        return STAGE2.format(env=env, cwd=shlex.quote(os.getcwd()), command=shlex.join(command))
+    login = (f"cd {shlex.quote(os.getcwd())} && export SPLITBED_GUEST=1 PYTHONDONTWRITEBYTECODE=1 {env} && "
+             f"exec {shlex.join(command)}")
+    return STAGE2_SYSTEMD.format(login=shlex.quote(login))
+
+
+def boot(command: list[str], memory_mb: int, timeout_s: float, cpus: int, init: str = "systemd") -> int:
     root = kernel()
     version = (root / "ready").read_text().strip()
     image = initramfs(root)
     with tempfile.TemporaryDirectory(prefix="splitbed-guest-") as job:
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in os.environ.items()
-                       if k.startswith("SPLITBED_") and k != "SPLITBED_GUEST")
-        (Path(job) / "stage2.sh").write_text(STAGE2.format(env=env, cwd=shlex.quote(os.getcwd()),
-                                                           command=shlex.join(command)))
+        (Path(job) / "stage2.sh").write_text(stage2(command, init))
         argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(cpus),
                 "-m", str(memory_mb), "-nographic", "-no-reboot", "-net", "none",
                 "-kernel", str(root / "tree" / "boot" / f"vmlinuz-{version}"), "-initrd", str(image),
@@ -149,6 +189,9 @@ def main() -> int:
     parser.add_argument("--memory", type=int, default=4096, help="guest memory in MB (default 4096)")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole guest (default 900)")
+    parser.add_argument("--init", choices=["systemd", "shell"], default="systemd",
+                        help="PID 1 of the guest: systemd with the command in a root login session (default), "
+                             "or a plain shell")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -161,7 +204,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"error: {tool} is missing: run 'sudo make setup'", file=sys.stderr)
             return 2
-    return boot(command, args.memory, args.timeout, args.cpus)
+    return boot(command, args.memory, args.timeout, args.cpus, args.init)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,21 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from splitbed.host.systemd import systemd_is_init
 from tests.conftest import REPO, run_scenario_text
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not os.environ.get("SPLITBED_GUEST"),
                                                    reason="runs inside the guest kernel: make guest-test")]
+
+
+def systemctl(*args: str) -> str:
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True).stdout.strip()
 
 
 def tc(prefix: list[str], *args: str) -> str:
@@ -58,8 +64,6 @@ def test_netem_links_build_what_they_claim_follow_a_trace_and_leave_nothing():
         trace = Trace(np.array([0.0, 0.3]), np.array([2e6, 0.0]), 3600.0, loop=False)
         replayer = TraceReplayer([link.shaper], [trace], TcBatch(pa), stages=[link.stage])
         replayer.start()
-        import time
-
         time.sleep(1.0)
         replayer.stop()
         replayer.close()
@@ -81,6 +85,10 @@ def test_cgroup_v2_writes_what_the_kernel_expects_and_removes_exactly_its_groups
     before = sorted(p.name for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir())
     manager = CgroupManager(f"splitbed-guest-{os.getpid()}")
     group = manager.create("edge")
+    if systemd_is_init():  # systemd owns the tree: the group sits in a scope it delegated to us
+        unit = f"splitbed-guest-{os.getpid()}.scope"
+        assert group.dirs["cpu"].parent.name == unit
+        assert systemctl("show", "-p", "Delegate", "--value", unit) == "yes"
     group.set_cpu(0.5, period_us=10_000)
     group.set_cpuset("0")
     group.set_memory(256 << 20)
@@ -96,6 +104,20 @@ def test_cgroup_v2_writes_what_the_kernel_expects_and_removes_exactly_its_groups
         sleeper.wait()
         manager.remove_all()
     assert sorted(p.name for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()) == before
+    assert not directory.exists()
+    if systemd_is_init():
+        for _ in range(100):  # systemd stops the emptied scope a moment later
+            if systemctl("show", "-p", "LoadState", "--value", unit) == "not-found":
+                break
+            time.sleep(0.05)
+        assert systemctl("show", "-p", "LoadState", "--value", unit) == "not-found"
+        assert not directory.parent.exists()
+
+
+def test_runs_under_systemd_from_a_login_session():
+    """make guest-test boots systemd as PID 1 and runs pytest from a root login session, as users do."""
+    assert Path("/proc/1/comm").read_text().strip() == "systemd"
+    assert "/user.slice/" in Path("/proc/self/cgroup").read_text() and ".scope" in Path("/proc/self/cgroup").read_text()
 
 
 def test_a_tiny_scenario_runs_end_to_end_on_the_netem_path(tmp_path):

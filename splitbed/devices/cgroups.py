@@ -3,7 +3,9 @@ CPU accounting. No cgroup-tools; the kernel's files are written directly.
 
 On v1, groups are created below the cgroup this process already lives in (per controller), so a run
 nests inside whatever limits its caller has. On v2 they go below the root: v2 forbids enabling
-controllers for children of a group that holds processes, which the caller's group usually does.
+controllers for children of a group that holds processes, which the caller's group usually does;
+where systemd is PID 1 (it owns the v2 tree) they go in a scope it delegates to us instead
+(host/systemd.py).
 Only what we made is removed. A process joins by writing its PID to cgroup.procs (both versions
 move every thread).
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from splitbed.errors import UserError
 from splitbed.host.capabilities import CgroupInfo, probe_cgroups
 from splitbed.host.state import RunState
+from splitbed.host.systemd import DelegatedScope, systemd_is_init
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 
@@ -148,12 +151,18 @@ class CgroupManager:
         self.own = own_cgroup_paths(proc_cgroup)
         self.groups: list[NodeGroup] = []
         self.bases: list[Path] = []  # the per-run parents we made
+        self.scope: DelegatedScope | None = None  # v2 under systemd: the per-run parent systemd made
+        self.delegate = info is None and systemd_is_init()  # only on the live tree, never a given one
 
     def base(self, controller: str) -> Path:
         if self.info.version == 1:
             mount = self.info.v1_mounts[controller]
             return Path(mount) / self.own.get(controller, "/").lstrip("/") / self.prefix
-        return Path(self.info.v2_mount) / self.prefix
+        if not self.delegate:
+            return Path(self.info.v2_mount) / self.prefix
+        if self.scope is None:
+            self.scope = DelegatedScope(self.prefix, self.info.v2_mount, self.state)
+        return self.scope.directory
 
     def create(self, node: str) -> NodeGroup:
         group = NodeGroup(node, self.info.version, {})
@@ -197,6 +206,9 @@ class CgroupManager:
         for base in self.bases:
             remove_dir(base, timeout_s)
         self.bases.clear()
+        if self.scope:
+            self.scope.close(timeout_s)
+            self.scope = None
 
 
 def enable_v2_controllers(directory: Path) -> None:
