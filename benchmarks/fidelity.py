@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Emulated link against configured link, side by side in one run.
 
-    sudo .venv/bin/python benchmarks/fidelity.py [--quick] [--json PATH] [--plot PATH]
+    sudo .venv/bin/python benchmarks/fidelity.py [--quick] [--backend netem|htb+nfqueue] [--json PATH] [--plot PATH]
 
 The headline link (10 Mbit/s, 20 ms each way, 1% loss): TCP goodput against rate x 1448/1514
 (TCP/IP and Ethernet headers), RTT against 40 ms plus two ping frames' serialisation, forward loss
@@ -10,8 +10,11 @@ rates (0.5-100 Mbit/s), RTT at delays 5-200 ms, loss at 0.1-10%, and per-second 
 while three bundled traces replay (100 ms steps, `tc class change` through one `tc -batch`); and the
 delivery time of request-sized TCP messages after idle gaps against the link's serialisation time; and
 a trace with 2 s outages: bytes delivered during them, and how soon delivery resumes after each.
-Delay and loss use the receiver-side NFQUEUE stage (this kernel has no netem). UDP is offered at 1.2x
-the rate and compared with rate x 1472/1514.
+Links are built by the run's own code on `--backend` (default: what `run_scenario.py --check` picks):
+`htb+nfqueue` (delay and loss from the receiver-side NFQUEUE stage, for kernels without netem) or
+`netem` (HTB with a netem leaf, Mininet's TCLink layout: the reference where the kernel has it); run
+it once per backend to compare them side by side. UDP is offered at 1.2x the rate and compared with
+rate x 1472/1514.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
+from splitbed.host.capabilities import choose_link_backend, probe  # noqa: E402
 from splitbed.network.fidelity import (  # noqa: E402
     fixed_rate_goodput,
     follow_trace,
@@ -34,6 +38,7 @@ from splitbed.network.fidelity import (  # noqa: E402
     message_delivery,
     outage_delivery,
 )
+from splitbed.network.links import BACKENDS  # noqa: E402
 from splitbed.network.traces import load_trace  # noqa: E402
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
@@ -44,7 +49,7 @@ LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
 MESSAGES = [(0.3e6, 4096, 0), (0.3e6, 4096, 20), (1e6, 4096, 20), (2e6, 30_000, 20)]
 
 
-def plot(traces: list[dict], path: Path) -> None:
+def plot(traces: list[dict], path: Path, backend: str) -> None:
     import matplotlib.pyplot as plt
 
     from splitbed.analysis.plots import finish
@@ -58,12 +63,28 @@ def plot(traces: list[dict], path: Path) -> None:
         ax.set_xlabel("time (s)")
         ax.set_ylabel("Mbit/s")
         ax.legend(loc="lower right")
-    finish(fig, path, "HTB rate changed in place every 100 ms; GSO/TSO off; veth between two namespaces")
+    finish(fig, path, f"{backend}: HTB rate changed in place every 100 ms; GSO/TSO off; veth between two namespaces")
+
+
+def chosen_backend(asked: str | None) -> str:
+    """The backend asked for if this kernel can build it (default: the probe's pick), else a UserError."""
+    caps = probe()
+    can = {"netem": bool(caps.netem), "htb+nfqueue": choose_link_backend(False, caps.htb, caps.nfqueue and caps.netfilterqueue) is not None}
+    backend = asked or caps.link_backend
+    if backend not in BACKENDS or not can[backend]:
+        raise UserError(f"this kernel cannot build the {backend or 'delay'} link backend "
+                        f"(it can: {', '.join(b for b in BACKENDS if can[b]) or 'neither'})",
+                        where="--backend", fix="see 'sudo python run_scenario.py --check'; netem can be measured "
+                        "in the guest kernel: sudo python3 scripts/guest.py -- .venv/bin/python "
+                        "benchmarks/fidelity.py --backend netem")
+    return backend
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer points, 15 s per trace (< 2 minutes)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="link backend to measure (default: the one this kernel's probe picks)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args()
@@ -72,50 +93,53 @@ def main() -> int:
         print("error: needs root for namespaces and qdiscs: sudo .venv/bin/python benchmarks/fidelity.py",
               file=sys.stderr)
         return 2
+    backend = chosen_backend(args.backend)
+    print(f"link backend: {backend}", flush=True)
     started = time.time()
-    headline = measure_link(10e6, 20, 1.0, seconds=5, probes=3000)
+    headline = measure_link(10e6, 20, 1.0, seconds=5, probes=3000, backend=backend)
     print(f"headline 10 Mbit/s, 20 ms each way, 1% loss: goodput error {headline['rate_error_pct']:.2f}%, "
           f"RTT {headline['rtt_ms']:.2f} ms (error {headline['rtt_error_ms']:.2f}), loss "
           f"{headline['measured_loss_pct']:.2f}% (error {headline['loss_error_pts']:.2f} pts)", flush=True)
     sweep = []
     for delay in QUICK_DELAYS_MS if args.quick else DELAYS_MS:
-        sweep.append(measure_link(10e6, delay, 0.0, seconds=3, probes=0))
+        sweep.append(measure_link(10e6, delay, 0.0, seconds=3, probes=0, backend=backend))
         print(f"delay {delay:>4} ms each way: RTT {sweep[-1]['rtt_ms']:.2f} ms, error "
               f"{sweep[-1]['rtt_error_ms']:.2f} ms", flush=True)
     for loss in QUICK_LOSSES_PCT if args.quick else LOSSES_PCT:
-        sweep.append(measure_link(10e6, 5, loss, seconds=3, probes=4000))
+        sweep.append(measure_link(10e6, 5, loss, seconds=3, probes=4000, backend=backend))
         print(f"loss {loss:>5}%: measured {sweep[-1]['measured_loss_pct']:.2f}%", flush=True)
     rates = []
     for udp in (False, True):
         for mbit in RATES_MBIT:
-            row = fixed_rate_goodput(mbit * 1e6, seconds=3 if args.quick else 10, udp=udp)
+            row = fixed_rate_goodput(mbit * 1e6, seconds=3 if args.quick else 10, udp=udp, backend=backend)
             rates.append(row)
             print(f"fixed {mbit:>6} Mbit/s {row['protocol']}: goodput {row['goodput_bps'] / 1e6:8.3f} Mbit/s, "
                   f"expected {row['expected_goodput_bps'] / 1e6:8.3f}, error {row['rate_error_pct']:.2f}%", flush=True)
     messages = []
     for rate, size, delay in MESSAGES:
-        row = message_delivery(rate, size, 0.3, count=5 if args.quick else 15, delay_ms=delay)
+        row = message_delivery(rate, size, 0.3, count=5 if args.quick else 15, delay_ms=delay, backend=backend)
         messages.append(row)
         print(f"messages of {size} B at {rate / 1e6} Mbit/s, {delay} ms delay, after 300 ms idle: delivered in "
               f"{row['delivery_ms_median']:.1f} ms (median), a real link takes {row['link_ms']:.1f} ms "
               f"(its last frame {row['last_frame_ms']:.1f})", flush=True)
-    outages = [outage_delivery(5e6, 2.0, 2.0, cycles=2 if args.quick else 5)]
+    outages = [outage_delivery(5e6, 2.0, 2.0, cycles=2 if args.quick else 5, backend=backend)]
     for row in outages:
         print(f"outages ({row['trace']}): {row['bytes_during_outage']} bytes delivered during the outages, "
               f"delivery resumed {', '.join(f'{v:.0f}' for v in row['resume_ms'])} ms after each", flush=True)
     folder = Path(__file__).resolve().parent.parent / "traces" / "pensieve"
     with ThreadPoolExecutor(len(TRACES)) as pool:  # one namespace pair each: they do not share a link
-        traces = list(pool.map(lambda name: follow_trace(load_trace(folder / name), 15 if args.quick else 60),
+        traces = list(pool.map(lambda name: follow_trace(load_trace(folder / name), 15 if args.quick else 60,
+                                                                   backend=backend),
                                TRACES))
     for row in traces:
         print(f"trace {row['trace']:<34} median error {row['median_error_pct']:.2f}%  "
               f"p90 {row['p90_error_pct']:.2f}%  ({row['rate_changes']} rate changes)", flush=True)
     plot_path = Path(args.plot) if args.plot else (Path(args.json).with_suffix(".png") if args.json else None)
     if plot_path:
-        plot(traces, plot_path)
+        plot(traces, plot_path, backend)
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "quick": args.quick, "backend": "htb+nfqueue", "seconds": time.time() - started,
+            "quick": args.quick, "backend": backend, "seconds": time.time() - started,
             "rate_error_pct": headline["rate_error_pct"], "rtt_error_ms": headline["rtt_error_ms"],
             "loss_error_pts": headline["loss_error_pts"], "headline": headline, "sweep": sweep,
             "fixed_rates": rates, "messages": messages, "outages": outages,

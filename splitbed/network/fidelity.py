@@ -1,7 +1,9 @@
 """Measure a shaped link against what it was configured to do (used by benchmarks/fidelity.py and tests).
 
-Two throw-away namespaces joined by a veth, HTB on the sender's side, a bulk TCP flow across, and the
-received bytes binned per second next to the configured rate (times the TCP/IP header efficiency).
+Two throw-away namespaces joined by a veth, each direction built by the run's own LinkDirection on
+the chosen backend (HTB + the NFQUEUE stage, or HTB + netem: Mininet's TCLink layout), a bulk TCP
+flow across, and the received bytes binned per second next to the configured rate (times the TCP/IP
+header efficiency).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from splitbed.host.netns import NetnsSet, in_netns
-from splitbed.network.delay import DelayStage
-from splitbed.network.shaping import HtbShaper, TcBatch, TraceReplayer
+from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
+from splitbed.network.shaping import TcBatch, TraceReplayer
 from splitbed.network.traces import Trace
 
 _bench_ids = itertools.count()
@@ -36,14 +38,16 @@ PORT = 5201
 
 @dataclass
 class Bench:
-    """Sender namespace `a` (shaped egress), receiver namespace `b`."""
+    """Sender namespace `a` (shaped egress), receiver namespace `b`; links on `backend`."""
 
     nets: NetnsSet
     a: str
     b: str
+    backend: str = "htb+nfqueue"
+    links: list[LinkDirection] = field(default_factory=list)
 
     @classmethod
-    def create(cls) -> Bench:
+    def create(cls, backend: str = "htb+nfqueue") -> Bench:
         """Fresh namespaces, named by PID and a counter so benches can run side by side."""
         tag = f"{os.getpid()}-{next(_bench_ids)}"
         nets = NetnsSet()
@@ -53,7 +57,17 @@ class Bench:
         except Exception:
             nets.remove()
             raise
-        return cls(nets, a, b)
+        return cls(nets, a, b, backend)
+
+    def shape(self, spec: LinkSpec, backward: bool = False) -> LinkDirection:
+        """Build one direction (a->b, or b->a when `backward`) as a run builds its links."""
+        ends = [Endpoint("sba0", ["ip", "netns", "exec", self.a], self.a),
+                Endpoint("sbb0", ["ip", "netns", "exec", self.b], self.b)]
+        sender, receiver = ends[::-1] if backward else ends
+        link = LinkDirection(spec, sender, receiver, self.backend)
+        self.links.append(link)
+        link.setup()
+        return link
 
     def python(self, ns: str, *args: str) -> list[str]:
         return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.network.bulk", *args])
@@ -84,6 +98,8 @@ class Bench:
         return bins, started
 
     def remove(self) -> None:
+        for link in self.links:
+            link.remove()
         self.nets.remove()
 
 
@@ -97,15 +113,14 @@ def per_second(bins: list[list[int]], origin_s: float, seconds: int) -> np.ndarr
     return out
 
 
-def follow_trace(trace: Trace, seconds: int, step_s: float = 0.1, queue_packets: int = 100) -> dict:
+def follow_trace(trace: Trace, seconds: int, step_s: float = 0.1, queue_packets: int = 100,
+                 backend: str = "htb+nfqueue") -> dict:
     """Replay `trace` on a fresh link for `seconds` and compare per-second goodput with it."""
-    bench = Bench.create()
+    bench = Bench.create(backend)
     try:
-        prefix = ["ip", "netns", "exec", bench.a]
-        shaper = HtbShaper(prefix, "sba0", trace.rate_at(0), queue_packets=queue_packets)
-        shaper.setup()
-        batch = TcBatch(prefix)
-        replayer = TraceReplayer([shaper], [trace], batch, step_s)
+        link = bench.shape(LinkSpec(trace.rate_at(0), queue_packets=queue_packets))
+        batch = TcBatch(link.sender.prefix)
+        replayer = TraceReplayer([link.shaper], [trace], batch, step_s)
         try:
             bins, origin = bench.transfer(seconds, on_start=replayer.start)
         finally:
@@ -137,40 +152,32 @@ def ping(ns: str, address: str, count: int, interval_s: float) -> tuple[float | 
 
 
 def measure_link(rate_bps: float, delay_ms: float, loss_pct: float, seconds: int = 5,
-                 probes: int = 2000) -> dict:
+                 probes: int = 2000, backend: str = "htb+nfqueue") -> dict:
     """A link of `rate_bps` and `delay_ms` each way, `loss_pct` on the forward direction: measured
     RTT (40 probes), forward loss (`probes` pings) and bulk TCP goodput against the configuration."""
-    bench = Bench.create()
-    stages = []
+    bench = Bench.create(backend)
     try:
-        for ns, dev in ((bench.a, "sba0"), (bench.b, "sbb0")):
-            HtbShaper(["ip", "netns", "exec", ns], dev, rate_bps).setup()
-        forward = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, delay_ms, loss_pct=loss_pct, rate_bps=rate_bps)
-        backward = DelayStage(["ip", "netns", "exec", bench.a], "sba0", 1, delay_ms, rate_bps=rate_bps)
-        for stage in (forward, backward):
-            stages.append(stage)
-            stage.setup()
+        bench.shape(LinkSpec(rate_bps, delay_ms, loss_pct=loss_pct))
+        bench.shape(LinkSpec(rate_bps, delay_ms), backward=True)
         rtt_ms, _ = ping(bench.a, "10.251.0.2", 40, 0.05)
         measured_loss = ping(bench.a, "10.251.0.2", probes, 0.002)[1] if probes else 0.0
         bins, origin = bench.transfer(seconds)
         goodput = float(np.mean(per_second(bins, origin, seconds)[2:]))  # past slow start
         expected = rate_bps * GOODPUT_EFFICIENCY
         expected_rtt = 2 * delay_ms + 2 * PING_FRAME_BYTES * 8 / rate_bps * 1000  # delay + serialisation
-        return {"rate_bps": rate_bps, "delay_ms": delay_ms, "loss_pct": loss_pct,
+        return {"backend": backend, "rate_bps": rate_bps, "delay_ms": delay_ms, "loss_pct": loss_pct,
                 "rtt_ms": rtt_ms, "expected_rtt_ms": expected_rtt, "rtt_error_ms": abs(rtt_ms - expected_rtt),
                 "measured_loss_pct": measured_loss, "loss_error_pts": abs(measured_loss - loss_pct),
                 "goodput_bps": goodput, "rate_error_pct": abs(goodput - expected) / expected * 100}
     finally:
-        for stage in stages:
-            stage.remove()
         bench.remove()
 
 
-def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False) -> dict:
+def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False, backend: str = "htb+nfqueue") -> dict:
     """Goodput through HTB at a fixed rate: bulk TCP, or UDP offered at 1.2x the rate."""
-    bench = Bench.create()
+    bench = Bench.create(backend)
     try:
-        HtbShaper(["ip", "netns", "exec", bench.a], "sba0", rate_bps).setup()
+        bench.shape(LinkSpec(rate_bps))
         bins, origin = bench.transfer(seconds, udp_rate_bps=1.2 * rate_bps if udp else None)
         achieved = per_second(bins, origin, seconds)[1:]  # skip TCP's slow start (and UDP's first bin)
         goodput = float(np.mean(achieved))
@@ -182,22 +189,17 @@ def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False) -> 
 
 
 def outage_delivery(rate_bps: float, on_s: float = 2.0, off_s: float = 2.0, cycles: int = 3,
-                    grace_s: float = 0.02) -> dict:
+                    grace_s: float = 0.02, backend: str = "htb+nfqueue") -> dict:
     """A bulk TCP flow over a replayed trace that alternates on_s at rate_bps with off_s of outage:
     bytes received during each outage (from grace_s after its start: the replay's own step timing)
     and how long after each outage's end delivery resumed (first 10 ms bin with bytes)."""
     period = on_s + off_s
     trace = Trace(np.array([0.0, on_s]), np.array([rate_bps, 0.0]), period, "on-off")
     seconds = period * cycles + on_s
-    bench = Bench.create()
-    stage = None
+    bench = Bench.create(backend)
     try:
-        prefix = ["ip", "netns", "exec", bench.a]
-        shaper = HtbShaper(prefix, "sba0", rate_bps)
-        shaper.setup()
-        stage = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, rate_bps=rate_bps, outages=True)
-        stage.setup()
-        replayer = TraceReplayer([shaper], [trace], TcBatch(prefix), stages=[stage])
+        link = bench.shape(LinkSpec(rate_bps, outages=True))
+        replayer = TraceReplayer([link.shaper], [trace], TcBatch(link.sender.prefix), stages=[link.stage])
         try:
             bins, origin = bench.transfer(int(np.ceil(seconds)), on_start=replayer.start)
         finally:
@@ -216,13 +218,11 @@ def outage_delivery(rate_bps: float, on_s: float = 2.0, off_s: float = 2.0, cycl
                 "resume_ms": resume_ms, "resume_ms_max": max(resume_ms),
                 "bytes_total": int(counts.sum())}
     finally:
-        if stage:
-            stage.remove()
         bench.remove()
 
 
 def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, delay_ms: float = 0.0,
-                     built_at_bps: float | None = None) -> dict:
+                     built_at_bps: float | None = None, backend: str = "htb+nfqueue") -> dict:
     """Messages of `size` bytes after idle gaps, as requests travel: per message, the time from
     sending to its last byte arriving, against what a real link takes (`link_ms`: serialising its
     frames, plus the delay). A shaper that kept a bucket of credit through the gap would deliver them
@@ -230,18 +230,13 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
     link_ms - last_frame_ms; with the receiver's stage (delay_ms > 0), which adds each frame's own
     time, expect link_ms. With `built_at_bps`, the link is built at that rate and a TraceReplayer
     moves shaper and stage to rate_bps first, as a replayed trace does."""
-    bench = Bench.create()
-    stage = replayer = None
+    bench = Bench.create(backend)
+    replayer = None
     try:
-        prefix = ["ip", "netns", "exec", bench.a]
-        shaper = HtbShaper(prefix, "sba0", built_at_bps or rate_bps)
-        shaper.setup()
-        if delay_ms > 0:
-            stage = DelayStage(["ip", "netns", "exec", bench.b], "sbb0", 1, delay_ms, rate_bps=built_at_bps or rate_bps)
-            stage.setup()
+        link = bench.shape(LinkSpec(built_at_bps or rate_bps, delay_ms))
         if built_at_bps:
             constant = Trace(np.array([0.0]), np.array([rate_bps]), 3600.0, loop=False)
-            replayer = TraceReplayer([shaper], [constant], TcBatch(prefix), stages=[stage])
+            replayer = TraceReplayer([link.shaper], [constant], TcBatch(link.sender.prefix), stages=[link.stage])
             replayer.start()
             time.sleep(0.2)
         receiver = subprocess.Popen(bench.python(bench.b, "msgrecv", str(PORT), str(count), str(size)),
@@ -259,7 +254,7 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
         frames = -(-size // MSS_BYTES)
         overhead = FRAME_BYTES - MSS_BYTES
         last_frame = size - (frames - 1) * MSS_BYTES + overhead
-        return {"rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delay_ms": delay_ms, "delivery_ms": delivery,
+        return {"backend": backend, "rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delay_ms": delay_ms, "delivery_ms": delivery,
                 "delivery_ms_median": float(np.median(delivery)),
                 "link_ms": (size + frames * overhead) * 8 / rate_bps * 1000 + delay_ms,
                 "last_frame_ms": last_frame * 8 / rate_bps * 1000}
@@ -267,6 +262,4 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
         if replayer:
             replayer.stop()
             replayer.close()
-        if stage:
-            stage.remove()
         bench.remove()
