@@ -45,4 +45,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --no-deps foolbox==3.3.4
     echo "$want" > "$stamp"
 fi
+# The photo evaluation set (DISC's accuracy, AGLOP's profile): photographs from two Debian packages,
+# extracted into ~/.cache/splitbed/photos with a manifest; skipped when the manifest is there.
+if [ ! -f "${SPLITBED_CACHE:-$HOME/.cache/splitbed}/photos/manifest.jsonl" ]; then
+    echo "== photos: fetching the evaluation photos from Debian's packages"
+    (cd "$repo" && .venv/bin/python -m splitbed.models.photos fetch)
+fi
 echo "== setup done: $repo/.venv"

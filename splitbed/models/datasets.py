@@ -3,6 +3,8 @@
 - imagenet-samples: foolbox's 20 labelled ImageNet photos (label in the file name), then deterministic
   augmented views (seeded crops, flips, scales, brightness) of those and of the other real photos that
   ship in scikit-image and scikit-learn, unlabelled: an agreement set of a few hundred inputs.
+- imagenet-photos: foolbox's 20 and the Debian photos of models/photos.py (fetched once into the
+  cache), each as PHOTO_VIEWS views (the whole photo, then seeded augmented views); see photo_views().
 - fashion-mnist-test / fashion-mnist-train: Debian's dataset-fashion-mnist (10k / 60k, labelled).
 - folder:PATH: a user folder in ImageFolder layout (one sub-folder per class, sorted names = indices)
   or a flat folder of images with a label file (`labels.txt`: one "filename index" per line).
@@ -36,7 +38,8 @@ SKIMAGE_PHOTOS = [
 ]
 SKLEARN_PHOTOS = ["china.jpg", "flower.jpg"]
 VIEWS_PER_PHOTO = 12
-DATASET_NAMES = ["imagenet-samples", "fashion-mnist-test", "fashion-mnist-train", "folder:PATH"]
+PHOTO_VIEWS = 3
+DATASET_NAMES = ["imagenet-samples", "imagenet-photos", "fashion-mnist-test", "fashion-mnist-train", "folder:PATH"]
 
 
 @dataclass
@@ -96,6 +99,46 @@ def imagenet_samples(model: SplitModel, seed: int = 0, views: int = VIEWS_PER_PH
         image.load()
         for k in range(views):
             yield Sample(model.preprocess(augmented_view(image, rng)), None, f"{path.stem}#view{k}")
+
+
+@dataclass
+class PhotoView:
+    """One view of one photo of the evaluation set; `photo` is the unit that never straddles halves."""
+
+    tensor: torch.Tensor
+    labels: tuple[int, ...]  # acceptable ImageNet classes; () = unlabelled
+    photo: str
+    half: str  # "tune" or "report"
+    id: str
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """A cut-out photo (transparent background) on white, as a product photo is shown."""
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba.split()[3])
+        return flat
+    return image.convert("RGB")
+
+
+def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0) -> list[PhotoView]:
+    """Every photo of the evaluation set (foolbox's + the fetched Debian ones), as `views` views each."""
+    import hashlib
+
+    from splitbed.models.photos import half_of, load_manifest
+
+    sources = [(path, (label,), "pypi:foolbox/" + path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+               for path, label in labelled_imagenet_photos()]
+    sources += [(p.path, tuple(p.labels), p.id, p.sha256) for p in load_manifest()]
+    out = []
+    for path, labels, photo, digest in sources:
+        image = on_white(Image.open(path))
+        rng = random.Random(f"{seed}:{digest}")
+        for k in range(views):
+            view = image if k == 0 else augmented_view(image, rng)
+            out.append(PhotoView(model.preprocess(view), labels, photo, half_of(digest), f"{photo}#view{k}"))
+    return out
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -161,6 +204,8 @@ def load_dataset(name: str, model: SplitModel, seed: int = 0) -> Iterator[Sample
     """Samples of dataset `name`, preprocessed for `model`."""
     if name == "imagenet-samples":
         return imagenet_samples(model, seed)
+    if name == "imagenet-photos":
+        return (Sample(v.tensor, v.labels[0] if len(v.labels) == 1 else None, v.id) for v in photo_views(model))
     if name in ("fashion-mnist-test", "fashion-mnist-train"):
         return fashion_mnist(model, name.rsplit("-", 1)[1])
     if name.startswith("folder:"):
