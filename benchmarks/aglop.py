@@ -38,7 +38,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.aglop.planner import LatencyModel  # noqa: E402
-from splitbed.aglop.profile import candidate_options, codec_table, load_options  # noqa: E402
+from splitbed.aglop.profile import DEFAULT_CRITERION, candidate_options, codec_table, load_options  # noqa: E402
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.codecs import CalibrationStore  # noqa: E402
 from splitbed.devices.profiles import get_profile  # noqa: E402
@@ -81,7 +81,7 @@ def server_only_quality() -> int:
     candidates = candidate_options(model)
     table = codec_table(model, candidates, CalibrationStore())
     options = [o for o in candidates if o.split == SERVER_ONLY and o.codec == "jpeg"]
-    ok = [o for o in options if table[o.key]["drop_pts"] < BUDGET_PTS]
+    ok = [o for o in options if table[o.key]["drops"][DEFAULT_CRITERION] < BUDGET_PTS]
     if not ok:
         return max(o.params["quality"] for o in options)
     return min(ok, key=lambda o: table[o.key]["bytes_mean"]).params["quality"]
@@ -133,8 +133,8 @@ def summarise(run_dir: Path, trace: str, device: str, duration_s: float, delay_m
     for row in out:
         row["reduction_vs_original_pct"] = 100 * (1 - row["mean_e2e_ms"] / original["mean_e2e_ms"]) if original else None
     profile = json.loads((run_dir / "aglop-profile.json").read_text())
-    expected = {(o["split"], o["codec"], json.dumps(o["params"], sort_keys=True)): o["drop_pts"] for o in profile["options"]}
-    for row in out:  # what the profile's 260 views say the chosen options lose, request-weighted
+    expected = {(o.split, o.codec, json.dumps(o.params, sort_keys=True)): o.drop_pts for o in load_options(profile)}
+    for row in out:  # what the profile's tuning photos say the chosen options lose, request-weighted
         mine = [r for r in rows if r["method"] == row["method"] and r["status"] == "ok"]
         drops = [expected.get((r["split"], r["codec"], r["codec_params"])) for r in mine]
         row["expected_drop_pts"] = statistics.mean(drops) if mine and None not in drops else None
@@ -221,7 +221,6 @@ def main() -> int:
     started = time.time()
     duration = args.duration_s or (20.0 if args.quick else 60.0)
     traces = args.traces.split(",") if args.traces else (QUICK_TRACES if args.quick else TRACES_3G)
-    plans = methods(server_only_quality())
     results = []
     for device in args.devices.split(","):
         get_profile(device)  # unknown devices and traces fail before anything is written
@@ -230,6 +229,7 @@ def main() -> int:
         raise UserError(f"--traces: {', '.join(missing)} not in traces/pensieve/", fix="see traces/MANIFEST.md")
     if not 0 <= args.delay_ms <= 60_000 or not 1 <= duration <= 3600:
         raise UserError("--delay-ms must be 0-60000 and --duration-s 1-3600")
+    plans = methods(server_only_quality())  # after the checks: the first call measures the codec table
     folder = Path(args.runs or REPO / "results" / f"aglop-bench-{time.strftime('%Y%m%dT%H%M%S')}")
     folder.mkdir(parents=True, exist_ok=True)
     for device in args.devices.split(","):

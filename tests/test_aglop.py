@@ -135,6 +135,17 @@ def test_oracle_and_neurosurgeon_plans():
     assert all(o.drop_pts < 0.1 for o in strict.planner.allowed)
 
 
+def test_a_plan_budgets_the_criterion_it_names():
+    disc = Option("block5", "disc", {"step": 1.0}, bytes_mean=900, head_ms=30, encode_ms=2, tail_ms=8,
+                  drops={"expected": 0.4, "accuracy": 2.0, "agreement": 6.0})
+    profile = {"options": [vars(o) for o in (Option("edge-only", "", head_ms=100), disc)]}
+    assert make_policy({"type": "aglop"}, profile).planner.allowed[-1].codec == "disc"  # default: expected
+    for criterion in ("accuracy", "agreement"):
+        allowed = make_policy({"type": "aglop", "criterion": criterion}, profile).planner.allowed
+        assert [o.split for o in allowed] == ["edge-only"]
+    assert make_policy({"type": "aglop", "criterion": "agreement", "budget_pts": 7}, profile).planner.allowed[-1].codec == "disc"
+
+
 def test_scenario_plan_types(tmp_path):
     base = "model: efficientnet_lite0\nplan: {plan}\n"
     ok = tmp_path / "ok.yaml"
@@ -144,7 +155,8 @@ def test_scenario_plan_types(tmp_path):
     assert scenario["plan"]["type"] == "aglop" and len(scenario["baselines"]) == 3
     for plan, message in [("{type: aglpo}", "did you mean 'aglop'"), ("{type: aglop, split: block5}", "chooses 'split'"),
                           ("{type: aglop, budget_pts: 0}", "budget_pts: 0 is out of range"),
-                          ("{type: fixed, split: block5}", "needs 'codec'")]:
+                          ("{type: fixed, split: block5}", "needs 'codec'"),
+                          ("{type: aglop, criterion: top5}", "unknown accuracy criterion 'top5'")]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(base.format(plan=plan))
         with pytest.raises(UserError) as err:

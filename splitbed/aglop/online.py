@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from splitbed.aglop.planner import Planner, wire_bits
-from splitbed.aglop.profile import Option, load_options
+from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
 
 WINDOW = 5
@@ -141,22 +141,27 @@ class OraclePolicy(PlannedPolicy):
         return Choice(decision.option, decision.predicted_ms, rate)
 
 
+def plan_options(plan: dict, profile: dict) -> list[Option]:
+    """The profile's options with their loss under the plan's accuracy criterion."""
+    return load_options(profile, plan.get("criterion", DEFAULT_CRITERION))
+
+
 def fixed_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> FixedPolicy:
     return FixedPolicy(Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {})))
 
 
 def aglop_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
-    planner = Planner(load_options(profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", 10.0))
+    planner = Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", 10.0))
     return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
 
 
 def neurosurgeon_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
-    raw = [o for o in load_options(profile) if o.codec in ("raw", "")]
+    raw = [o for o in plan_options(plan, profile) if o.codec in ("raw", "")]
     return EstimatingPolicy(Planner(raw, plan.get("budget_pts", 1.0)), plan.get("probe_interval_s", 1.0))
 
 
 def oracle_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> OraclePolicy:
-    return OraclePolicy(Planner(load_options(profile), plan.get("budget_pts", 1.0), 0.0), rate_at, one_way_ms)
+    return OraclePolicy(Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), 0.0), rate_at, one_way_ms)
 
 
 # Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile

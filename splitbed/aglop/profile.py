@@ -1,8 +1,11 @@
 """AGLOP's inputs: for every option (split point, codec setting), what it costs and what it loses.
 
 Two tables, both cached under ~/.cache/splitbed/aglop/ and rebuilt on request:
-- the codec table, the same on every machine: wire bytes (mean and p90) and the top-1 agreement drop
-  against the uncompressed model over the evaluation photo views (never the DISC calibration photos);
+- the codec table, the same on every machine: wire bytes (mean and p90) and the loss under each
+  criterion of codecs/criteria.py (expected accuracy drop, labelled accuracy drop, top-1 agreement) on
+  the tuning half of the photo evaluation set for ImageNet models (models/photos.py; the reporting half
+  is left for benchmarks), the first test images for Fashion-MNIST; never the DISC calibration images.
+  A plan picks its criterion (`criterion:`, default DEFAULT_CRITERION);
 - the timing table per (model, edge device, machine): head and encode ms measured inside a cgroup at the
   device's calibrated, governed quota (splitbed.aglop.measure), decode and tail ms on the server node's cores.
 """
@@ -22,15 +25,20 @@ import numpy as np
 import torch
 
 from splitbed.codecs import CalibrationStore, get_codec, wire
+from splitbed.codecs.criteria import ViewLosses
 from splitbed.codecs.disc_calibration import CALIBRATION_VERSION
-from splitbed.codecs.evaluation import measure, scores
+from splitbed.codecs.evaluation import measure
 from splitbed.devices.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
 from splitbed.devices.calibration import machine_key
 from splitbed.devices.governor import limit_cpu
-from splitbed.models.datasets import calibration_samples, evaluation_samples
+from splitbed.models.datasets import calibration_samples, evaluation_samples, photo_views
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
+# The criteria a plan may budget, and the default: the expected accuracy drop resolves one point on the
+# photo set, where the labelled drop (about 100 labelled photos per half) cannot (docs/codecs.md)
+PLAN_CRITERIA = ("expected", "accuracy", "agreement")
+DEFAULT_CRITERION = "expected"
 DISC_STEPS = (0.15, 0.2, 0.3, 0.4)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
 JPEG_QUALITIES = (75, 85, 95)  # server-only: the input image as a JPEG
 MAX_EVALUATION_ITEMS = 1000
@@ -46,7 +54,8 @@ class Option:
     params: dict = field(default_factory=dict)
     bytes_mean: float = 0.0  # codec message bytes (the protocol header comes on top)
     bytes_p90: float = 0.0
-    drop_pts: float = 0.0  # top-1 agreement drop against the uncompressed model, points
+    drop_pts: float = 0.0  # loss under the plan's criterion, points (load_options picks it from `drops`)
+    drops: dict = field(default_factory=dict)  # criterion -> loss in points
     head_ms: float = 0.0  # on the emulated edge device
     encode_ms: float = 0.0  # on the emulated edge device
     decode_ms: float = 0.0  # on the server
@@ -108,20 +117,34 @@ def ensure_calibrations(model: SplitModel, options: list[Option], store: Calibra
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def profile_views(model: SplitModel) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """The inputs the codec table is measured on, with their acceptable labels."""
+    if model.default_dataset == "imagenet-samples":
+        views = [v for v in photo_views(model) if v.half == "tune"]
+        return torch.stack([v.tensor for v in views]), [v.labels for v in views]
+    samples = list(evaluation_samples(model))[:MAX_EVALUATION_ITEMS]
+    return torch.stack([s.tensor for s in samples]), [() if s.label is None else (s.label,) for s in samples]
+
+
+def criterion_drops(losses: ViewLosses) -> dict[str, float]:
+    """criterion -> mean loss in points (the accuracy criterion over labelled views only)."""
+    return {c: float(100 * np.nanmean(losses.losses[c])) if not np.isnan(losses.losses[c]).all() else 0.0
+            for c in PLAN_CRITERIA}
+
+
 @torch.no_grad()
 def codec_table(model: SplitModel, options: list[Option], store: CalibrationStore, rebuild: bool = False,
                 say=print) -> dict[str, dict]:
-    """option key -> {bytes_mean, bytes_p90, drop_pts, n_items}; measured once, cached by digest."""
+    """option key -> {bytes_mean, bytes_p90, drops, n_items}; measured once, cached by digest."""
     digest = ensure_calibrations(model, options, store, say)
     path = cache_dir() / f"codecs-{model.name.replace('/', '_')}-{digest}.json"
     if path.exists() and not rebuild:
         return json.loads(path.read_text())["options"]
     say(f"measuring sizes and accuracy of {len(options)} options for {model.name} (once, cached)")
-    samples = list(evaluation_samples(model))[:MAX_EVALUATION_ITEMS]
-    inputs = torch.stack([s.tensor for s in samples])
-    labels = np.full(len(samples), -1)
+    inputs, labels = profile_views(model)
     full = model.full()
-    reference = torch.cat([full(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).argmax(1).numpy()
+    reference = torch.cat([full(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).softmax(1).numpy()
+    lossless = {c: 0.0 for c in PLAN_CRITERIA}
     table = {}
     for split in dict.fromkeys(o.split for o in options):
         here = [o for o in options if o.split == split]
@@ -132,18 +155,18 @@ def codec_table(model: SplitModel, options: list[Option], store: CalibrationStor
             acts = torch.cat([head(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).numpy()
         for option in here:
             if option.codec == "":
-                table[option.key] = {"bytes_mean": 0.0, "bytes_p90": 0.0, "drop_pts": 0.0, "n_items": len(samples)}
+                table[option.key] = {"bytes_mean": 0.0, "bytes_p90": 0.0, "drops": lossless, "n_items": len(inputs)}
                 continue
             if option.codec == "raw":  # lossless: its size is fixed and it changes no prediction
                 size = len(get_codec("raw").encode(head(inputs[:1])))
-                table[option.key] = {"bytes_mean": size, "bytes_p90": size, "drop_pts": 0.0, "n_items": len(samples)}
+                table[option.key] = {"bytes_mean": size, "bytes_p90": size, "drops": lossless, "n_items": len(inputs)}
                 continue
             extra = {"calibration": store.get(model.name, split)} if option.codec == "disc" else {}
             rebuilt, row = measure(get_codec(option.codec, **option.params, **extra), acts, store, timing_items=1)
             out = torch.cat([tail(torch.from_numpy(rebuilt[i : i + 64])) for i in range(0, len(rebuilt), 64)])
-            drop, _ = scores(out.argmax(1).numpy(), reference, labels)
+            drops = criterion_drops(ViewLosses.of(reference, out.argmax(1).numpy(), labels))
             table[option.key] = {"bytes_mean": row["wire_bytes"], "bytes_p90": row["wire_bytes_p90"],
-                                 "drop_pts": drop, "n_items": len(samples)}
+                                 "drops": drops, "n_items": len(inputs)}
     write_json(path, {"model": model.name, "version": TABLE_VERSION, "options": table})
     return table
 
@@ -199,7 +222,8 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
         write_json(path, times)
     for option in options:
         entry = table[option.key]
-        option.bytes_mean, option.bytes_p90, option.drop_pts = (entry[k] for k in ("bytes_mean", "bytes_p90", "drop_pts"))
+        option.bytes_mean, option.bytes_p90, option.drops = (entry[k] for k in ("bytes_mean", "bytes_p90", "drops"))
+        option.drop_pts = option.drops[DEFAULT_CRITERION]
         option.head_ms = times["edge"]["head_ms"][option.split]
         option.encode_ms = times["edge"]["encode_ms"].get(option.key, 0.0)
         option.decode_ms = times["server"]["decode_ms"].get(option.key, 0.0)
@@ -208,5 +232,10 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
             "timed_with": times["device"], "options": [asdict(o) for o in options]}
 
 
-def load_options(profile: dict) -> list[Option]:
-    return [Option.from_dict(o) for o in profile["options"]]
+def load_options(profile: dict, criterion: str = DEFAULT_CRITERION) -> list[Option]:
+    """The profile's options, each with `drop_pts` under `criterion` (a profile written by hand may give
+    `drop_pts` alone: it then counts for every criterion)."""
+    options = [Option.from_dict(o) for o in profile["options"]]
+    for option in options:
+        option.drop_pts = option.drops.get(criterion, option.drop_pts)
+    return options

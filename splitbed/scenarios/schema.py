@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from splitbed.aglop.online import POLICIES
+from splitbed.aglop.profile import PLAN_CRITERIA
 from splitbed.devices.profiles import load_profiles
 from splitbed.errors import UserError
 from splitbed.network.traces import LINK_TRACE_FIELDS, READERS, UNITS, load_link_trace
@@ -27,7 +28,7 @@ LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct"
         "trace_format": str, "time_column": str, "rate_column": str, "rate_unit": str, "bin_ms": int,
         "floor_mbit": NUMBER, "loop": bool}
 PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
-        "hysteresis_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool}
+        "hysteresis_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool, "criterion": str}
 PLAN_TYPES = tuple(POLICIES)
 SCHEMA = {
     "name": str,
@@ -289,6 +290,9 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
             close = difflib.get_close_matches(kind, PLAN_TYPES, n=1)
             fail(where, f"unknown plan type {kind!r}", f"did you mean {close[0]!r}?" if close
                  else f"one of: {', '.join(PLAN_TYPES)}")
+        if plan.get("criterion", PLAN_CRITERIA[0]) not in PLAN_CRITERIA:
+            fail(f"{field}.criterion" if field == "plan" else "baselines",
+                 f"unknown accuracy criterion {plan['criterion']!r}", f"one of: {', '.join(PLAN_CRITERIA)}")
         if kind == "fixed":
             for key in ("split", "codec"):
                 if key not in plan and not (key == "codec" and plan.get("split") == "edge-only"):
