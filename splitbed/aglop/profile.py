@@ -120,7 +120,7 @@ def ensure_calibrations(model: SplitModel, options: list[Option], store: Calibra
 def profile_views(model: SplitModel) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
     """The inputs the codec table is measured on, with their acceptable labels."""
     if model.default_dataset == "imagenet-samples":
-        views = [v for v in photo_views(model) if v.half == "tune"]
+        views = photo_views(model, half="tune")
         return torch.stack([v.tensor for v in views]), [v.labels for v in views]
     samples = list(evaluation_samples(model))[:MAX_EVALUATION_ITEMS]
     return torch.stack([s.tensor for s in samples]), [() if s.label is None else (s.label,) for s in samples]

@@ -122,8 +122,9 @@ def on_white(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0) -> list[PhotoView]:
-    """Every photo of the evaluation set (foolbox's + the fetched Debian ones), as `views` views each."""
+def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0, half: str | None = None) -> list[PhotoView]:
+    """Every photo of the evaluation set (foolbox's + the fetched Debian ones), as `views` views each;
+    only those of one half if `half` is given."""
     import hashlib
 
     from splitbed.models.photos import half_of, load_manifest
@@ -133,6 +134,8 @@ def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0) -> l
     sources += [(p.path, tuple(p.labels), p.id, p.sha256) for p in load_manifest()]
     out = []
     for path, labels, photo, digest in sources:
+        if half is not None and half_of(digest) != half:
+            continue
         image = on_white(Image.open(path))
         rng = random.Random(f"{seed}:{digest}")
         for k in range(views):
