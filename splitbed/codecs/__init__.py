@@ -2,7 +2,8 @@
 
 Codecs are found by name with parameters (get_codec), turn a tensor into one self-describing wire
 message (wire.py) and back (decode). base.py holds the interface and registry, simple.py the
-baselines (raw fp32, zstd, int8, JPEG tiles), disc.py our training-free DISC with its calibration.
+baselines (raw fp32, zstd, int8, JPEG tiles), disc.py our training-free DISC with its calibration;
+evaluation.py and criteria.py measure a codec's size, time and accuracy loss (three criteria).
 May import: models (the command line only), errors.
 """
 

@@ -3,7 +3,8 @@
 A model is an ordered list of stages; a split point k cuts it into head(k) for the edge and tail(k)
 for the server, so head then tail is the very same computation as the whole model. The registry
 finds models by name, the datasets module finds labelled and unlabelled inputs that ship offline,
-metrics scores predictions, and profile measures what each split costs.
+photos.py fetches the photo evaluation set from Debian packages into the cache, metrics scores
+predictions, and profile measures what each split costs.
 May import: errors.
 """
 
