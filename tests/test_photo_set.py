@@ -155,3 +155,17 @@ def test_views_of_one_photo_are_resampled_together():
         return out["agreement"]["hi"] - out["agreement"]["lo"]
 
     assert interval(5) == pytest.approx(interval(1), rel=0.05)
+
+
+def test_a_missing_or_damaged_photo_set_is_a_clear_error(tmp_path):
+    from splitbed.errors import UserError
+    from splitbed.models.photos import load_manifest
+
+    with pytest.raises(UserError) as err:
+        load_manifest(tmp_path)
+    assert "make photos" in err.value.render()
+    (tmp_path / "manifest.jsonl").write_text('{"id": "p/x.png", "package": "p", "version": "1", "licence": "MIT", '
+                                             '"file": "x.png", "sha256": "00", "labels": []}\n')
+    with pytest.raises(UserError) as err:
+        load_manifest(tmp_path)
+    assert "x.png is missing" in err.value.render()

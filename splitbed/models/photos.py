@@ -222,8 +222,8 @@ def load_manifest(cache: Path = CACHE) -> list[Photo]:
     table = load_label_table()
     for photo in photos:  # labels from the table as it is now (it may have been reviewed since the fetch)
         photo.labels = labels_for(table, photo.package, photo.file)
-        if not photo.path.exists():
-            raise UserError(f"{photo.path} is missing", where=str(path), fix="fetch the photos again")
+        if not (cache / photo.id).exists():
+            raise UserError(f"{cache / photo.id} is missing", where=str(path), fix="fetch the photos again: make photos")
     return photos
 
 
