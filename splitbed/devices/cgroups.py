@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from splitbed.errors import UserError
 from splitbed.host.capabilities import CgroupInfo, probe_cgroups
-from splitbed.host.state import RunState
+from splitbed.host.state import RunState, remove_cgroup_dir
 from splitbed.host.systemd import DelegatedScope, systemd_is_init
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
@@ -117,18 +116,7 @@ class NodeGroup:
     def remove(self, timeout_s: float = 5.0) -> None:
         """Remove this node's directories once its processes are gone."""
         for directory in dict.fromkeys(self.dirs.values()):
-            remove_dir(directory, timeout_s)
-
-
-def remove_dir(directory: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while directory.exists():
-        try:
-            directory.rmdir()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # the kernel frees a group a moment after its last task exits
+            remove_cgroup_dir(directory, timeout_s)
 
 
 def write(path: Path, value) -> None:
@@ -204,7 +192,7 @@ class CgroupManager:
             group.remove(timeout_s)
         self.groups.clear()
         for base in self.bases:
-            remove_dir(base, timeout_s)
+            remove_cgroup_dir(base, timeout_s)
         self.bases.clear()
         if self.scope:
             self.scope.close(timeout_s)

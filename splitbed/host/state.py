@@ -80,6 +80,22 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
+def remove_cgroup_dir(path: Path, timeout_s: float = 2.5) -> bool:
+    """rmdir a cgroup once its last task has left (the kernel frees it a moment after the task exits):
+    True if removed here, False if it was already gone; the OSError once `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            path.rmdir()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def netns_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
@@ -112,14 +128,10 @@ def remove_record(record: dict) -> str | None:
             return f"netns {record['name']}"
     elif kind == "cgroup":
         path = Path(record["path"])
-        for _ in range(50):  # a killed group's last task takes a moment to leave
-            try:
-                path.rmdir()
-                return f"cgroup {path}"
-            except FileNotFoundError:
-                return None
-            except OSError:
-                time.sleep(0.05)
+        try:
+            return f"cgroup {path}" if remove_cgroup_dir(path) else None
+        except OSError:
+            return None
     return None
 
 

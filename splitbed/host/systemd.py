@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from splitbed.errors import UserError
-from splitbed.host.state import RunState
+from splitbed.host.state import RunState, remove_cgroup_dir
 
 KEEPER = "keeper"
 
@@ -72,12 +72,8 @@ class DelegatedScope:
         except subprocess.TimeoutExpired:
             self.keeper.kill()
             self.keeper.wait()
-        leaf = getattr(self, "directory", None)
-        deadline = time.monotonic() + timeout_s
-        while leaf is not None and (leaf / KEEPER).exists() and time.monotonic() < deadline:
+        if hasattr(self, "directory"):  # not when systemd never made the scope
             try:
-                (leaf / KEEPER).rmdir()
-            except FileNotFoundError:
-                break
+                remove_cgroup_dir(self.directory / KEEPER, timeout_s)
             except OSError:
-                time.sleep(0.05)
+                pass  # systemd removes the whole scope once it is empty

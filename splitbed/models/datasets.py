@@ -14,6 +14,7 @@ Everything is read by path: nothing is downloaded, foolbox/skimage/sklearn are n
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import itertools
 import random
@@ -27,6 +28,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from splitbed.errors import UserError
 from splitbed.models.partition import SplitModel
+from splitbed.models.photos import half_of, load_manifest
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -125,22 +127,19 @@ def on_white(image: Image.Image) -> Image.Image:
 def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0, half: str | None = None) -> list[PhotoView]:
     """Every photo of the evaluation set (foolbox's + the fetched Debian ones), as `views` views each;
     only those of one half if `half` is given."""
-    import hashlib
-
-    from splitbed.models.photos import half_of, load_manifest
-
     sources = [(path, (label,), "pypi:foolbox/" + path.name, hashlib.sha256(path.read_bytes()).hexdigest())
                for path, label in labelled_imagenet_photos()]
     sources += [(p.path, tuple(p.labels), p.id, p.sha256) for p in load_manifest()]
     out = []
     for path, labels, photo, digest in sources:
-        if half is not None and half_of(digest) != half:
+        its_half = half_of(digest)
+        if half not in (None, its_half):
             continue
         image = on_white(Image.open(path))
         rng = random.Random(f"{seed}:{digest}")
         for k in range(views):
             view = image if k == 0 else augmented_view(image, rng)
-            out.append(PhotoView(model.preprocess(view), labels, photo, half_of(digest), f"{photo}#view{k}"))
+            out.append(PhotoView(model.preprocess(view), labels, photo, its_half, f"{photo}#view{k}"))
     return out
 
 

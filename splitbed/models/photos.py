@@ -98,7 +98,7 @@ def rcc_files(data: bytes) -> dict[str, bytes]:
 
 def copyright_stanzas(text: str) -> list[tuple[list[str], str]]:
     """(Files patterns, License) of a DEP-5 copyright file, in file order."""
-    stanzas, files, licence = [], None, None
+    stanzas = []
     for block in text.split("\n\n"):
         files, licence, field = None, None, None
         for line in block.splitlines():
