@@ -1,7 +1,7 @@
 # Every target sets up first (idempotent, fast when nothing changed). Run as root: sudo make demo
 PY := .venv/bin/python
 
-.PHONY: setup demo test check lint results study guest-test photos
+.PHONY: setup demo test check lint results study guest-test photos image
 setup:
 	bash scripts/setup.sh
 
@@ -24,6 +24,10 @@ results: setup
 # The photo evaluation set, fetched again from Debian's packages (setup fetches it once).
 photos: setup
 	$(PY) -m splitbed.models.photos fetch
+
+# The default container node image (splitbed-node: Debian minbase + Python + this checkout), cached; needs a Docker daemon.
+image: setup
+	$(PY) -m splitbed.host.images $(ARGS)
 
 # The example study (2 traces x 2 devices x 2 delays, 3 methods) on this machine, into results/studies/example.
 study: setup

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does a calibrated node run like the device? Side by side, in one run, per device profile.
 
-    sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached]
+    sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached] [--container IMAGE]
     sudo python benchmarks/devices.py --governor-ab 20 [--devices rpi4] [--json PATH]
     sudo python benchmarks/devices.py --host-noise 30 [--json PATH]
     python benchmarks/devices.py --process-spread 5 [--json PATH]
@@ -12,7 +12,8 @@ then run that workload 5 times inside the governed node (each run the median of 
 passes): `ratio` = emulated / reference latency, `cv` = coefficient of variation of the 5 runs. Under
 the same calibration, the profile's second workload with a published number gives `cross_ratio`:
 whether one calibration carries over to another network. Profiles faster than this machine can be
-made are listed under `skipped` with the reason.
+made are listed under `skipped` with the reason. --container IMAGE also runs each workload, right after,
+in a container of IMAGE (its Python, under the same node cgroup and governor): `container_ratio`.
 
 --governor-ab N shows what the governor buys: one node, N blocks of 6 s alternating between the
 governed quota and the fixed quota the calibration ended at (mean ratio and cv of block medians each).
@@ -48,16 +49,20 @@ from splitbed.devices.cgroups import CgroupManager  # noqa: E402
 from splitbed.devices.governor import limit_cpu  # noqa: E402
 from splitbed.devices.profiles import load_profiles  # noqa: E402
 from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
+from splitbed.host.containers import Container, check_daemon, check_image_name, inspect_image  # noqa: E402
 
 RUNS = 5
 RUN_S = 5.0  # a run is the median of this much: long enough that one slow host second (cv 0.16 free) moves it little
 
 
-def emulate(workload: str, cal: NodeCalibration, manager: CgroupManager, name: str) -> tuple[list[float], dict]:
-    """The workload's run medians inside a node given the device's CPU, and what its governor did."""
+def emulate(workload: str, cal: NodeCalibration, manager: CgroupManager, name: str,
+            python: list[str] | None = None) -> tuple[list[float], dict]:
+    """The workload's run medians inside a node given the device's CPU, and what its governor did;
+    `python` starts the node's Python (a container's), default this one."""
     group = manager.create(name)
     try:
-        with limit_cpu(group, cal.settings()) as governor, WorkloadWorker(workload, cal.threads, group) as worker:
+        with limit_cpu(group, cal.settings()) as governor, \
+                WorkloadWorker(workload, cal.threads, group, python=python) as worker:
             governor.stats()
             return worker.medians(RUNS, RUN_S), governor.stats()
     finally:
@@ -142,8 +147,11 @@ def main() -> int:
                         help="only compare N workers with huge pages off and N with them on")
     parser.add_argument("--governor-ab", type=int, metavar="N", help="only compare governed and fixed quotas, "
                         "N alternating blocks of 6 s on the first listed device (default rpi4)")
+    parser.add_argument("--container", metavar="IMAGE", help="also run each workload in a container of IMAGE")
     args = parser.parse_args()
     check_output_path(args.json, "--json")
+    if args.container:
+        check_image_name(args.container, "--container")
     if args.host_noise or args.process_spread:
         key = "host_noise" if args.host_noise else "process_spread"
         result = host_noise(args.host_noise) if args.host_noise else process_spread(args.process_spread)
@@ -176,8 +184,13 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "governor_ab": result}, indent=1) + "\n")
         return 0
-    rows, skipped = [], []
+    rows, skipped, container = [], [], None
+    if args.container:
+        check_daemon()
+        container = Container(f"splitbed-devbench-{os.getpid()}", inspect_image(args.container, "--container"))
     try:
+        if container:
+            container.start(None)
         for profile in profiles:
             cal = calibrated(profile, manager, cache, refine=not args.cached)
             if cal.warning:
@@ -199,14 +212,25 @@ def main() -> int:
                 row.update({"cross_workload": other.workload, "cross_reference_ms": other.ms,
                             "cross_framework": other.framework, "cross_emulated_ms": statistics.mean(cross),
                             "cross_ratio": statistics.mean(cross) / other.ms})
+            if container:
+                inside, governed_inside = emulate(cal.workload, cal, manager, f"ctr-{profile.key}",
+                                                  python=[*container.prefix(), container.image.python])
+                row.update({"container_image": container.image.to_dict(), "container_runs_ms": inside,
+                            "container_ms": statistics.mean(inside),
+                            "container_ratio": statistics.mean(inside) / cal.reference_ms,
+                            "container_cv": statistics.stdev(inside) / statistics.mean(inside),
+                            "container_quota_cores": governed_inside["quota_cores_mean"]})
             rows.append(row)
             cross_text = f"  cross {row['cross_workload']} {row['cross_ratio']:.2f}" if others else ""
             print(f"{profile.key:<12} quota {row['quota_cores']:.3f} cores (governed {governed['quota_cores_min']:.2f}-"
                   f"{governed['quota_cores_max']:.2f}) x {cal.threads} thread(s): "
-                  f"{mean:6.1f} ms vs {cal.reference_ms} ms  ratio {row['ratio']:.3f}  cv {row['cv']:.3f}{cross_text}",
+                  f"{mean:6.1f} ms vs {cal.reference_ms} ms  ratio {row['ratio']:.3f}  cv {row['cv']:.3f}{cross_text}"
+                  + (f"  container ratio {row['container_ratio']:.3f} cv {row['container_cv']:.3f}" if container else ""),
                   flush=True)
     finally:
         manager.remove_all()
+        if container:
+            container.remove()
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
                                                "profiles": rows, "skipped": skipped}, indent=1) + "\n")

@@ -2,6 +2,7 @@
 """Emulated link against configured link, side by side in one run.
 
     sudo .venv/bin/python benchmarks/fidelity.py [--quick] [--backend netem|htb+nfqueue] [--json PATH] [--plot PATH]
+    sudo .venv/bin/python benchmarks/fidelity.py --container IMAGE [--json PATH]
 
 The headline link (10 Mbit/s, 20 ms each way, 1% loss): TCP goodput against rate x 1448/1514
 (TCP/IP and Ethernet headers), RTT against 40 ms plus two ping frames' serialisation, forward loss
@@ -15,6 +16,9 @@ Links are built by the run's own code on `--backend` (default: what `run_scenari
 `netem` (HTB with a netem leaf, Mininet's TCLink layout: the reference where the kernel has it); run
 it once per backend to compare them side by side. UDP is offered at 1.2x the rate and compared with
 rate x 1472/1514.
+--container IMAGE measures only goodput (TCP and UDP, each fixed rate) with the receiving end in a
+container of IMAGE (the link end moved into its namespace, the receiver program run in it), point by
+point beside the same link ending in a plain namespace.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.host.capabilities import choose_link_backend, probe  # noqa: E402
+from splitbed.host.containers import check_daemon, check_image_name, inspect_image  # noqa: E402
 from splitbed.network.fidelity import (  # noqa: E402
     fixed_rate_goodput,
     follow_trace,
@@ -80,6 +85,31 @@ def chosen_backend(asked: str | None) -> str:
     return backend
 
 
+def container_goodput(image: str, backend: str, json_path: str | None, started: float) -> int:
+    """Goodput at each fixed rate with the receiver in a container and in a plain namespace, in turn."""
+    check_daemon()
+    info = inspect_image(image, "--container")
+    rows = []
+    for udp in (False, True):
+        for mbit in RATES_MBIT:
+            pair = {kind: fixed_rate_goodput(mbit * 1e6, seconds=5, udp=udp, backend=backend, receiver=receiver)
+                    for kind, receiver in (("namespace", None), ("container", info))}
+            rows.append({"protocol": pair["container"]["protocol"], "rate_bps": mbit * 1e6,
+                         "expected_goodput_bps": pair["container"]["expected_goodput_bps"],
+                         **{f"{kind}_{key}": row[key] for kind, row in pair.items()
+                            for key in ("goodput_bps", "rate_error_pct")}})
+            print(f"fixed {mbit:>6} Mbit/s {rows[-1]['protocol']}: container {pair['container']['goodput_bps'] / 1e6:8.3f} "
+                  f"Mbit/s (error {pair['container']['rate_error_pct']:.2f}%), namespace "
+                  f"{pair['namespace']['goodput_bps'] / 1e6:8.3f} (error {pair['namespace']['rate_error_pct']:.2f}%)",
+                  flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps({
+            "backend": backend, "image": info.to_dict(), "seconds": time.time() - started, "fixed_rates": rows,
+            "container_rate_error_pct_max": max(r["container_rate_error_pct"] for r in rows)}, indent=1) + "\n")
+    print(f"done in {time.time() - started:.0f} s")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer points, 15 s per trace (< 2 minutes)")
@@ -87,8 +117,11 @@ def main() -> int:
                         help="link backend to measure (default: the one this kernel's probe picks)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
+    parser.add_argument("--container", metavar="IMAGE", help="only goodput, receiver in a container of IMAGE vs not")
     args = parser.parse_args()
     check_output_path(args.json, "--json")
+    if args.container:
+        check_image_name(args.container, "--container")
     if os.geteuid() != 0:
         print("error: needs root for namespaces and qdiscs: sudo .venv/bin/python benchmarks/fidelity.py",
               file=sys.stderr)
@@ -96,6 +129,8 @@ def main() -> int:
     backend = chosen_backend(args.backend)
     print(f"link backend: {backend}", flush=True)
     started = time.time()
+    if args.container:
+        return container_goodput(args.container, backend, args.json, started)
     headline = measure_link(10e6, 20, 1.0, seconds=5, probes=3000, backend=backend)
     print(f"headline 10 Mbit/s, 20 ms each way, 1% loss: goodput error {headline['rate_error_pct']:.2f}%, "
           f"RTT {headline['rtt_ms']:.2f} ms (error {headline['rtt_error_ms']:.2f}), loss "

@@ -15,7 +15,10 @@ APT_PACKAGES=(
     mininet iperf3 iputils-ping ethtool bridge-utils iproute2 iptables tcpdump kmod
     dataset-fashion-mnist libnetfilter-queue-dev python3-venv python3-dev gcc make
     qemu-system-x86 busybox-static cpio  # the guest kernel of 'make guest-test' (netem, cgroup v2)
+    debootstrap  # 'make image': the container node image from Debian's packages
 )
+# Container nodes need a Docker daemon: Debian's docker.io, unless one (e.g. docker-ce) is installed.
+command -v dockerd >/dev/null || APT_PACKAGES+=(docker.io)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

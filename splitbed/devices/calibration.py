@@ -54,9 +54,10 @@ def machine_key() -> str:
 class WorkloadWorker(PipedChild):
     """A workload process: loads unconstrained, then moved into `group`, then timed on request."""
 
-    def __init__(self, workload: str, threads: int, group: NodeGroup | None, env: dict | None = None):
+    def __init__(self, workload: str, threads: int, group: NodeGroup | None, env: dict | None = None,
+                 python: list[str] | None = None):
         super().__init__("splitbed.devices.workload", [workload, "--threads", str(threads)], threads,
-                         f"workload {workload}", env)
+                         f"workload {workload}", env, python)
         if group is not None:
             group.add(self.pid)
 

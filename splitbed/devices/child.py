@@ -16,9 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class PipedChild:
-    def __init__(self, module: str, args: list[str], threads: int, what: str, env: dict | None = None):
+    def __init__(self, module: str, args: list[str], threads: int, what: str, env: dict | None = None,
+                 python: list[str] | None = None):
+        """`python`: the argv that starts Python (default this one; e.g. a container's, behind nsenter)."""
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads), **(env or {})}
-        self.process = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([*(python or [sys.executable]), "-m", module, *args], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         if self.process.stdout.readline().strip() != "ready":
             self.close()

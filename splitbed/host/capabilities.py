@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from splitbed.host.containers import daemon_version
+
 PROBE_TIMEOUT_S = 10
 
 
@@ -129,6 +131,7 @@ class Capabilities:
     kernel: str
     link_backend: str | None
     cpu_backend: str | None
+    docker: str | None  # the daemon's version: only nodes that name an image need one
     problems: list[str]
 
     def can_run(self) -> bool:
@@ -189,6 +192,7 @@ def probe() -> Capabilities:
         kernel=platform.release(),
         link_backend=choose_link_backend(netem, htb, nfqueue and binding),
         cpu_backend=f"cgroup-v{cg.version}" if cg.version else None,
+        docker=daemon_version(),
         problems=[],
     )
     caps.problems = find_problems(caps)
@@ -236,6 +240,7 @@ def format_table(caps: Capabilities) -> str:
         ("kernel", caps.kernel),
         ("-> link backend", caps.link_backend or "NONE"),
         ("-> CPU backend", caps.cpu_backend or "NONE"),
+        ("Docker daemon", caps.docker or "not answering (needed only by nodes that name an image)"),
     ]
     width = max(len(name) for name, _ in rows)
     lines = []

@@ -33,6 +33,15 @@ class NetnsSet:
         run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])
         return name
 
+    def attach(self, name: str, pid: int) -> str:
+        """A name for the network namespace process `pid` lives in (a container's): removing the name
+        leaves the namespace to its owner."""
+        if self.state:
+            self.state.netns(name)
+        run(["ip", "netns", "attach", name, str(pid)])
+        self.names.append(name)
+        return name
+
     def veth(self, ns_a: str, dev_a: str, addr_a: str, ns_b: str, dev_b: str, addr_b: str) -> None:
         """A veth pair from ns_a to ns_b with /24 addresses; deleted with its namespaces."""
         run(["ip", "link", "add", dev_a, "netns", ns_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b])

@@ -4,13 +4,14 @@ exit, on Ctrl-C or an exception, or later by `run_scenario.py --cleanup` after a
 One JSON-lines file per run under STATE_DIR: a header naming the run's PID (with its start time, so a
 reused PID is not mistaken for it), then one record per created thing. Removal goes in reverse order,
 each by its own id: processes by PID (checked against their start time), iptables rules by their exact
-spec, qdiscs, links and namespaces by name, cgroups by path. Nothing is ever removed by pattern.
+spec, qdiscs, links, namespaces and containers by name, cgroups by path. Nothing is ever removed by pattern.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -62,6 +63,9 @@ class RunState:
 
     def cgroup(self, path: Path) -> None:
         self._write({"kind": "cgroup", "path": str(path)})
+
+    def container(self, name: str) -> None:
+        self._write({"kind": "container", "name": name})
 
     def process(self, pid: int) -> None:
         self._write({"kind": "process", "pid": pid, "start_time": process_start_time(pid)})
@@ -126,6 +130,9 @@ def remove_record(record: dict) -> str | None:
     elif kind == "netns":
         if netns_exists(record["name"]) and quiet(["ip", "netns", "del", record["name"]]):
             return f"netns {record['name']}"
+    elif kind == "container":
+        if shutil.which("docker") and quiet(["docker", "rm", "-f", record["name"]]):
+            return f"container {record['name']}"
     elif kind == "cgroup":
         path = Path(record["path"])
         try:

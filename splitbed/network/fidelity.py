@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitbed.host.containers import Container, ImageInfo
 from splitbed.host.netns import NetnsSet, in_netns
 from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
 from splitbed.network.shaping import TcBatch, TraceReplayer
@@ -38,26 +39,35 @@ PORT = 5201
 
 @dataclass
 class Bench:
-    """Sender namespace `a` (shaped egress), receiver namespace `b`; links on `backend`."""
+    """Sender namespace `a` (shaped egress), receiver namespace `b` (a container's, when `receiver`
+    names an image: the link ends in it and the receiving program runs in it); links on `backend`."""
 
     nets: NetnsSet
     a: str
     b: str
     backend: str = "htb+nfqueue"
     links: list[LinkDirection] = field(default_factory=list)
+    container: Container | None = None
 
     @classmethod
-    def create(cls, backend: str = "htb+nfqueue") -> Bench:
+    def create(cls, backend: str = "htb+nfqueue", receiver: ImageInfo | None = None) -> Bench:
         """Fresh namespaces, named by PID and a counter so benches can run side by side."""
         tag = f"{os.getpid()}-{next(_bench_ids)}"
-        nets = NetnsSet()
-        a, b = nets.add(f"sbA-{tag}"), nets.add(f"sbB-{tag}")
+        nets, container = NetnsSet(), None
         try:
+            a = nets.add(f"sbA-{tag}")
+            if receiver is not None:
+                container = Container(f"splitbed-bench-{tag}", receiver).start(None)
+                b = nets.attach(f"sbB-{tag}", container.pid)
+            else:
+                b = nets.add(f"sbB-{tag}")
             nets.veth(a, "sba0", "10.251.0.1", b, "sbb0", "10.251.0.2")
-        except Exception:
+        except BaseException:
             nets.remove()
+            if container is not None:
+                container.remove()
             raise
-        return cls(nets, a, b, backend)
+        return cls(nets, a, b, backend, container=container)
 
     def shape(self, spec: LinkSpec, backward: bool = False) -> LinkDirection:
         """Build one direction (a->b, or b->a when `backward`) as a run builds its links."""
@@ -70,6 +80,8 @@ class Bench:
         return link
 
     def python(self, ns: str, *args: str) -> list[str]:
+        if ns == self.b and self.container is not None:
+            return [*self.container.prefix(), self.container.image.python, "-m", "splitbed.network.bulk", *args]
         return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.network.bulk", *args])
 
     def transfer(self, seconds: float, on_start=None, udp_rate_bps: float | None = None
@@ -101,6 +113,8 @@ class Bench:
         for link in self.links:
             link.remove()
         self.nets.remove()
+        if self.container is not None:
+            self.container.remove()
 
 
 def per_second(bins: list[list[int]], origin_s: float, seconds: int) -> np.ndarray:
@@ -173,9 +187,11 @@ def measure_link(rate_bps: float, delay_ms: float, loss_pct: float, seconds: int
         bench.remove()
 
 
-def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False, backend: str = "htb+nfqueue") -> dict:
-    """Goodput through HTB at a fixed rate: bulk TCP, or UDP offered at 1.2x the rate."""
-    bench = Bench.create(backend)
+def fixed_rate_goodput(rate_bps: float, seconds: int = 4, udp: bool = False, backend: str = "htb+nfqueue",
+                       receiver: ImageInfo | None = None) -> dict:
+    """Goodput through HTB at a fixed rate: bulk TCP, or UDP offered at 1.2x the rate; the receiver in a
+    container of image `receiver` when given."""
+    bench = Bench.create(backend, receiver)
     try:
         bench.shape(LinkSpec(rate_bps))
         bins, origin = bench.transfer(seconds, udp_rate_bps=1.2 * rate_bps if udp else None)

@@ -1,6 +1,8 @@
 """Mininet topologies for a scenario: single, star and edge-cloud, shaped by our own link backends.
 
-Hosts are Mininet hosts (private network namespaces); the star's switch is a Linux bridge, so no
+Hosts are Mininet hosts (private network namespaces), or for a node that names an image, a Mininet host
+whose shell lives in that container's network namespace (ContainerHost), so links, shaping and the
+delay stage are the same code for both kinds of node; the star's switch is a Linux bridge, so no
 Open vSwitch kernel datapath or controller is needed. Mininet only builds plain links: rate, delay
 and loss come from links.py, because Mininet's TCLink silently drops what the kernel lacks. Every
 host shell and bridge is written to the run's state file, so a killed run can be cleaned by id.
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mininet.node import Host
+
 from splitbed.errors import UserError
+from splitbed.host.containers import Container
 from splitbed.host.state import RunState
 from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
 
@@ -54,6 +59,20 @@ class NetworkSpec:
             getattr(self, name).check(backend, where=f"links.{name}")
 
 
+class ContainerHost(Host):
+    """A Mininet host in a running container's network namespace instead of a new one: Mininet moves
+    the link ends into it and configures them from a shell that has this machine's tools."""
+
+    def __init__(self, name: str, container: Container, **params):
+        self.container = container
+        super().__init__(name, **params)
+
+    def _popen(self, cmd: list[str], **params):
+        if self.shell is None and cmd[:1] == ["mnexec"]:  # the node's shell: enter, don't create, a namespace
+            cmd = ["nsenter", "-t", str(self.container.pid), "-n", "mnexec", cmd[1].replace("n", ""), *cmd[2:]]
+        return super()._popen(cmd, **params)
+
+
 def host_endpoint(host, intf: str) -> Endpoint:
     return Endpoint(intf, ["mnexec", "-a", str(host.pid)])
 
@@ -61,9 +80,11 @@ def host_endpoint(host, intf: str) -> Endpoint:
 class EmulatedNetwork:
     """Build, shape, and tear down one topology. `directions` maps link names to LinkDirections."""
 
-    def __init__(self, spec: NetworkSpec, backend: str | None, state: RunState | None = None):
+    def __init__(self, spec: NetworkSpec, backend: str | None, state: RunState | None = None,
+                 containers: dict[str, Container] | None = None):
         spec.check(backend)  # everything is checked before anything is created
         self.spec, self.backend, self.state = spec, backend, state
+        self.containers = containers or {}  # node name -> its started container
         self.net = None
         self.directions: dict[str, LinkDirection] = {}
         self.queue_numbers: dict[str, int] = {}
@@ -86,6 +107,12 @@ class EmulatedNetwork:
     def host(self, name: str):
         return self.net.get(name)
 
+    def add_host(self, name: str, ip: str) -> None:
+        if name in self.containers:
+            self.net.addHost(name, cls=ContainerHost, container=self.containers[name], ip=ip)
+        else:
+            self.net.addHost(name, ip=ip)
+
     def prefix(self, name: str) -> list[str]:
         """argv prefix that runs a command inside host `name`'s namespace."""
         return ["mnexec", "-a", str(self.host(name).pid)]
@@ -95,7 +122,6 @@ class EmulatedNetwork:
         from mininet.link import Link
         from mininet.log import setLogLevel
         from mininet.net import Mininet
-        from mininet.node import Host
         from mininet.nodelib import LinuxBridge
 
         setLogLevel("error")
@@ -125,22 +151,22 @@ class EmulatedNetwork:
                                               self.queue_numbers[key], self.state)
 
     def build_single(self) -> None:
-        self.net.addHost("e1", ip="10.0.0.1/24")
-        self.net.addHost("srv", ip="10.0.0.100/24")
+        self.add_host("e1", "10.0.0.1/24")
+        self.add_host("srv", "10.0.0.100/24")
         self.net.addLink("e1", "srv", intfName1="e1-eth0", intfName2="srv-eth0")
 
     def build_star(self) -> None:
         self.net.addSwitch("s1", stp=False)
-        self.net.addHost("srv", ip="10.0.0.100/24")
+        self.add_host("srv", "10.0.0.100/24")
         self.net.addLink("srv", "s1", intfName1="srv-eth0", intfName2="s1-srv")
         for i, name in enumerate(self.edge_names):
-            self.net.addHost(name, ip=f"10.0.0.{i + 1}/24")
+            self.add_host(name, f"10.0.0.{i + 1}/24")
             self.net.addLink(name, "s1", intfName1=f"{name}-eth0", intfName2=f"s1-{name}")
 
     def build_edge_cloud(self) -> None:
-        self.net.addHost("e1", ip="10.0.1.1/24")
-        self.net.addHost("es", ip="10.0.1.2/24")
-        self.net.addHost("cloud", ip="10.0.2.2/24")
+        self.add_host("e1", "10.0.1.1/24")
+        self.add_host("es", "10.0.1.2/24")
+        self.add_host("cloud", "10.0.2.2/24")
         self.net.addLink("e1", "es", intfName1="e1-eth0", intfName2="es-eth0")
         self.net.addLink("es", "cloud", intfName1="es-eth1", intfName2="cloud-eth0")
 

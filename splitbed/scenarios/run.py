@@ -34,9 +34,11 @@ from splitbed.devices.governor import limit_cpu
 from splitbed.devices.profiles import get_profile
 from splitbed.errors import Terminated, UserError
 from splitbed.host.capabilities import probe
+from splitbed.host.containers import Container, ImageInfo, check_daemon, inspect_image
+from splitbed.host.images import source_digest
 from splitbed.host.state import EmulationLock, RunState, cleanup_dead_runs
 from splitbed.models import get_model
-from splitbed.models.datasets import batches, calibration_samples, load_dataset
+from splitbed.models.datasets import FASHION_MNIST_DIR, batches, calibration_samples, load_dataset
 from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.links import LinkSpec
 from splitbed.network.shaping import TcBatch, TraceReplayer
@@ -49,6 +51,11 @@ RESERVE_CORES = 0.3  # the server's tail and the runner, besides the edges
 RESERVE_CORES_PER_EDGE = 0.05  # each edge's governor (a canary every 50 ms) and its share of the delay stages
 PORT = 7700
 MAX_INPUTS = 128  # distinct inputs per run (requests beyond cycle): 77 MB of Lite0 inputs, in a 512 MB Pi Zero
+
+
+def cache_dir() -> Path:
+    """Where calibrations, profiles and the photos are kept (read by the node programs too)."""
+    return Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed"))
 
 
 def link_spec(link: dict, trace: Trace | None) -> LinkSpec:
@@ -90,6 +97,8 @@ class Run:
                     get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
         self.edge_profile = get_profile(data["nodes"]["edge"]["device"])
         self.server_profile = get_profile(data["nodes"]["server"]["device"])
+        self.images = self.check_images()
+        self.containers: dict[str, Container] = {}
         stamp = self.started_utc = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         output = Path(data["output"])
         output = output if output.is_absolute() else REPO / output
@@ -113,6 +122,24 @@ class Run:
             raise UserError(f"link backend {wanted!r} is not available on this machine",
                             where=f"{self.scenario.path}: backend", fix="see 'sudo python run_scenario.py --check'")
         return wanted
+
+    def check_images(self) -> dict[str, ImageInfo]:
+        """The images nodes name: the daemon answers, each exists and runs the node programs; checked
+        before anything starts. An image built from other sources than this checkout is only a warning."""
+        wanted = {role: node["image"] for role, node in self.scenario["nodes"].items() if "image" in node}
+        if not wanted:
+            return {}
+        check_daemon()
+        found: dict[str, ImageInfo] = {}
+        for role, image in wanted.items():
+            found[role] = next((info for info in found.values() if info.name == image), None) or \
+                inspect_image(image, where=f"{self.scenario.path}: nodes.{role}.image")
+        current = source_digest()
+        for info in {info.name: info for info in found.values()}.values():
+            if info.splitbed != __version__ or (info.source and info.source != current):
+                print(f"warning: image {info.name} holds splitbed {info.splitbed} built from other sources than "
+                      f"this checkout ({__version__}); rebuild it (sudo make image)", file=sys.stderr)
+        return found
 
     # --- records -----------------------------------------------------------------------------------
     def write_manifest(self, **updates) -> None:
@@ -157,7 +184,9 @@ class Run:
             self.calibrate_codecs()
             profile = self.aglop_profile(device, cgroups)
             self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
-            network = EmulatedNetwork(self.network_spec, self.backend, state).start()
+            network = EmulatedNetwork(self.network_spec, self.backend, state)
+            network.containers = self.start_containers(network, state)
+            network.start()
             server = self.start_server(network, cgroups, state)
             if self.scenario["capture"]:
                 captures = self.start_captures(network, state)
@@ -181,6 +210,7 @@ class Run:
             steps.append(("stop the server", lambda: server.poll() is None and (server.terminate(), server.wait(10))))
         if network is not None:
             steps.append(("stop the network", network.stop))
+        steps += [(f"remove container {c.name}", c.remove) for c in self.containers.values()]
         usage: dict = {}
 
         def account():
@@ -272,7 +302,28 @@ class Run:
             out += full(batch).argmax(1).tolist()
         return out
 
+    def start_containers(self, network: EmulatedNetwork, state: RunState) -> dict[str, Container]:
+        """A container for each node whose role names an image. It sees the run folder (read-write) and,
+        read-only, the caches, the traces and the Fashion-MNIST folder, at the same paths as here."""
+        roles = {name: "edge" for name in network.edge_names} | {network.server_name: "server"}
+        traces = [Path(self.scenario["links"][name]["trace"]) for name in self.traces]
+        mounts = [(self.dir, True)] + [(path, False) for path in [cache_dir(), FASHION_MNIST_DIR, *traces]
+                                       if path.exists()]
+        safe_id = "".join(c if c.isalnum() or c in "_.-" else "_" for c in self.run_id)
+        for name, role in roles.items():
+            if role in self.images:
+                self.say(f"node {name}: container from image {self.images[role].name}")
+                self.containers[name] = Container(f"splitbed-{safe_id}-{name}", self.images[role], mounts).start(state)
+        self.write_manifest(node_images={name: {**c.image.to_dict(), "container": c.name, "container_id": c.id}
+                                         for name, c in self.containers.items()})
+        return self.containers
+
     def python_in(self, network: EmulatedNetwork, host: str, module: str, *args: str) -> list[str]:
+        """The node's Python running `module`: this machine's, or inside the node's container the image's."""
+        container = self.containers.get(host)
+        if container is not None:
+            return [*container.prefix(), "env", f"SPLITBED_CACHE={cache_dir()}", "OMP_NUM_THREADS=1",
+                    container.image.python, "-m", module, *args]
         return [*network.prefix(host), "env", f"PYTHONPATH={REPO}", "OMP_NUM_THREADS=1", sys.executable, "-m",
                 module, *args]
 

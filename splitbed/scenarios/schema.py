@@ -18,6 +18,7 @@ from splitbed.aglop.online import POLICIES
 from splitbed.aglop.profile import PLAN_CRITERIA
 from splitbed.devices.profiles import load_profiles
 from splitbed.errors import UserError
+from splitbed.host.containers import check_image_name
 from splitbed.network.traces import LINK_TRACE_FIELDS, READERS, UNITS, load_link_trace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ PLAN_TYPES = tuple(POLICIES)
 SCHEMA = {
     "name": str,
     "topology": {"kind": str, "edges": int},
-    "nodes": {"edge": {"device": str}, "server": {"device": str}},
+    "nodes": {"edge": {"device": str, "image": str}, "server": {"device": str, "image": str}},
     "links": {"uplink": LINK, "downlink": LINK, "wan_up": LINK, "wan_down": LINK},
     "backend": str,
     "model": str,
@@ -260,6 +261,9 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
             close = difflib.get_close_matches(device, profiles, n=1)
             fail(f"nodes.{role}.device", f"unknown device {device!r}",
                  f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(profiles)}")
+        if "image" in data["nodes"][role]:
+            check_image_name(data["nodes"][role]["image"], f"{path}:{line_of(root, f'nodes.{role}.image')}: "
+                                                          f"field nodes.{role}.image")
     for name, link in data["links"].items():
         if "trace" in link:
             trace = Path(link["trace"])

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The edge node as a container against the edge node as a plain host, side by side in one run.
+
+    sudo .venv/bin/python benchmarks/containers.py [--scenario scenarios/default.yaml] [--image splitbed-node]
+                                                   [--rounds 2] [--json PATH]
+
+Each round runs the scenario twice, once as written and once with `--set nodes.edge.image=IMAGE`, the
+order swapped every round so the machine's drift falls on both. Pooled over rounds, per method: the
+requests' e2e p50 and each stage's median for host and container, the container - host difference
+with a bootstrap 95% interval (requests resampled within each kind), and the noise to judge it by:
+how far the host's own rounds lie apart (|median of round 1 - median of round 2|, the largest such
+gap over round pairs). A difference is "within noise" when its interval holds 0 or it is no larger
+than that gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from splitbed.app.breakdown import STAGES  # noqa: E402
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
+from splitbed.host.containers import DEFAULT_IMAGE, check_daemon, check_image_name, inspect_image  # noqa: E402
+
+MEASURES = ["e2e_ms", *STAGES]
+BOOTSTRAP = 2000
+
+
+def run_once(scenario: Path, out: Path, image: str | None) -> list[dict]:
+    extra = ["--set", f"nodes.edge.image={image}"] if image else []
+    done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), str(scenario), "--out", str(out), "--quiet",
+                           *extra], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UserError(f"the run {'in a container' if image else 'on a host node'} failed: "
+                        f"{done.stderr.strip()[-400:]}")
+    with (out / "requests.csv").open() as f:
+        return [row for row in csv.DictReader(f) if row["status"] == "ok"]  # warm-ups are not written
+
+
+def medians(rows: list[dict], measure: str) -> np.ndarray:
+    return np.array([float(row[measure]) for row in rows if row[measure] != ""])
+
+
+def difference_interval(host: np.ndarray, container: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    draws = [np.median(rng.choice(container, container.size)) - np.median(rng.choice(host, host.size))
+             for _ in range(BOOTSTRAP)]
+    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def compare(runs: dict[str, list[list[dict]]]) -> list[dict]:
+    rng = np.random.default_rng(0)
+    methods = sorted({row["method"] for rows in runs["host"] for row in rows})
+    table = []
+    for method in methods:
+        for measure in MEASURES:
+            per_round = {kind: [medians([r for r in rows if r["method"] == method], measure) for rows in rounds]
+                         for kind, rounds in runs.items()}
+            pooled = {kind: np.concatenate(values) for kind, values in per_round.items()}
+            if min(v.size for v in pooled.values()) == 0:
+                continue
+            host, container = float(np.median(pooled["host"])), float(np.median(pooled["container"]))
+            low, high = difference_interval(pooled["host"], pooled["container"], rng)
+            host_rounds = [float(np.median(v)) for v in per_round["host"] if v.size]
+            noise = max(abs(a - b) for i, a in enumerate(host_rounds) for b in host_rounds[i + 1:]) \
+                if len(host_rounds) > 1 else None
+            within = (low <= 0 <= high) or (noise is not None and abs(container - host) <= noise)
+            table.append({"method": method, "measure": measure, "host_ms": round(host, 3),
+                          "container_ms": round(container, 3), "difference_ms": round(container - host, 3),
+                          "interval_ms": [round(low, 3), round(high, 3)],
+                          "host_round_gap_ms": None if noise is None else round(noise, 3), "within_noise": within,
+                          "requests": {kind: int(v.size) for kind, v in pooled.items()}})
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", default=str(REPO / "scenarios" / "default.yaml"))
+    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    check_output_path(args.json, "--json")
+    check_image_name(args.image, "--image")
+    if not 1 <= args.rounds <= 20:
+        raise UserError(f"--rounds {args.rounds}: give 1 to 20")
+    if os.geteuid() != 0:
+        raise UserError("needs root: sudo .venv/bin/python benchmarks/containers.py")
+    check_daemon()
+    image = inspect_image(args.image, "--image")
+    started = time.time()
+    runs: dict[str, list[list[dict]]] = {"host": [], "container": []}
+    with tempfile.TemporaryDirectory(prefix="splitbed-containers-") as work:
+        for round_number in range(args.rounds):
+            order = ["host", "container"] if round_number % 2 == 0 else ["container", "host"]
+            for kind in order:
+                out = Path(work, f"{kind}-{round_number}")
+                runs[kind].append(run_once(Path(args.scenario), out, args.image if kind == "container" else None))
+                print(f"round {round_number + 1} {kind}: {len(runs[kind][-1])} requests", flush=True)
+    table = compare(runs)
+    print(f"\n{'method':<14} {'measure':<18} {'host':>9} {'container':>9} {'diff':>8}  {'95% interval':<18} "
+          f"{'host gap':>8}  within noise")
+    for row in table:
+        gap = "" if row["host_round_gap_ms"] is None else f"{row['host_round_gap_ms']:8.2f}"
+        print(f"{row['method']:<14} {row['measure']:<18} {row['host_ms']:9.2f} {row['container_ms']:9.2f} "
+              f"{row['difference_ms']:8.2f}  [{row['interval_ms'][0]:.2f}, {row['interval_ms'][1]:.2f}]"
+              f"{'':<4} {gap:>8}  {'yes' if row['within_noise'] else 'NO'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"scenario": args.scenario, "image": image.to_dict(),
+                                               "rounds": args.rounds, "seconds": round(time.time() - started),
+                                               "table": table}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_reporting_user_errors(main))
