@@ -2,7 +2,7 @@
 """The edge node as a container against the edge node as a plain host, side by side in one run.
 
     sudo .venv/bin/python benchmarks/containers.py [--scenario scenarios/default.yaml] [--image splitbed-node]
-                                                   [--rounds 2] [--json PATH]
+                                                   [--rounds 4] [--build] [--json PATH]
 
 Each round runs the scenario twice, once as written and once with `--set nodes.edge.image=IMAGE`, the
 order swapped every round so the machine's drift falls on both. Pooled over rounds, per method: the
@@ -11,6 +11,11 @@ with a bootstrap 95% interval (requests resampled within each kind), and the noi
 how far the host's own rounds lie apart (|median of round 1 - median of round 2|, the largest such
 gap over round pairs). A difference is "within noise" when its interval holds 0 or it is no larger
 than that gap.
+
+Then, each by its own benchmark: the Pi 4's CPU in a container against a host node
+(`benchmarks/devices.py --devices rpi4 --cached --container IMAGE`) and goodput on a link ending in a
+container (`benchmarks/fidelity.py --container IMAGE`). --build first rebuilds the default image from
+scratch (`python -m splitbed.host.images --force`) to time it; without it the image's size is reported.
 """
 
 from __future__ import annotations
@@ -36,6 +41,16 @@ from splitbed.host.containers import DEFAULT_IMAGE, check_daemon, check_image_na
 
 MEASURES = ["e2e_ms", *STAGES]
 BOOTSTRAP = 2000
+
+
+def sub_benchmark(argv: list[str], work: str, name: str) -> dict:
+    """Another benchmark (or the image build) with --json into `work`; its JSON."""
+    out = Path(work, f"{name}.json")
+    done = subprocess.run([sys.executable, *argv, "--json", str(out)], cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        raise UserError(f"{' '.join(argv)} failed: {done.stderr.strip()[-400:]}")
+    print(f"{name}: done", flush=True)
+    return json.loads(out.read_text())
 
 
 def run_once(scenario: Path, out: Path, image: str | None) -> list[dict]:
@@ -88,7 +103,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default=str(REPO / "scenarios" / "default.yaml"))
     parser.add_argument("--image", default=DEFAULT_IMAGE)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--build", action="store_true", help="rebuild the default image first and time it")
     parser.add_argument("--json")
     args = parser.parse_args()
     check_output_path(args.json, "--json")
@@ -97,17 +113,24 @@ def main() -> int:
         raise UserError(f"--rounds {args.rounds}: give 1 to 20")
     if os.geteuid() != 0:
         raise UserError("needs root: sudo .venv/bin/python benchmarks/containers.py")
+    if args.build and args.image != DEFAULT_IMAGE:
+        raise UserError(f"--build makes {DEFAULT_IMAGE}, not {args.image}", fix="drop --build or --image")
     check_daemon()
-    image = inspect_image(args.image, "--image")
     started = time.time()
     runs: dict[str, list[list[dict]]] = {"host": [], "container": []}
     with tempfile.TemporaryDirectory(prefix="splitbed-containers-") as work:
+        build = sub_benchmark(["-m", "splitbed.host.images", "--force"], work, "image build") if args.build else None
+        os.sync()  # the build's gigabytes written back now, not during the first round
+        image = inspect_image(args.image, "--image")
         for round_number in range(args.rounds):
             order = ["host", "container"] if round_number % 2 == 0 else ["container", "host"]
             for kind in order:
                 out = Path(work, f"{kind}-{round_number}")
                 runs[kind].append(run_once(Path(args.scenario), out, args.image if kind == "container" else None))
                 print(f"round {round_number + 1} {kind}: {len(runs[kind][-1])} requests", flush=True)
+        devices = sub_benchmark(["benchmarks/devices.py", "--devices", "rpi4", "--cached", "--container", args.image],
+                                work, "devices")["profiles"][0]
+        fidelity = sub_benchmark(["benchmarks/fidelity.py", "--container", args.image], work, "fidelity")
     table = compare(runs)
     print(f"\n{'method':<14} {'measure':<18} {'host':>9} {'container':>9} {'diff':>8}  {'95% interval':<18} "
           f"{'host gap':>8}  within noise")
@@ -116,10 +139,20 @@ def main() -> int:
         print(f"{row['method']:<14} {row['measure']:<18} {row['host_ms']:9.2f} {row['container_ms']:9.2f} "
               f"{row['difference_ms']:8.2f}  [{row['interval_ms'][0]:.2f}, {row['interval_ms'][1]:.2f}]"
               f"{'':<4} {gap:>8}  {'yes' if row['within_noise'] else 'NO'}")
+    device = {key: devices[key] for key in ("name", "reference_ms", "emulated_ms", "ratio", "cv", "container_ms",
+                                            "container_ratio", "container_cv")}
+    tcp = [row for row in fidelity["fixed_rates"] if row["protocol"] == "tcp"]
+    print(f"\n{device['name']}: ratio {device['ratio']:.3f} (cv {device['cv']:.3f}) on a host node, "
+          f"{device['container_ratio']:.3f} (cv {device['container_cv']:.3f}) in a container")
+    print("TCP goodput error on a container link: " + ", ".join(
+        f"{row['rate_bps'] / 1e6:g} Mbit/s {row['container_rate_error_pct']:.2f}% (namespace "
+        f"{row['namespace_rate_error_pct']:.2f}%)" for row in tcp))
     if args.json:
-        Path(args.json).write_text(json.dumps({"scenario": args.scenario, "image": image.to_dict(),
-                                               "rounds": args.rounds, "seconds": round(time.time() - started),
-                                               "table": table}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({
+            "scenario": args.scenario, "image": image.to_dict(), "build": build, "rounds": args.rounds,
+            "seconds": round(time.time() - started), "table": table, "device": device,
+            "goodput": fidelity["fixed_rates"], "goodput_tcp_error_pct_max": max(r["container_rate_error_pct"] for r in tcp)},
+            indent=1) + "\n")
     return 0
 
 

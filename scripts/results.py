@@ -36,6 +36,7 @@ BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BE
     "devices": ["benchmarks/devices.py"],
     "aglop": ["benchmarks/aglop.py", "--quick"],
     "studies": ["benchmarks/studies.py"],
+    "containers": ["benchmarks/containers.py", "--build"],  # needs a Docker daemon
 }
 
 
@@ -240,6 +241,31 @@ def studies_section(data: dict) -> list[str]:
             *table(["engine", "study wall s", "overhead per run s"], rows)]
 
 
+def containers_section(data: dict) -> list[str]:
+    rows = [[r["method"], r["measure"], f"{r['host_ms']:.2f}", f"{r['container_ms']:.2f}", f"{r['difference_ms']:+.2f}",
+             f"({r['interval_ms'][0]:.2f}, {r['interval_ms'][1]:.2f})",
+             "-" if r["host_round_gap_ms"] is None else f"{r['host_round_gap_ms']:.2f}", "yes" if r["within_noise"] else "no"]
+            for r in data["table"] if r["host_ms"] or r["container_ms"]]
+    device, build = data["device"], data.get("build") or {}
+    goodput = [[g["protocol"], f"{g['rate_bps'] / 1e6:g}", pct(g["container_rate_error_pct"]),
+                pct(g["namespace_rate_error_pct"])] for g in data["goodput"]]
+    built = (f"built from scratch in {build['base_build_s'] + build['node_build_s']:.0f} s (base "
+             f"{build['base_build_s']:.0f} s, project layer {build['node_build_s']:.0f} s)" if build.get("base_build_s")
+             else "build not timed in this run")
+    return [f"`{data['scenario'].split('/')[-1]}` with the edge node as a container of `{data['image']['image']}` and as a "
+            f"host node, {data['rounds']} rounds, in turns. Per method: p50 e2e and each stage's median (ms, stages "
+            "that are 0 for both left out), container - host with a bootstrap 95% interval, and the gap between the "
+            "host's own rounds (the noise); within noise = the interval holds 0 or the difference is at most that gap.",
+            "", *table(["method", "measure", "host", "container", "difference", "95% interval", "host round gap",
+                        "within noise"], rows),
+            f"Device: {device['name']} reference workload under its governed quota, ratio to the published latency "
+            f"{device['ratio']:.3f} (cv {device['cv']:.3f}) on a host node, {device['container_ratio']:.3f} "
+            f"(cv {device['container_cv']:.3f}) in a container.", "",
+            "Goodput with the receiving end in a container and in a plain namespace, point by point (error against "
+            "rate x payload share):", "", *table(["protocol", "Mbit/s", "container error", "namespace error"], goodput),
+            f"Image `{data['image']['image']}`: {data['image']['size_mb']:.0f} MB, {built}.", ""]
+
+
 SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section),
             "codecs": ("Codecs: size against accuracy", codecs_section),
             "disc_headroom": ("DISC: distance of the entropy stage from ideal coders", disc_headroom_section),
@@ -247,7 +273,8 @@ SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section)
             "disc_accuracy": ("DISC: accuracy loss on held-out photos", disc_accuracy_section),
             "devices": ("Devices: emulated against published latency", devices_section),
             "aglop": ("AGLOP against every baseline", aglop_section),
-            "studies": ("Studies: local engine against Dask", studies_section)}
+            "studies": ("Studies: local engine against Dask", studies_section),
+            "containers": ("Container nodes against host nodes", containers_section)}
 
 
 def headline_rows(found: dict) -> list[list[str]]:
@@ -283,6 +310,16 @@ def headline_rows(found: dict) -> list[list[str]]:
         rows.append(["AGLOP", f"{min(red):.1f}-{max(red):.1f}% lower e2e than original partition-offloading; "
                      f"{min(gap):+.1f}% to {max(gap):+.1f}% from the oracle ({len(checks)} trace x device points)",
                      "aglop"])
+    if "containers" in found:
+        d = found["containers"][0]
+        e2e = [r for r in d["table"] if r["measure"] == "e2e_ms"]
+        build = d.get("build") or {}
+        rows.append(["container nodes", f"edge as a container vs a host node: e2e p50 {min(r['difference_ms'] for r in e2e):+.1f} "
+                     f"to {max(r['difference_ms'] for r in e2e):+.1f} ms ({sum(r['within_noise'] for r in e2e)}/{len(e2e)} "
+                     f"methods within noise); {d['device']['name']} {d['device']['container_ratio']:.2f}x in a container; "
+                     f"TCP goodput error up to {pct(d['goodput_tcp_error_pct_max'])} on a container link; image "
+                     f"{d['image']['size_mb'] / 1000:.2f} GB" + (f", built in {build['base_build_s'] + build['node_build_s']:.0f} s"
+                                                                 if build.get("base_build_s") else ""), "containers"])
     return [[what, value, f"[{name}](docs/results.md#{anchor(SECTIONS[name][0])})"] for what, value, name in rows]
 
 

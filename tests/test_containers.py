@@ -176,3 +176,46 @@ def test_containers_are_removed_after_sigterm_and_after_kill_9_with_cleanup(tmp_
     assert not any(group.exists() for group in groups)
     for intf in ("e1-eth0", "srv-eth0"):
         assert subprocess.run(["ip", "link", "show", intf], capture_output=True).returncode != 0
+
+
+@pytest.mark.root
+@pytest.mark.timing
+def test_the_node_groups_quota_and_memory_limit_hold_for_a_program_in_a_container(docker_image):
+    from splitbed.devices.cgroups import CgroupManager
+    from splitbed.host.containers import Container, inspect_image
+
+    manager = CgroupManager(f"splitbed-test-{os.getpid()}")
+    container = Container(f"splitbed-test-{os.getpid()}", inspect_image(docker_image, "test"))
+    try:
+        container.start(None)
+        python = [*container.prefix(), container.image.python, "-c"]
+        group = manager.create("edge")
+        group.set_memory(100 << 20)
+        group.set_cpu(0.25, period_us=5000)
+        grab = "import sys; b = bytearray(b'x' * ({} << 20)); print('survived')"
+        small = group.popen([*python, grab.format(30)], stdout=-1, text=True)
+        assert small.communicate(timeout=60)[0].strip() == "survived" and small.returncode == 0
+        big = group.popen([*python, grab.format(200)], stdout=-1, text=True)
+        out, _ = big.communicate(timeout=60)
+        assert big.returncode == -9 and "survived" not in out  # the node's memory limit, inside the container
+        spin = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass"
+        before, started = group.cpu_usage_s(), time.monotonic()
+        group.popen([*python, spin]).wait(timeout=30)
+        used = group.cpu_usage_s() - before
+        assert 0.15 <= used / (time.monotonic() - started) <= 0.35  # the node's quota of 0.25 cores, as for a host node
+    finally:
+        container.remove()
+        manager.remove_all()
+    assert containers_named(container.name) == []
+
+
+def test_a_study_or_set_can_name_an_image_and_a_bad_one_is_refused(tmp_path):
+    from splitbed.errors import UserError
+    from splitbed.scenarios.schema import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text("plan: {type: fixed, split: conv1, codec: raw}\nmodel: fmnist_cnn\n")
+    assert load_scenario(path, {"nodes.edge.image": "my-node:1.2"})["nodes"]["edge"] == {"device": "rpi4",
+                                                                                           "image": "my-node:1.2"}
+    with pytest.raises(UserError, match="nodes.server.image"):
+        load_scenario(path, {"nodes.server.image": "UPPER/Case"})

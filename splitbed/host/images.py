@@ -71,8 +71,10 @@ def image_label(image: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def image_exists(image: str) -> bool:
-    return docker("image", "inspect", image, check=False).returncode == 0
+def image_id(image: str) -> str:
+    """The image's id, or "" when this daemon has no such image."""
+    done = docker("image", "inspect", "-f", "{{.Id}}", image, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def run(argv: list[str], **kwargs) -> None:
@@ -146,18 +148,21 @@ def build(image: str = DEFAULT_IMAGE, force: bool = False, say=print) -> dict:
     """Build what is missing or stale; returns the timings and the image's size."""
     base, source = f"splitbed-base:{base_digest()}", source_digest()
     report = {"image": image, "base": base, "source": source, "base_build_s": None, "node_build_s": None}
-    if force or not image_exists(base):
+    replaced = []  # ids of the images this build replaces: removed by id at the end (kept if in use)
+    if force or not image_id(base):
+        replaced.append(image_id(base))
         started = time.monotonic()
         build_base(base, say)
         report["base_build_s"] = round(time.monotonic() - started, 1)
     if force or image_label(image) != source:
-        previous = docker("image", "inspect", "-f", "{{.Id}}", image, check=False).stdout.strip()
+        replaced.insert(0, image_id(image))  # the node image first: it is a child of its base
         started = time.monotonic()
         say(f"{image}: the project ({source}) on {base}")
         build_node(base, image, source)
         report["node_build_s"] = round(time.monotonic() - started, 1)
-        if previous:
-            docker("rmi", previous, check=False)  # the image this build replaced, by id (kept if in use)
+    for old in filter(None, replaced):
+        if old not in (image_id(image), image_id(base)):
+            docker("rmi", old, check=False)
     meta = json.loads(docker("image", "inspect", image).stdout)[0]
     base_meta = json.loads(docker("image", "inspect", base).stdout)[0]
     report.update(image_id=meta["Id"], size_mb=round(meta["Size"] / 1e6, 1), base_size_mb=round(base_meta["Size"] / 1e6, 1))
