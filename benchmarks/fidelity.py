@@ -92,7 +92,7 @@ def container_goodput(image: str, backend: str, json_path: str | None, started: 
     rows = []
     for udp in (False, True):
         for mbit in RATES_MBIT:
-            pair = {kind: fixed_rate_goodput(mbit * 1e6, seconds=5, udp=udp, backend=backend, receiver=receiver)
+            pair = {kind: fixed_rate_goodput(mbit * 1e6, seconds=10, udp=udp, backend=backend, receiver=receiver)
                     for kind, receiver in (("namespace", None), ("container", info))}
             rows.append({"protocol": pair["container"]["protocol"], "rate_bps": mbit * 1e6,
                          "expected_goodput_bps": pair["container"]["expected_goodput_bps"],
