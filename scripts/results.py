@@ -316,7 +316,8 @@ def headline_rows(found: dict) -> list[list[str]]:
         build = d.get("build") or {}
         rows.append(["container nodes", f"edge as a container vs a host node: e2e p50 {min(r['difference_ms'] for r in e2e):+.1f} "
                      f"to {max(r['difference_ms'] for r in e2e):+.1f} ms ({sum(r['within_noise'] for r in e2e)}/{len(e2e)} "
-                     f"methods within noise); {d['device']['name']} {d['device']['container_ratio']:.2f}x in a container; "
+                     f"methods within noise); {d['device']['name']} {d['device']['container_ratio']:.2f}x in a container "
+                     f"({d['device']['ratio']:.2f}x on a host); "
                      f"TCP goodput error up to {pct(d['goodput_tcp_error_pct_max'])} on a container link; image "
                      f"{d['image']['size_mb'] / 1000:.2f} GB" + (f", built in {build['base_build_s'] + build['node_build_s']:.0f} s"
                                                                  if build.get("base_build_s") else ""), "containers"])

@@ -14,6 +14,7 @@ host shell and bridge is written to the run's state file, so a killed run can be
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 
 from mininet.node import Host
@@ -85,6 +86,7 @@ class EmulatedNetwork:
         spec.check(backend)  # everything is checked before anything is created
         self.spec, self.backend, self.state = spec, backend, state
         self.containers = containers or {}  # node name -> its started container
+        self.forward_rules: list[list[str]] = []
         self.net = None
         self.directions: dict[str, LinkDirection] = {}
         self.queue_numbers: dict[str, int] = {}
@@ -135,6 +137,8 @@ class EmulatedNetwork:
                     self.state.process(host.pid)  # its end takes its namespace and veth ends along
                 for switch in self.net.switches:
                     self.state.link(switch.name)
+            for switch in self.net.switches:
+                self.accept_bridged(switch.name)
             self.net.start()
             self.method("links")()
             for direction in self.directions.values():
@@ -143,6 +147,17 @@ class EmulatedNetwork:
             self.stop()
             raise
         return self
+
+    def accept_bridged(self, bridge: str) -> None:
+        """Frames crossing a bridge pass iptables' FORWARD chain where br_netfilter is on, and a Docker
+        daemon turns it on and sets FORWARD's policy to DROP: accept our bridge's own traffic first."""
+        rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+        if self.state:
+            self.state.iptables(rule, "filter")
+        done = subprocess.run(["iptables", "-t", "filter", "-I", *rule], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"iptables -I {' '.join(rule)}: {done.stderr.strip()}")
+        self.forward_rules.append(rule)
 
     def direction(self, name: str, spec: LinkSpec, sender: Endpoint, receiver: Endpoint) -> None:
         key = receiver.prefix[-1] if receiver.prefix else "root"
@@ -205,6 +220,9 @@ class EmulatedNetwork:
         for direction in reversed(list(self.directions.values())):
             direction.remove()
         self.directions.clear()
+        for rule in self.forward_rules:
+            subprocess.run(["iptables", "-t", "filter", "-D", *rule], capture_output=True)
+        self.forward_rules.clear()
         if self.net is not None:
             self.net.stop()  # this network's hosts, links and bridge only: never Mininet's cleanup()
             self.net = None
