@@ -125,7 +125,7 @@ class Run:
 
     def check_images(self) -> dict[str, ImageInfo]:
         """The images nodes name: the daemon answers, each exists and runs the node programs; checked
-        before anything starts. An image built from other sources than this checkout is only a warning."""
+        before anything starts. An image built from other sources than this checkout is a warning only."""
         wanted = {role: node["image"] for role, node in self.scenario["nodes"].items() if "image" in node}
         if not wanted:
             return {}
@@ -137,8 +137,9 @@ class Run:
         current = source_digest()
         for info in {info.name: info for info in found.values()}.values():
             if info.splitbed != __version__ or (info.source and info.source != current):
-                print(f"warning: image {info.name} holds splitbed {info.splitbed} built from other sources than "
-                      f"this checkout ({__version__}); rebuild it (sudo make image)", file=sys.stderr)
+                print(f"warning: image {info.name} was not built from this checkout (splitbed {info.splitbed}, "
+                      f"sources {info.source or 'unlabelled'}; here {__version__}, {current}): its programs may speak "
+                      f"another protocol (rebuild: sudo make image)", file=sys.stderr)
         return found
 
     # --- records -----------------------------------------------------------------------------------
