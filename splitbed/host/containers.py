@@ -55,9 +55,9 @@ def check_daemon() -> str:
         raise UserError("a node names an image, but the docker command is not installed", fix=START_HINT)
     done = docker("version", "--format", "{{.Server.Version}}", timeout=20, check=False)
     if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
         raise UserError(f"a node names an image, but the Docker daemon does not answer "
-                        f"({(done.stderr or done.stdout).strip().splitlines()[-1:] or ['no output']}[0])",
-                        fix=START_HINT)
+                        f"({said[-1] if said else 'no output'})", fix=START_HINT)
     return done.stdout.strip()
 
 
@@ -113,6 +113,7 @@ class Container:
     name: str
     image: ImageInfo
     mounts: list[tuple[Path, bool]] = field(default_factory=list)  # (path, writable), mounted at the same path
+    hostname: str = "splitbed-node"  # the node's name, for a run (at most 63 characters)
     pid: int = 0
     id: str = ""
 
@@ -121,7 +122,7 @@ class Container:
             state.container(self.name)  # before creating: a crash in between leaves nothing unrecorded
         volumes = [arg for path, writable in self.mounts
                    for arg in ("-v", f"{path}:{path}:{'rw' if writable else 'ro'}")]
-        self.id = docker("create", "--name", self.name, "--network", "none", "--hostname", self.name,
+        self.id = docker("create", "--name", self.name, "--network", "none", "--hostname", self.hostname[:63],
                          "--label", "splitbed.run=1", *volumes, "--entrypoint", "sleep", self.image.id,
                          "infinity").stdout.strip()
         docker("start", self.id)

@@ -314,7 +314,8 @@ class Run:
         for name, role in roles.items():
             if role in self.images:
                 self.say(f"node {name}: container from image {self.images[role].name}")
-                self.containers[name] = Container(f"splitbed-{safe_id}-{name}", self.images[role], mounts).start(state)
+                self.containers[name] = Container(f"splitbed-{safe_id}-{name}", self.images[role], mounts,
+                                                  hostname=name).start(state)
         self.write_manifest(node_images={name: {**c.image.to_dict(), "container": c.name, "container_id": c.id}
                                          for name, c in self.containers.items()})
         return self.containers
