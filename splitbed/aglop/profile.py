@@ -31,6 +31,7 @@ from splitbed.codecs.evaluation import measure
 from splitbed.devices.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
 from splitbed.devices.calibration import machine_key
 from splitbed.devices.governor import limit_cpu
+from splitbed.host.cache import cache_root
 from splitbed.models.datasets import calibration_samples, evaluation_samples, photo_views
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
 
@@ -93,7 +94,7 @@ def candidate_options(model: SplitModel) -> list[Option]:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed")) / "aglop"
+    return cache_root() / "aglop"
 
 
 def write_json(path: Path, data) -> None:

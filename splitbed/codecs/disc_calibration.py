@@ -20,6 +20,7 @@ from scipy.fft import dctn
 
 from splitbed.codecs.base import CorruptPayload
 from splitbed.errors import UserError
+from splitbed.host.cache import cache_root
 
 CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
@@ -138,8 +139,7 @@ class CalibrationStore:
     """Calibration files under a cache folder, one per (model, split); fitted on first use."""
 
     def __init__(self, root: str | Path | None = None):
-        default = Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed"))
-        self.root = Path(root) if root else default / "calibration"
+        self.root = Path(root) if root else cache_root() / "calibration"
         self.loaded: dict[tuple[str, str], Calibration] = {}
 
     def path(self, model_name: str, split: str) -> Path:

@@ -24,6 +24,7 @@ from splitbed.devices.child import PipedChild
 from splitbed.devices.governor import SENSITIVITY, Governor, node_cpus
 from splitbed.devices.profiles import DeviceProfile
 from splitbed.errors import UserError
+from splitbed.host.cache import cache_root
 
 TOLERANCE = 0.03
 MAX_ITERATIONS = 8
@@ -182,8 +183,7 @@ class CalibrationCache:
     """One JSON file per machine: device -> NodeCalibration."""
 
     def __init__(self, root: str | Path | None = None):
-        base = Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed"))
-        self.path = Path(root or base / "devices") / f"{machine_key()}-v{CACHE_FORMAT}.json"
+        self.path = Path(root or cache_root() / "devices") / f"{machine_key()}-v{CACHE_FORMAT}.json"
 
     def load(self) -> dict[str, dict]:
         try:

@@ -38,27 +38,30 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     return done
 
 
-def daemon_version() -> str | None:
-    """The Docker daemon's version, None when there is no docker command or no daemon answers."""
+def ask_daemon() -> tuple[str | None, str]:
+    """(the daemon's version, None when it does not answer; what the client said otherwise)."""
     if shutil.which("docker") is None:
-        return None
+        return None, "the docker command is not installed"
     try:
-        done = docker("version", "--format", "{{.Server.Version}}", timeout=10, check=False)
+        done = docker("version", "--format", "{{.Server.Version}}", timeout=20, check=False)
     except subprocess.TimeoutExpired:
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+        return None, "no answer within 20 s"
+    if done.returncode == 0:
+        return done.stdout.strip(), ""
+    said = (done.stderr or done.stdout).strip().splitlines()
+    return None, said[-1] if said else "no output"
+
+
+def daemon_version() -> str | None:
+    return ask_daemon()[0]
 
 
 def check_daemon() -> str:
     """The daemon's version, or a UserError saying how to start it."""
-    if shutil.which("docker") is None:
-        raise UserError("a node names an image, but the docker command is not installed", fix=START_HINT)
-    done = docker("version", "--format", "{{.Server.Version}}", timeout=20, check=False)
-    if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        raise UserError(f"a node names an image, but the Docker daemon does not answer "
-                        f"({said[-1] if said else 'no output'})", fix=START_HINT)
-    return done.stdout.strip()
+    version, said = ask_daemon()
+    if version is None:
+        raise UserError(f"a node names an image, but the Docker daemon does not answer ({said})", fix=START_HINT)
+    return version
 
 
 def check_image_name(image, where: str) -> None:
@@ -136,7 +139,6 @@ class Container:
         return ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-r", "-w"]
 
     def remove(self) -> None:
-        if self.id or self.name:
-            docker("rm", "-f", self.id or self.name, check=False)
-            self.id, self.pid = "", 0
+        docker("rm", "-f", self.id or self.name, check=False)
+        self.id, self.pid = "", 0
 

@@ -18,7 +18,6 @@ import fnmatch
 import hashlib
 import io
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -33,8 +32,9 @@ import yaml
 from PIL import Image
 
 from splitbed.errors import UserError
+from splitbed.host.cache import cache_root
 
-CACHE = Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed")) / "photos"
+CACHE = cache_root() / "photos"
 MANIFEST = "manifest.jsonl"
 LABELS = Path(__file__).with_name("photo_labels.yaml")
 TUXPAINT = "tuxpaint-stamps-default"

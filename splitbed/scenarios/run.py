@@ -33,6 +33,7 @@ from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import limit_cpu
 from splitbed.devices.profiles import get_profile
 from splitbed.errors import Terminated, UserError
+from splitbed.host.cache import cache_root
 from splitbed.host.capabilities import probe
 from splitbed.host.containers import Container, ImageInfo, check_daemon, inspect_image
 from splitbed.host.images import source_digest
@@ -51,11 +52,6 @@ RESERVE_CORES = 0.3  # the server's tail and the runner, besides the edges
 RESERVE_CORES_PER_EDGE = 0.05  # each edge's governor (a canary every 50 ms) and its share of the delay stages
 PORT = 7700
 MAX_INPUTS = 128  # distinct inputs per run (requests beyond cycle): 77 MB of Lite0 inputs, in a 512 MB Pi Zero
-
-
-def cache_dir() -> Path:
-    """Where calibrations, profiles and the photos are kept (read by the node programs too)."""
-    return Path(os.environ.get("SPLITBED_CACHE", Path.home() / ".cache" / "splitbed"))
 
 
 def link_spec(link: dict, trace: Trace | None) -> LinkSpec:
@@ -308,7 +304,7 @@ class Run:
         read-only, the caches, the traces and the Fashion-MNIST folder, at the same paths as here."""
         roles = {name: "edge" for name in network.edge_names} | {network.server_name: "server"}
         traces = [Path(self.scenario["links"][name]["trace"]) for name in self.traces]
-        mounts = [(self.dir, True)] + [(path, False) for path in [cache_dir(), FASHION_MNIST_DIR, *traces]
+        mounts = [(self.dir, True)] + [(path, False) for path in [cache_root(), FASHION_MNIST_DIR, *traces]
                                        if path.exists()]
         safe_id = "".join(c if c.isalnum() or c in "_.-" else "_" for c in self.run_id)
         for name, role in roles.items():
@@ -324,7 +320,7 @@ class Run:
         """The node's Python running `module`: this machine's, or inside the node's container the image's."""
         container = self.containers.get(host)
         if container is not None:
-            return [*container.prefix(), "env", f"SPLITBED_CACHE={cache_dir()}", "OMP_NUM_THREADS=1",
+            return [*container.prefix(), "env", f"SPLITBED_CACHE={cache_root()}", "OMP_NUM_THREADS=1",
                     container.image.python, "-m", module, *args]
         return [*network.prefix(host), "env", f"PYTHONPATH={REPO}", "OMP_NUM_THREADS=1", sys.executable, "-m",
                 module, *args]
