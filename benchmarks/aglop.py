@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.aglop.planner import LatencyModel  # noqa: E402
 from splitbed.aglop.profile import DEFAULT_CRITERION, candidate_options, codec_table, load_options  # noqa: E402
+from splitbed.analysis.judgement import margin_ci95_pct  # noqa: E402
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.codecs import CalibrationStore  # noqa: E402
 from splitbed.devices.profiles import get_profile  # noqa: E402
@@ -145,16 +146,6 @@ def summarise(run_dir: Path, trace: str, device: str, duration_s: float, delay_m
         row["original_po_by_split_predicted_ms"] = {o.split: round(float(p), 1) for o, p in zip(raw, predicted, strict=True)}
         row["trace_mean_mbps"] = trace_mean / 1e6
     return out
-
-
-def margin_ci95_pct(ours: list[float], theirs: list[float], rounds: int = 2000) -> tuple[float, float]:
-    """Bootstrap 95% interval of 1 - mean(ours) / mean(theirs), in percent: when it spans 0, the two
-    methods' means differ by no more than the noise (on these shared machines, host speed drifts)."""
-    rng = np.random.default_rng(0)
-    a, b = np.asarray(ours), np.asarray(theirs)
-    ratios = [rng.choice(a, len(a)).mean() / rng.choice(b, len(b)).mean() for _ in range(rounds)]
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return float(100 * (1 - high)), float(100 * (1 - low))
 
 
 def checks(results: list[dict]) -> list[dict]:

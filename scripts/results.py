@@ -35,6 +35,7 @@ BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BE
     "disc_accuracy": ["benchmarks/disc_accuracy.py"],
     "devices": ["benchmarks/devices.py"],
     "aglop": ["benchmarks/aglop.py", "--quick"],
+    "aglop_grid": ["benchmarks/aglop_grid.py"],
     "studies": ["benchmarks/studies.py"],
     "containers": ["benchmarks/containers.py", "--build"],  # needs a Docker daemon
 }
@@ -232,6 +233,40 @@ def aglop_section(data: dict) -> list[str]:
             f"{pct(data['prediction_error_pct'], 1)}.", ""]
 
 
+def aglop_grid_section(data: dict) -> list[str]:
+    s = data["summary"]
+    rows = []
+    for p in data["points"]:
+        if "methods" not in p:
+            rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", ""])
+            continue
+        m, (low, high) = p["methods"], p["margin_vs_lowest_other_ci95_pct"]
+        rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", f"{m['aglop']['mean_e2e_ms']:.1f}",
+                     f"{p['lowest_other']} {m[p['lowest_other']]['mean_e2e_ms']:.1f}",
+                     f"{p['margin_vs_lowest_other_pct']:+.1f}% ({low:+.1f}, {high:+.1f})",
+                     f"{p['best_fixed']} {m[p['best_fixed']]['mean_e2e_ms']:.1f}", f"{p['over_best_fixed_pct']:+.1f}%",
+                     "-" if p["gap_to_oracle_pct"] is None else f"{p['gap_to_oracle_pct']:+.1f}%"])
+    options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['median_e2e_ms']:.1f}",
+                *(f"{v:+.1f}" for v in e["median_stage_error_ms"].values())]
+               for option, e in sorted(data["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"])]
+    return [f"{s['judged_points']} of {s['points']} grid points complete (`studies/aglop-grid.yaml`; every method takes "
+            "turns on one replay per point). Margin = 1 - AGLOP / lowest other non-oracle method (positive = AGLOP "
+            "faster), bootstrap 95% interval; best fixed = the fixed plan with the lowest measured mean on that replay.",
+            "", *table(["trace", "device", "one-way ms", "AGLOP mean", "lowest other", "margin (95% CI)", "best fixed",
+                        "AGLOP over best fixed", "gap to oracle"], rows),
+            f"AGLOP lowest or within the interval of the lowest in {100 * s['lowest_or_within_ci_share']:.0f}% of points; "
+            f"over the best fixed option by at most {s['max_over_best_fixed_pct']:+.1f}% (median "
+            f"{s['median_over_best_fixed_pct']:+.1f}%); largest profiled loss of an option it ran "
+            f"{s['aglop_max_profiled_drop_pts']:.2f} points (budget {s['budget_pts']:g}); decision "
+            f"{s['decision_ms_median']:.3f} ms median.", "",
+            "Latency model against every method's offloaded requests (told the trace's rate and the link's delay): "
+            f"median |model - measured| / measured {pct(s['model_error_pct'], 1)} overall; AGLOP's own predictions "
+            f"(its rate estimate included) {pct(s['aglop_own_prediction_error_pct'], 1)}. Per option, with the median "
+            "signed error per stage (model - measured, ms):", "",
+            *table(["option", "requests", "median abs error", "median e2e ms", "head", "encode", "transfer", "decode",
+                    "tail"], options)]
+
+
 def studies_section(data: dict) -> list[str]:
     rows = [[engine, f"{data[f'{engine}_wall_s']:.1f}", f"{data[f'{engine}_overhead_per_run_s']:.2f}"]
             for engine in ("local", "dask")]
@@ -273,6 +308,7 @@ SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section)
             "disc_accuracy": ("DISC: accuracy loss on held-out photos", disc_accuracy_section),
             "devices": ("Devices: emulated against published latency", devices_section),
             "aglop": ("AGLOP against every baseline", aglop_section),
+            "aglop_grid": ("AGLOP over a study grid", aglop_grid_section),
             "studies": ("Studies: local engine against Dask", studies_section),
             "containers": ("Container nodes against host nodes", containers_section)}
 
@@ -310,6 +346,12 @@ def headline_rows(found: dict) -> list[list[str]]:
         rows.append(["AGLOP", f"{min(red):.1f}-{max(red):.1f}% lower e2e than original partition-offloading; "
                      f"{min(gap):+.1f}% to {max(gap):+.1f}% from the oracle ({len(checks)} trace x device points)",
                      "aglop"])
+    if "aglop_grid" in found:
+        s = found["aglop_grid"][0]["summary"]
+        rows.append(["AGLOP over a grid", f"lowest or within noise of the lowest method in "
+                     f"{100 * s['lowest_or_within_ci_share']:.0f}% of {s['judged_points']} (trace, device, delay) points; "
+                     f"at most {s['max_over_best_fixed_pct']:+.1f}% over the best fixed option in hindsight; latency "
+                     f"model error {pct(s['model_error_pct'], 1)} (median, every method's requests)", "aglop_grid"])
     if "containers" in found:
         d = found["containers"][0]
         e2e = [r for r in d["table"] if r["measure"] == "e2e_ms"]

@@ -16,9 +16,10 @@ from splitbed.aglop.online import (
     OraclePolicy,
     make_policy,
 )
-from splitbed.aglop.planner import LatencyModel, Planner, wire_bits
+from splitbed.aglop.planner import ComputeDrift, LatencyModel, Planner, segments, transfer_ms, wire_bits
 from splitbed.aglop.profile import Option
 from splitbed.errors import UserError
+from splitbed.network.tcp_window import restart_window
 from splitbed.scenarios.schema import load_scenario
 from tests.conftest import REPO
 
@@ -220,9 +221,51 @@ def test_the_planner_follows_compute_drift_seen_in_answered_requests():
     planner = Planner([local, offload])
     assert planner.choose(1e6, 40).option is local  # 100 ms here vs 30 + 2 + 13 + 80 + 9 = 134 ms there
     for _ in range(20):  # the edge turns out twice as slow as profiled (the host's speed drifted)
-        planner.observe_compute(local, 200.0, 0.0)
-    assert planner.edge_scale == pytest.approx(2.0, rel=0.02)
+        planner.observe_compute(local, {"head": 200.0})
+    assert planner.drift.of("head", local) == pytest.approx(2.0, rel=0.02)
+    assert planner.drift.of("head", offload) == pytest.approx(2.0, rel=0.02)  # the host's scale, carried over
     decision = planner.choose(1e6, 40)
-    assert decision.option is offload and decision.predicted_ms == pytest.approx(2 * 32 + 13.5 + 80 + 9, abs=1)
-    planner.observe_compute(Option("stem", "raw", head_ms=1), 50.0, 0.0)  # too short to say anything
-    assert planner.edge_scale == pytest.approx(2.0, rel=0.02)
+    assert decision.option is offload and decision.predicted_ms == pytest.approx(2 * 30 + 2 + 13.5 + 80 + 9, abs=1)
+    planner.observe_compute(Option("stem", "raw", head_ms=0.1), {"head": 50.0})  # too short to say anything
+    assert planner.drift.scale["head"] == pytest.approx(2.0, rel=0.02)
+
+
+def test_drift_of_one_option_stays_with_it_once_another_is_seen():
+    """Two heads that drift apart (one split meets the CPU quota's throttling, the other does not) keep
+    their own factors: running one does not move the other's prediction by its whole ratio."""
+    short, long = Option("block1", "disc", head_ms=30, tail_ms=20), Option("edge-only", "", head_ms=150)
+    drift = ComputeDrift()
+    for _ in range(40):
+        drift.observe(short, {"head": 30.0, "tail": 20.0})
+        drift.observe(long, {"head": 225.0})  # 1.5x its profile; block1 as profiled
+    assert drift.of("head", long) * 150 == pytest.approx(225, rel=0.05)
+    assert drift.of("head", short) * 30 == pytest.approx(30, rel=0.05)
+    assert drift.of("tail", short) == pytest.approx(1.0, rel=0.01)
+
+
+def test_slow_start_after_idle_adds_round_trips_only_when_the_window_runs_out():
+    rtt_ms, rate = 40.0, 20e6
+
+    def time_ms(message_bytes, window=None):
+        bits, count = np.array([float(wire_bits(message_bytes))]), np.array([float(segments(message_bytes))])
+        return float(transfer_ms(bits, count, rate, rtt_ms / 2, window)[0])
+
+    def segment_ms(message_bytes):
+        return float(wire_bits(message_bytes) / segments(message_bytes)) / rate * 1e3
+
+    assert time_ms(30_000) == pytest.approx(float(wire_bits(30_000)) / rate * 1e3 + rtt_ms)
+    assert time_ms(3_000, 10) == pytest.approx(time_ms(3_000))  # 3 segments fit the initial window
+    # 30 KB = 21 segments: 10 go, then the sender waits for their ACKs (one RTT less their own time)
+    assert time_ms(30_000, 10) == pytest.approx(time_ms(30_000) + rtt_ms - 10 * segment_ms(30_000))
+    # 600 KB: windows of 10, 20, 40 segments each leave before an RTT at 20 Mbit/s; 80 fill the pipe
+    assert time_ms(600_000, 10) - time_ms(600_000) == pytest.approx(
+        sum(rtt_ms - w * segment_ms(600_000) for w in (10, 20, 40)))
+    assert time_ms(600_000, 100) == pytest.approx(time_ms(600_000))  # a warm connection: no stall
+
+
+def test_linux_restarts_the_window_after_an_idle_rto():
+    assert restart_window(80, rto_ms=204, idle_ms=150) == 80  # not idle long enough
+    assert restart_window(80, rto_ms=204, idle_ms=300) == 40  # one RTO: halved
+    assert restart_window(80, rto_ms=204, idle_ms=5000) == 10  # never under the initial window
+    assert restart_window(80, rto_ms=204, idle_ms=5000, restarts=False) == 80  # sysctl off
+    assert restart_window(6, rto_ms=204, idle_ms=5000) == 10

@@ -1,18 +1,22 @@
 """AGLOP's profile from the command line (root: the edge side is timed inside a quota'd cgroup).
 
-    python -m splitbed.aglop profile [--model M] [--device D] [--rebuild] [--json PATH] [--mbps 0.5,1,3]
+    python -m splitbed.aglop profile [--model M] [--device D] [--rebuild] [--json PATH] [--mbps 0.5,1,3] [--sweep]
 
 Prints every option (split, codec setting) with its size, accuracy drop and times, and what the
-planner would choose at a few uplink rates.
+planner would choose at a few uplink rates; --sweep: every option it chooses anywhere from 0.3 to
+200 Mbit/s and 2 to 20 ms each way, with a fresh or an idle-restarted TCP window.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from splitbed.aglop.planner import Planner
 from splitbed.aglop.profile import build_profile, load_options
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--json", help="write the profile here")
     cmd.add_argument("--mbps", default="0.5,1,2,4,8", help="uplink rates to show the planner's choice at")
     cmd.add_argument("--delay-ms", type=float, default=20.0, help="one-way delay for those choices")
+    cmd.add_argument("--sweep", action="store_true", help="every option chosen anywhere on a grid of rates and delays")
     args = parser.parse_args(argv)
     check_output_path(args.json, "--json")
     if os.geteuid() != 0:
@@ -56,6 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         d = planner.choose(mbps * 1e6, args.delay_ms)
         print(f"  {mbps:>5} Mbit/s: {d.option.split} {d.option.codec} {json.dumps(d.option.params)} "
               f"-> {d.predicted_ms:.1f} ms predicted")
+    if args.sweep:
+        chosen: collections.Counter = collections.Counter()
+        for mbps in np.geomspace(0.3, 200, 60):
+            for delay in (2, 5, 10, 20):
+                for window in (10, None):
+                    planner.current = None
+                    o = planner.choose(mbps * 1e6, delay, window).option
+                    chosen[f"{o.split} {o.codec} {json.dumps(o.params)}".replace("  ", " ")] += 1
+        print("\noptions chosen on 60 rates (0.3-200 Mbit/s) x 4 delays (2-20 ms) x 2 windows:")
+        for option, count in chosen.most_common():
+            print(f"  {count:>4}  {option}")
     if args.json:
         Path(args.json).write_text(json.dumps(profile, indent=1) + "\n")
     return 0

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from splitbed.aglop.planner import Planner, wire_bits
+from splitbed.aglop.planner import ComputeDrift, LatencyModel, Planner, wire_bits
 from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
 
@@ -71,12 +71,14 @@ class Choice:
 
 
 class FixedPolicy:
-    """The same option for every request (fixed plans and the fixed baselines)."""
+    """The same option for every request (fixed plans and the fixed baselines). It follows the compute
+    drift too, though it plans nothing: the latency model's judge (ModelJudge) predicts with it."""
 
     def __init__(self, option: Option):
         self.option = option
+        self.drift = ComputeDrift()
 
-    def choose(self, now_s: float) -> Choice:
+    def choose(self, now_s: float, window: float | None = None) -> Choice:
         return Choice(self.option)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
@@ -85,8 +87,9 @@ class FixedPolicy:
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
         pass
 
-    def observe_compute(self, option: Option, edge_ms: float, server_ms: float) -> None:
-        """What the answered request's compute took on the edge (head, encode) and the server."""
+    def observe_compute(self, option: Option, measured: dict[str, float]) -> None:
+        """What the answered request's compute stages took: head, encode (edge), decode, tail (server)."""
+        self.drift.observe(option, measured)
 
     def probe_due(self, now_s: float) -> bool:
         return False
@@ -97,8 +100,9 @@ class PlannedPolicy(FixedPolicy):
 
     planner: Planner
 
-    def observe_compute(self, option: Option, edge_ms: float, server_ms: float) -> None:
-        self.planner.observe_compute(option, edge_ms, server_ms)
+    @property
+    def drift(self) -> ComputeDrift:
+        return self.planner.drift
 
 
 class EstimatingPolicy(PlannedPolicy):
@@ -110,10 +114,10 @@ class EstimatingPolicy(PlannedPolicy):
         self.estimator = BandwidthEstimator()
         self.decision_ms: list[float] = []
 
-    def choose(self, now_s: float) -> Choice:
+    def choose(self, now_s: float, window: float | None = None) -> Choice:
         started = time.perf_counter_ns()
         rate = self.estimator.rate_bps() or 1e6  # only before the first probe has answered
-        decision = self.planner.choose(rate, self.estimator.one_way_ms())
+        decision = self.planner.choose(rate, self.estimator.one_way_ms(), window)
         self.decision_ms.append((time.perf_counter_ns() - started) / 1e6)
         return Choice(decision.option, decision.predicted_ms, rate)
 
@@ -135,10 +139,31 @@ class OraclePolicy(PlannedPolicy):
     def __init__(self, planner: Planner, rate_at, one_way_ms: float):
         self.planner, self.rate_at, self.one_way = planner, rate_at, one_way_ms
 
-    def choose(self, now_s: float) -> Choice:
+    def choose(self, now_s: float, window: float | None = None) -> Choice:
         rate = float(self.rate_at(now_s))
-        decision = self.planner.choose(max(rate, 1.0), self.one_way)
+        decision = self.planner.choose(max(rate, 1.0), self.one_way, window)
         return Choice(decision.option, decision.predicted_ms, rate)
+
+
+class ModelJudge:
+    """What the latency model predicts, stage by stage, for the option a request actually ran, told
+    the link's truth: the trace's mean rate over the transfer's predicted time and the link's delay,
+    with the compute drift its plan has seen. Recorded for every method's requests, so the model is
+    judged on every option (not only on those a planner chose) and apart from the rate estimate."""
+
+    def __init__(self, profile: dict | None, rate_at, mean_rate_over, one_way_ms: float):
+        self.model = LatencyModel(load_options(profile)) if profile else None
+        self.rate_at, self.mean_rate_over, self.one_way = rate_at, mean_rate_over, one_way_ms
+
+    def stages(self, option: Option, now_s: float, drift: ComputeDrift, window: float | None) -> dict | None:
+        i = self.model.index.get(option.key) if self.model else None
+        if i is None:
+            return None
+        rate = max(float(self.rate_at(now_s)), 1.0)
+        if self.mean_rate_over is not None and option.offloads:  # the rate the transfer will meet
+            seconds = float(self.model.stages(rate, self.one_way, None, window)["transfer"][i]) / 1e3
+            rate = max(self.mean_rate_over(now_s, now_s + max(seconds, 0.001)), 1.0)
+        return {stage: float(ms[i]) for stage, ms in self.model.stages(rate, self.one_way, drift, window).items()}
 
 
 def plan_options(plan: dict, profile: dict) -> list[Option]:
@@ -147,7 +172,11 @@ def plan_options(plan: dict, profile: dict) -> list[Option]:
 
 
 def fixed_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> FixedPolicy:
-    return FixedPolicy(Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {})))
+    """The plan's option, with its profiled sizes and times when the profile has it (so its compute
+    drift is measured against them)."""
+    option = Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {}))
+    profiled = {o.key: o for o in load_options(profile)} if profile else {}
+    return FixedPolicy(profiled.get(option.key, option))
 
 
 def aglop_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:

@@ -1,15 +1,27 @@
 """The latency model and the exact search over options.
 
-Predicted end-to-end latency of an option, for an uplink rate estimate R and a one-way delay d:
+Predicted end-to-end latency of an option, for an uplink rate estimate R and a one-way delay d, stage
+by stage (the stages of requests.csv):
 
     edge-only:  head
-    offloaded:  head + encode + wire_bits(bytes) / R + 2 d + decode + tail
+    offloaded:  head + encode + transfer + decode + tail
+    transfer:   wire_bits(bytes) / R + 2 d, plus one round trip for every round in which TCP's send
+                window runs out before the first acknowledgement is back (slow start, see below)
 
 wire_bits counts what the shaped link carries: the protocol header, and 66 bytes of Ethernet, IP and
 TCP header per 1448-byte segment. The reply is a few hundred bytes on its own link: only its delay d
 counts. Server queueing is taken as zero (one client per server in the scenarios planned for).
 
-The search is exact: every allowed option is predicted at once (a numpy expression over arrays built
+Slow start after idle: Linux restarts a connection's congestion window after it sat idle for longer
+than its retransmission timeout (net.ipv4.tcp_slow_start_after_idle, on by default), so a request sent
+after a pause starts with 10 segments and doubles per round trip. The caller passes the window the
+next send starts with (splitbed.network.tcp_window); None means unlimited.
+
+Compute drift (ComputeDrift): the nodes' measured stage times against the profile's, per stage, as one
+scale per stage (the host's speed now) times a factor per split or codec setting (what that option
+shows beyond it), so one option's drift is no longer carried over to all.
+
+The search is exact: every allowed option is predicted at once (numpy expressions over arrays built
 once), and the smallest wins; tens of options take microseconds, far under the 1 ms per decision.
 """
 
@@ -24,6 +36,12 @@ from splitbed.aglop.profile import Option
 MSS = 1448
 SEGMENT_OVERHEAD = 66  # Ethernet 14 + IPv4 20 + TCP with timestamps 32
 REQUEST_OVERHEAD = 80  # frame header (8) + length (2) + the JSON request header
+STAGES = ("head", "encode", "transfer", "decode", "tail")
+COMPUTE_STAGES = ("head", "encode", "decode", "tail")
+
+
+def segments(message_bytes: np.ndarray | float) -> np.ndarray:
+    return np.ceil((np.asarray(message_bytes, dtype=float) + REQUEST_OVERHEAD) / MSS)
 
 
 def wire_bits(message_bytes: np.ndarray | float) -> np.ndarray:
@@ -31,21 +49,116 @@ def wire_bits(message_bytes: np.ndarray | float) -> np.ndarray:
     return 8 * (payload + SEGMENT_OVERHEAD * np.ceil(payload / MSS))
 
 
+def transfer_ms(bits: np.ndarray, segment_count: np.ndarray, uplink_bps: float, one_way_ms: float,
+                window: float | None = None) -> np.ndarray:
+    """Send to reply: serialisation at R, the delay both ways, and one round trip per slow-start round
+    whose window (doubling from `window` segments) is sent before the first acknowledgement returns."""
+    rate = max(uplink_bps, 1.0)
+    base = bits / rate * 1e3 + 2 * one_way_ms
+    if window is None:
+        return base
+    # round k sends w 2^k segments and stalls for the ACKs while segments remain after it (n > w (2^(k+1) - 1))
+    # and its segments leave in less than a round trip (w 2^k p < rtt): the first K = min of both counts
+    rtt = 2 * one_way_ms
+    w = max(float(window), 1.0)
+    per_segment_ms = np.divide(bits, np.maximum(segment_count, 1)) / rate * 1e3
+    with np.errstate(divide="ignore"):
+        pipe_rounds = np.ceil(np.log2(rtt / np.maximum(w * per_segment_ms, 1e-12))) if rtt > 0 else 0 * bits
+        data_rounds = np.ceil(np.log2(segment_count / w + 1)) - 1
+    rounds = np.maximum(np.minimum(pipe_rounds, data_rounds), 0)
+    waited = rounds * rtt - w * per_segment_ms * (2 ** rounds - 1)
+    return base + waited
+
+
+class ComputeDrift:
+    """Measured / profiled compute time, per stage: a scale per stage that follows the host's speed
+    (exponential average over every option with a long enough stage) times a factor per split (head,
+    tail) or per codec setting (encode, decode) for what that option shows beyond the scale."""
+
+    SMOOTHING = 0.2
+    MIN_SCALED_MS = 5.0  # profiled times under this say too little about the host's speed
+    MIN_KEYED_MS = 0.5  # ... and under this, too little about the option
+
+    def __init__(self):
+        self.scale = dict.fromkeys(COMPUTE_STAGES, 1.0)
+        self.factor: dict[tuple[str, str], float] = {}
+        self.scaled_keys: set[tuple[str, str]] = set()  # options whose factors are normalised (see normalise)
+        self.version = 0  # bumped on every change, so models can cache their arrays
+
+    @staticmethod
+    def key(stage: str, option: Option) -> str:
+        return option.split if stage in ("head", "tail") else option.key
+
+    def of(self, stage: str, option: Option) -> float:
+        return self.of_key(stage, self.key(stage, option))
+
+    def of_key(self, stage: str, key: str) -> float:
+        return self.scale[stage] * self.factor.get((stage, key), 1.0)
+
+    def observe(self, option: Option, measured: dict[str, float]) -> None:
+        """measured: stage -> ms of one answered request of `option` (edge-only: the head only)."""
+        def average(old: float, new: float) -> float:
+            return (1 - self.SMOOTHING) * old + self.SMOOTHING * new
+
+        for stage, ms in measured.items():
+            profiled = profiled_ms(option, stage)
+            if profiled < self.MIN_KEYED_MS:
+                continue
+            key = (stage, self.key(stage, option))
+            product = average(self.scale[stage] * self.factor.get(key, 1.0), ms / profiled)
+            self.factor[key] = product / self.scale[stage]
+            if profiled >= self.MIN_SCALED_MS:
+                self.normalise(stage, key)
+        self.version += 1
+
+    def normalise(self, stage: str, key: tuple[str, str]) -> None:
+        """Scale x factor is what is learned; the split between them is a convention: the factors of
+        the options long enough to speak for the host have geometric mean 1, so the scale is their
+        common drift (with one option seen, all of its drift) and an option never run gets that."""
+        self.scaled_keys.add(key)
+        keys = [k for k in self.scaled_keys if k[0] == stage]
+        mean = float(np.exp(np.mean([np.log(self.factor[k]) for k in keys])))
+        self.scale[stage] *= mean
+        for k in keys:
+            self.factor[k] /= mean
+
+
+def profiled_ms(option: Option, stage: str) -> float:
+    return {"head": option.head_ms, "encode": option.encode_ms, "decode": option.decode_ms,
+            "tail": option.tail_ms}[stage] if (stage == "head" or option.offloads) else 0.0
+
+
 class LatencyModel:
-    """Predicted e2e ms of every option at once. edge_scale and server_scale stretch the profiled
-    compute times to what the nodes show now (this host's speed drifts)."""
+    """Predicted ms of every option at once, per stage."""
 
     def __init__(self, options: list[Option]):
         self.options = options
-        self.edge_ms = np.array([o.head_ms + o.encode_ms for o in options])
-        self.server_ms = np.array([o.decode_ms + o.tail_ms for o in options])
+        self.index = {o.key: i for i, o in enumerate(options)}
         self.offloads = np.array([o.offloads for o in options])
-        self.bits = np.where(self.offloads, wire_bits([o.bytes_mean for o in options]), 0.0)
+        self.profiled = {stage: np.array([profiled_ms(o, stage) for o in options]) for stage in COMPUTE_STAGES}
+        self.drift_keys = {stage: [ComputeDrift.key(stage, o) for o in options] for stage in COMPUTE_STAGES}
+        sizes = [o.bytes_mean for o in options]
+        self.bits = np.where(self.offloads, wire_bits(sizes), 0.0)
+        self.segments = np.where(self.offloads, segments(sizes), 0.0)
+        self.drift_version, self.scales = None, {stage: np.ones(len(options)) for stage in COMPUTE_STAGES}
 
-    def predict(self, uplink_bps: float, one_way_ms: float, edge_scale: float = 1.0,
-                server_scale: float = 1.0) -> np.ndarray:
-        network_ms = self.bits / max(uplink_bps, 1.0) * 1e3 + 2 * one_way_ms
-        return self.edge_ms * edge_scale + np.where(self.offloads, network_ms + self.server_ms * server_scale, 0.0)
+    def scaled(self, drift: ComputeDrift | None) -> dict[str, np.ndarray]:
+        if drift is not None and drift.version != self.drift_version:
+            self.scales = {stage: np.array([drift.of_key(stage, k) for k in self.drift_keys[stage]])
+                           for stage in COMPUTE_STAGES}
+            self.drift_version = drift.version
+        return {stage: self.profiled[stage] * self.scales[stage] for stage in COMPUTE_STAGES}
+
+    def stages(self, uplink_bps: float, one_way_ms: float, drift: ComputeDrift | None = None,
+               window: float | None = None) -> dict[str, np.ndarray]:
+        out = self.scaled(drift)
+        network = transfer_ms(self.bits, self.segments, uplink_bps, one_way_ms, window)
+        out["transfer"] = np.where(self.offloads, network, 0.0)
+        return {stage: out[stage] for stage in STAGES}
+
+    def predict(self, uplink_bps: float, one_way_ms: float, drift: ComputeDrift | None = None,
+                window: float | None = None) -> np.ndarray:
+        return sum(self.stages(uplink_bps, one_way_ms, drift, window).values())
 
 
 @dataclass
@@ -59,14 +172,9 @@ class Planner:
     """Exact argmin of the latency model over the options within the accuracy budget.
 
     Hysteresis: the current option is kept while its prediction is within `hysteresis_pct` of the
-    best one, so noise in the bandwidth estimate does not make plans flap.
-    Compute drift: each answered request's measured edge and server times, against the profile's for
-    its option, update two scales (exponential average), as online profilers do; options whose
-    profiled time is under MIN_SCALED_MS say too little to count.
+    best one, so noise in the bandwidth estimate does not make plans flap. Compute drift: every
+    answered request's stage times update `drift`, as online profilers do.
     """
-
-    SMOOTHING = 0.2
-    MIN_SCALED_MS = 5.0
 
     def __init__(self, options: list[Option], budget_pts: float = 1.0, hysteresis_pct: float = 0.0):
         self.allowed = [o for o in options if o.drop_pts < budget_pts]
@@ -75,20 +183,13 @@ class Planner:
         self.model = LatencyModel(self.allowed)
         self.hysteresis = hysteresis_pct / 100
         self.current: int | None = None
-        self.edge_scale = self.server_scale = 1.0
+        self.drift = ComputeDrift()
 
-    def observe_compute(self, option: Option, edge_ms: float, server_ms: float) -> None:
-        def updated(scale: float, measured: float, profiled: float) -> float:
-            if profiled < self.MIN_SCALED_MS:
-                return scale
-            return (1 - self.SMOOTHING) * scale + self.SMOOTHING * measured / profiled
+    def observe_compute(self, option: Option, measured: dict[str, float]) -> None:
+        self.drift.observe(option, measured)
 
-        self.edge_scale = updated(self.edge_scale, edge_ms, option.head_ms + option.encode_ms)
-        if option.offloads:
-            self.server_scale = updated(self.server_scale, server_ms, option.decode_ms + option.tail_ms)
-
-    def choose(self, uplink_bps: float, one_way_ms: float) -> Decision:
-        predicted = self.model.predict(uplink_bps, one_way_ms, self.edge_scale, self.server_scale)
+    def choose(self, uplink_bps: float, one_way_ms: float, window: float | None = None) -> Decision:
+        predicted = self.model.predict(uplink_bps, one_way_ms, self.drift, window)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)
         chosen = self.current if keep else best

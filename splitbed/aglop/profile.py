@@ -29,7 +29,7 @@ from splitbed.codecs.criteria import ViewLosses
 from splitbed.codecs.disc_calibration import CALIBRATION_VERSION
 from splitbed.codecs.evaluation import measure
 from splitbed.devices.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
-from splitbed.devices.calibration import machine_key
+from splitbed.devices.calibration import machine_key, server_threads
 from splitbed.devices.governor import limit_cpu
 from splitbed.host.cache import cache_root
 from splitbed.models.datasets import calibration_samples, evaluation_samples, photo_views
@@ -207,7 +207,7 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
     path = cache_dir() / f"times-{model.name.replace('/', '_')}-{device['device']}-{machine_key()}.json"
     times = None if rebuild or not path.exists() else json.loads(path.read_text())
     # the same option keys time differently once the codecs' implementation or the device emulation changes
-    versions = [wire.VERSION, CALIBRATION_VERSION, DEVICE_CALIBRATION_FORMAT]
+    versions = [wire.VERSION, CALIBRATION_VERSION, DEVICE_CALIBRATION_FORMAT, f"server threads {server_threads()}"]
     if times is None or times.get("keys") != [o.key for o in options] or times.get("codec_versions") != versions:
         say(f"timing every split and codec on {device['device']} and on the server (once, cached)")
         group = cgroups.create("aglop-profile") if device.get("quota_cores") else None
@@ -217,7 +217,7 @@ def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationSt
         finally:
             if group is not None:
                 cgroups.discard(group)
-        server = measure_times("server", model, options, os.cpu_count() or 1)
+        server = measure_times("server", model, options, server_threads())
         times = {"keys": [o.key for o in options], "codec_versions": versions, "device": device, "edge": edge,
                  "server": server}
         write_json(path, times)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from splitbed.aglop.online import PROBE_BYTES, make_policy
+from splitbed.aglop.online import PROBE_BYTES, ModelJudge, make_policy
+from splitbed.aglop.planner import STAGES as MODEL_STAGES
 from splitbed.aglop.profile import Option
 from splitbed.app import protocol
 from splitbed.app.breakdown import NAMES, STAGES
@@ -32,6 +33,7 @@ from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
+from splitbed.network.tcp_window import send_window, slow_start_after_idle
 from splitbed.network.traces import load_link_trace
 
 
@@ -54,6 +56,7 @@ class Edge:
         self.heads: dict[str, torch.nn.Module] = {}
         self.codecs: dict[str, object] = {}
         self.run_start_ns = 0
+        self.slow_start_after_idle = slow_start_after_idle()  # this node's namespace's setting
         self.warm_up()
 
     @torch.no_grad()
@@ -176,7 +179,9 @@ class PlanRun:
         self.edge, self.plan, self.group = edge, plan, group
         self.workload = edge.config["workload"]
         rate_at = edge.trace.rate_at if edge.trace else lambda t: edge.config.get("uplink_rate_bps") or 1e9
-        self.policy = make_policy(plan, edge.profile, rate_at, edge.config.get("one_way_ms", 0.0))
+        one_way_ms = edge.config.get("one_way_ms", 0.0)
+        self.policy = make_policy(plan, edge.profile, rate_at, one_way_ms)
+        self.judge = ModelJudge(edge.profile, rate_at, edge.trace.mean_rate_over if edge.trace else None, one_way_ms)
         self.sock: socket.socket | None = None
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
@@ -203,22 +208,26 @@ class PlanRun:
         if index >= total + warmup or (duration and measured_from and (started - measured_from) / 1e9 >= duration):
             self.done = True
             return None
-        choice, wire_bytes = None, 0
+        choice, wire_bytes, judged = None, 0, None
         try:
             if self.sock is None:  # connected (and probed) before the request's clock starts
                 self.sock = edge.connect()
             if self.policy.probe_due(edge.since_start_s(started)):
                 edge.probe(self.sock, self.policy)
                 self.probes += 1
+            window = send_window(self.sock, edge.slow_start_after_idle)
             started = time.monotonic_ns()
-            choice = self.policy.choose(edge.since_start_s(started))
+            choice = self.policy.choose(edge.since_start_s(started), window)
             stages, fields = edge.request(self.sock, index, choice.option, started)
             wire_bytes = fields["wire_bytes"]
             if choice.option.offloads:
                 self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()))
-            self.policy.observe_compute(choice.option, stages[0] + stages[1], stages[4] + stages[5])
+            # judged after the request (off its clock) but before this request's times update the drift
+            judged = self.judge.stages(choice.option, edge.since_start_s(started), self.policy.drift, window)
+            self.policy.observe_compute(choice.option, {"head": stages[0], "encode": stages[1], "decode": stages[4],
+                                                        "tail": stages[5]})
             row = edge.row(index, self.plan["name"], choice.option, started)
-            row.update(fields)
+            row.update(fields, send_window_segments="" if window is None else window)
         except (OSError, ConnectionError, RuntimeError, protocol.ProtocolError) as err:
             option = choice.option if choice else Option(self.plan.get("split", ""), self.plan.get("codec", ""))
             row = edge.row(index, self.plan["name"], option, started)
@@ -235,6 +244,9 @@ class PlanRun:
             row["predicted_ms"] = round(choice.predicted_ms, 4)
         if choice is not None and choice.estimate_bps is not None:
             row["estimate_mbps"] = round(choice.estimate_bps / 1e6, 4)
+        if judged is not None:
+            row.update({f"model_{stage}_ms": round(judged[stage], 4) for stage in MODEL_STAGES},
+                       model_ms=round(sum(judged.values()), 4))
         row["request_id"] = index - warmup
         self.index += 1
         print(json.dumps({"done": index + 1, "of": total + warmup, "status": row["status"][:6]}), flush=True)
@@ -249,7 +261,8 @@ class PlanRun:
         decisions = getattr(self.policy, "decision_ms", [])
         return {"plan": self.plan["name"], "node": self.edge.node, "requests": self.index, "probes": self.probes,
                 "decision_ms_median": round(statistics.median(decisions), 4) if decisions else None,
-                "decision_ms_max": round(max(decisions), 4) if decisions else None}
+                "decision_ms_max": round(max(decisions), 4) if decisions else None,
+                "tcp_slow_start_after_idle": self.edge.slow_start_after_idle}
 
 
 def main() -> int:

@@ -221,6 +221,13 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     return found
 
 
+def server_threads() -> int:
+    """Threads of the server node's model: every core but one, so that the edges, their governors and
+    the delay stages running beside it do not stall its parallel sections (on 2 cores, one thread ran
+    the server's stages faster and steadier within a run than two)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def node_settings(profile: DeviceProfile, manager: CgroupManager) -> dict:
     """What an edge node of this device runs with (refined calibration; `governor.limit_cpu` applies
     it): starting quota, period, threads and the governor's gain; an unconstrained profile gets every

@@ -28,7 +28,7 @@ from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
 from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
-from splitbed.devices.calibration import HEADROOM, node_settings
+from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import limit_cpu
 from splitbed.devices.profiles import get_profile
@@ -328,7 +328,7 @@ class Run:
     def start_server(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState):
         group = cgroups.create(network.server_name)
         argv = self.python_in(network, network.server_name, "splitbed.app.server", "--port", str(PORT),
-                              "--model", self.model.name, "--threads", str(os.cpu_count()))
+                              "--model", self.model.name, "--threads", str(server_threads()))
         process = group.popen(argv, stdout=subprocess.PIPE, text=True)
         state.process(process.pid)
         if process.stdout.readline().strip() != "ready":

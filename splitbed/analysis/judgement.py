@@ -1,0 +1,94 @@
+"""Judging a planner against every other method, and its latency model against every option.
+
+Per run (one point of a study grid): each method's mean e2e with a bootstrap interval of its margin
+over the lowest non-oracle method, and the best fixed option in hindsight (the fixed plan with the
+lowest measured mean over the same replay). Over any set of rows: the latency model's error per
+option and per stage, from the model_*_ms columns every method's requests carry (the model told the
+link's true rate and delay, so its error is apart from the bandwidth estimate's).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+
+# the measured columns each stage of the model stands for; the model counts no server queueing, so
+# queueing shows up as error in the tail
+MEASURED = {"head": ("edge_compute_ms",), "encode": ("encode_ms",), "transfer": ("uplink_ms", "downlink_ms"),
+            "decode": ("decode_ms",), "tail": ("server_queue_ms", "server_compute_ms")}
+
+
+def margin_ci95_pct(ours: list[float], theirs: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95% interval of 1 - mean(ours) / mean(theirs), in percent: when it spans 0, the two
+    methods' means differ by no more than the noise (on shared machines, host speed drifts)."""
+    rng = np.random.default_rng(0)
+    a, b = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    ratios = [rng.choice(a, len(a)).mean() / rng.choice(b, len(b)).mean() for _ in range(rounds)]
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(100 * (1 - high)), float(100 * (1 - low))
+
+
+def option_of(row: dict) -> str:
+    return f"{row['split']} {row['codec']} {row['codec_params'] if row['codec'] else ''}".strip()
+
+
+def judge_point(rows: list[dict], plan_types: dict[str, str], planner: str = "aglop", oracle: str = "oracle") -> dict:
+    """One run's methods: rows of requests.csv; plan_types: method -> plan type (fixed, aglop, ...).
+    Failed requests count with the time they took."""
+    e2e = {m: [float(r["e2e_ms"]) for r in rows if r["method"] == m] for m in dict.fromkeys(r["method"] for r in rows)}
+    e2e = {m: v for m, v in e2e.items() if v}
+    means = {m: statistics.fmean(v) for m, v in e2e.items()}
+    others = [m for m in means if m not in (planner, oracle)]
+    fixed = [m for m in means if plan_types.get(m) == "fixed"]
+    lowest = min(others, key=means.get)
+    best_fixed = min(fixed, key=means.get)
+    ci = margin_ci95_pct(e2e[planner], e2e[lowest])
+    return {
+        "methods": {m: {"n": len(v), "mean_e2e_ms": means[m], "p50_e2e_ms": float(np.median(v)),
+                        "failed": sum(r["status"] != "ok" for r in rows if r["method"] == m)} for m, v in e2e.items()},
+        "lowest_other": lowest, "best_fixed": best_fixed,
+        "margin_vs_lowest_other_pct": 100 * (1 - means[planner] / means[lowest]),
+        "margin_vs_lowest_other_ci95_pct": ci,
+        # lowest, or the lowest other is not faster beyond the noise
+        "lowest_or_within_ci": means[planner] <= means[lowest] or ci[1] >= 0,
+        "over_best_fixed_pct": 100 * (means[planner] / means[best_fixed] - 1),
+        "gap_to_oracle_pct": 100 * (means[planner] / means[oracle] - 1) if oracle in means else None,
+    }
+
+
+def model_errors(rows: list[dict]) -> dict:
+    """The latency model against what was measured, over offloaded, answered requests that carry the
+    model's prediction: overall and per option, the median of |model - measured| / measured (e2e) and
+    per stage the median signed error (model - measured, ms)."""
+    judged = [r for r in rows if r["status"] == "ok" and r["model_ms"] not in ("", None) and r["split"] != "edge-only"]
+
+    def stats(group: list[dict]) -> dict:
+        errors = [abs(float(r["model_ms"]) - float(r["e2e_ms"])) / float(r["e2e_ms"]) * 100 for r in group]
+        stage_error = {stage: statistics.median(float(r[f"model_{stage}_ms"]) - sum(float(r[c]) for c in columns)
+                                                for r in group) for stage, columns in MEASURED.items()}
+        return {"n": len(group), "median_abs_error_pct": statistics.median(errors),
+                "median_e2e_ms": statistics.median(float(r["e2e_ms"]) for r in group),
+                "median_stage_error_ms": stage_error,
+                "methods": sorted({r["method"] for r in group})}
+
+    per_option = {}
+    for option in dict.fromkeys(map(option_of, judged)):
+        per_option[option] = stats([r for r in judged if option_of(r) == option])
+    return {"overall": stats(judged) if judged else None, "per_option": per_option}
+
+
+def planner_errors(rows: list[dict], method: str) -> float | None:
+    """Median |predicted - measured| / measured of a planner's own predictions (its rate estimate included)."""
+    pairs = [(float(r["predicted_ms"]), float(r["e2e_ms"])) for r in rows
+             if r["method"] == method and r["status"] == "ok" and r["predicted_ms"] not in ("", None)]
+    return statistics.median(abs(p - m) / m * 100 for p, m in pairs) if pairs else None
+
+
+def chosen_drops(rows: list[dict], method: str, profile: dict, criterion: str) -> list[float]:
+    """The profile's loss (under `criterion`) of every option the method ran, request by request."""
+    drops = {(o["split"], o["codec"], json.dumps(o["params"], sort_keys=True)): o["drops"][criterion]
+             for o in profile["options"]}
+    return [drops.get((r["split"], r["codec"], r["codec_params"]), float("nan"))
+            for r in rows if r["method"] == method and r["status"] == "ok"]

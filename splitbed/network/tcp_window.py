@@ -1,0 +1,53 @@
+"""The congestion window a connection's next send starts with, read from the kernel (TCP_INFO).
+
+Linux restarts the window of a connection idle for longer than its retransmission timeout
+(tcp_cwnd_restart, when net.ipv4.tcp_slow_start_after_idle is 1, the default): the window halves once
+per timeout elapsed, down to the initial window (10 segments). Requests that take turns with other
+methods, or come after an edge-only stretch, meet that restart; the latency model counts its extra
+round trips (splitbed.aglop.planner.transfer_ms).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+INITIAL_WINDOW = 10  # segments: Linux's TCP_INIT_CWND
+SYSCTL = Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle")
+# struct tcp_info: 8 one-byte fields, then u32s; the ones read here, by byte offset
+RTO_US, LAST_DATA_SENT_MS, SND_CWND = 8, 44, 80
+TCP_INFO_BYTES = 104
+
+
+def slow_start_after_idle() -> bool:
+    """This network namespace's setting (the file is per namespace)."""
+    try:
+        return SYSCTL.read_text().strip() != "0"
+    except OSError:
+        return True
+
+
+def restart_window(cwnd: int, rto_ms: float, idle_ms: float, restarts: bool = True) -> int:
+    """Linux's tcp_cwnd_restart: halve once per RTO of idle time, never under the initial window."""
+    if not restarts or idle_ms <= rto_ms or rto_ms <= 0:
+        return cwnd
+    window, left = cwnd, idle_ms - rto_ms
+    while left > 0 and window > INITIAL_WINDOW:
+        window //= 2
+        left -= rto_ms
+    return max(window, INITIAL_WINDOW)
+
+
+def send_window(sock: socket.socket, restarts: bool = True) -> int | None:
+    """Segments the next send on `sock` may have in flight at once; None if the kernel will not say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+    except OSError:
+        return None
+    if len(info) < SND_CWND + 4:
+        return None
+    (rto_us,) = struct.unpack_from("I", info, RTO_US)
+    (idle_ms,) = struct.unpack_from("I", info, LAST_DATA_SENT_MS)
+    (cwnd,) = struct.unpack_from("I", info, SND_CWND)
+    return restart_window(cwnd, rto_us / 1e3, idle_ms, restarts)

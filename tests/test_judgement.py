@@ -1,0 +1,59 @@
+"""The study judgement of a planner: lowest-or-within-noise, best fixed option in hindsight, and the
+latency model's error per option and stage (splitbed.analysis.judgement)."""
+
+import numpy as np
+import pytest
+
+from splitbed.analysis.judgement import judge_point, model_errors
+from splitbed.app.breakdown import NAMES
+
+TYPES = {"aglop": "aglop", "oracle": "oracle", "neurosurgeon": "neurosurgeon", "edge-only": "fixed",
+         "jpeg": "fixed", "disc": "fixed"}
+
+
+def rows_of(method: str, e2e: list[float], split: str = "block5", status: str = "ok", **fields) -> list[dict]:
+    rows = []
+    for value in e2e:
+        row = dict.fromkeys(NAMES, "")
+        row.update(method=method, e2e_ms=value, split=split, codec="disc", codec_params='{"step": 0.4}', status=status)
+        row.update(fields)
+        rows.append(row)
+    return rows
+
+
+def noisy(mean: float, n: int = 40, spread: float = 0.15, seed: int = 0) -> list[float]:
+    return list(mean * (1 + spread * np.random.default_rng(seed).standard_normal(n)))
+
+
+def test_a_planner_within_the_noise_of_the_lowest_passes_and_one_clearly_slower_fails():
+    base = rows_of("oracle", noisy(50)) + rows_of("neurosurgeon", noisy(70, seed=1)) + rows_of("edge-only", noisy(90, seed=2))
+    close = judge_point(base + rows_of("jpeg", noisy(60, seed=3)) + rows_of("aglop", noisy(61, seed=4)), TYPES)
+    assert close["lowest_other"] == "jpeg" and close["lowest_or_within_ci"]
+    low, high = close["margin_vs_lowest_other_ci95_pct"]
+    assert low < 0 < high
+    far = judge_point(base + rows_of("jpeg", noisy(60, seed=3)) + rows_of("aglop", noisy(80, seed=4)), TYPES)
+    assert not far["lowest_or_within_ci"] and far["margin_vs_lowest_other_ci95_pct"][1] < 0
+
+
+def test_best_fixed_in_hindsight_is_the_fixed_plan_with_the_lowest_mean_and_never_a_planner():
+    rows = (rows_of("neurosurgeon", [40.0] * 10) + rows_of("oracle", [30.0] * 10) + rows_of("jpeg", [54.0] * 10)
+            + rows_of("disc", [50.0] * 9) + rows_of("disc", [80.0], status="failed: reset") + rows_of("aglop", [55.0] * 10))
+    point = judge_point(rows, TYPES)
+    # disc's failed request counts with the time it took: (9 x 50 + 80) / 10 = 53, under jpeg's 54
+    assert point["methods"]["disc"]["mean_e2e_ms"] == pytest.approx(53.0) and point["methods"]["disc"]["failed"] == 1
+    assert point["best_fixed"] == "disc" and point["lowest_other"] == "neurosurgeon"
+    assert point["over_best_fixed_pct"] == pytest.approx(100 * (55 / 53 - 1))
+    assert point["gap_to_oracle_pct"] == pytest.approx(100 * (55 / 30 - 1))
+
+
+def test_model_error_per_option_and_stage_counts_only_answered_offloaded_requests():
+    fields = dict(model_ms=100.0, model_head_ms=60.0, model_encode_ms=1.0, model_transfer_ms=20.0, model_decode_ms=1.0,
+                  model_tail_ms=18.0, edge_compute_ms=50.0, encode_ms=1.0, uplink_ms=15.0, downlink_ms=5.0,
+                  decode_ms=1.0, server_queue_ms=2.0, server_compute_ms=16.0)
+    rows = (rows_of("disc", [90.0] * 5, **fields) + rows_of("disc", [500.0], status="failed: timeout", **fields)
+            + rows_of("edge-only", [150.0] * 5, split="edge-only", model_ms=160.0))
+    errors = model_errors(rows)
+    assert errors["overall"]["n"] == 5
+    assert errors["overall"]["median_abs_error_pct"] == pytest.approx(100 * 10 / 90)
+    stages = errors["per_option"]['block5 disc {"step": 0.4}']["median_stage_error_ms"]
+    assert stages == pytest.approx({"head": 10.0, "encode": 0.0, "transfer": 0.0, "decode": 0.0, "tail": 0.0})
