@@ -416,4 +416,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the benchmark running was stopped too; its previous JSON is kept
+        print("interrupted: pages not rewritten", file=sys.stderr)
+        sys.exit(130)

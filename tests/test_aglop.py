@@ -16,7 +16,7 @@ from splitbed.aglop.online import (
     OraclePolicy,
     make_policy,
 )
-from splitbed.aglop.planner import ComputeDrift, LatencyModel, Planner, segments, transfer_ms, wire_bits
+from splitbed.aglop.planner import LatencyModel, Planner, ProfileDrift, segments, transfer_ms, wire_bits
 from splitbed.aglop.profile import Option
 from splitbed.errors import UserError
 from splitbed.network.tcp_window import restart_window
@@ -221,12 +221,12 @@ def test_the_planner_follows_compute_drift_seen_in_answered_requests():
     planner = Planner([local, offload])
     assert planner.choose(1e6, 40).option is local  # 100 ms here vs 30 + 2 + 13 + 80 + 9 = 134 ms there
     for _ in range(20):  # the edge turns out twice as slow as profiled (the host's speed drifted)
-        planner.observe_compute(local, {"head": 200.0})
+        planner.observe(local, {"head": 200.0})
     assert planner.drift.of("head", local) == pytest.approx(2.0, rel=0.02)
     assert planner.drift.of("head", offload) == pytest.approx(2.0, rel=0.02)  # the host's scale, carried over
     decision = planner.choose(1e6, 40)
     assert decision.option is offload and decision.predicted_ms == pytest.approx(2 * 30 + 2 + 13.5 + 80 + 9, abs=1)
-    planner.observe_compute(Option("stem", "raw", head_ms=0.1), {"head": 50.0})  # too short to say anything
+    planner.observe(Option("stem", "raw", head_ms=0.1), {"head": 50.0})  # too short to say anything
     assert planner.drift.scale["head"] == pytest.approx(2.0, rel=0.02)
 
 
@@ -234,13 +234,30 @@ def test_drift_of_one_option_stays_with_it_once_another_is_seen():
     """Two heads that drift apart (one split meets the CPU quota's throttling, the other does not) keep
     their own factors: running one does not move the other's prediction by its whole ratio."""
     short, long = Option("block1", "disc", head_ms=30, tail_ms=20), Option("edge-only", "", head_ms=150)
-    drift = ComputeDrift()
+    drift = ProfileDrift()
     for _ in range(40):
         drift.observe(short, {"head": 30.0, "tail": 20.0})
         drift.observe(long, {"head": 225.0})  # 1.5x its profile; block1 as profiled
     assert drift.of("head", long) * 150 == pytest.approx(225, rel=0.05)
     assert drift.of("head", short) * 30 == pytest.approx(30, rel=0.05)
     assert drift.of("tail", short) == pytest.approx(1.0, rel=0.01)
+
+
+def test_sizes_follow_the_runs_inputs_per_codec_setting_else_per_codec():
+    """The profile's JPEG sizes come from its photos; a run's inputs can code 1.4x larger."""
+    jpeg85 = Option("server-only", "jpeg", {"quality": 85}, bytes_mean=10_000, tail_ms=20)
+    jpeg95 = Option("server-only", "jpeg", {"quality": 95}, bytes_mean=17_000, tail_ms=20)
+    disc = Option("block5", "disc", {"step": 0.4}, bytes_mean=3_500, head_ms=60, tail_ms=12)
+    raw = Option("block5", "raw", bytes_mean=62_737, head_ms=60, tail_ms=12)
+    planner = Planner([jpeg85, jpeg95, disc, raw])
+    for _ in range(30):
+        planner.observe(jpeg85, {"tail": 20.0}, 14_000 + 80)
+        planner.observe(raw, {"head": 60.0, "tail": 12.0}, 70_000)  # raw tensors have one size
+    assert planner.drift.size_of(jpeg85) == pytest.approx(1.4, rel=0.01)
+    assert planner.drift.size_of(jpeg95) == pytest.approx(1.4, rel=0.01)  # never run: the codec's
+    assert planner.drift.size_of(disc) == planner.drift.size_of(raw) == 1.0
+    fast = planner.model.stages(8e6, 5, planner.drift)["transfer"]
+    assert fast[0] == pytest.approx(float(wire_bits(14_000)) / 8e6 * 1e3 + 10, rel=1e-6)
 
 
 def test_slow_start_after_idle_adds_round_trips_only_when_the_window_runs_out():

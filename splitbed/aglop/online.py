@@ -24,7 +24,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from splitbed.aglop.planner import ComputeDrift, LatencyModel, Planner, wire_bits
+import numpy as np
+
+from splitbed.aglop.planner import (
+    REQUEST_OVERHEAD,
+    LatencyModel,
+    Planner,
+    ProfileDrift,
+    segments,
+    transfer_ms,
+    wire_bits,
+)
 from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
 
@@ -72,11 +82,11 @@ class Choice:
 
 class FixedPolicy:
     """The same option for every request (fixed plans and the fixed baselines). It follows the compute
-    drift too, though it plans nothing: the latency model's judge (ModelJudge) predicts with it."""
+    drift and sizes too, though it plans nothing: the latency model's judge (ModelJudge) predicts with it."""
 
     def __init__(self, option: Option):
         self.option = option
-        self.drift = ComputeDrift()
+        self.drift = ProfileDrift()
 
     def choose(self, now_s: float, window: float | None = None) -> Choice:
         return Choice(self.option)
@@ -87,9 +97,10 @@ class FixedPolicy:
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
         pass
 
-    def observe_compute(self, option: Option, measured: dict[str, float]) -> None:
-        """What the answered request's compute stages took: head, encode (edge), decode, tail (server)."""
-        self.drift.observe(option, measured)
+    def observe_answer(self, option: Option, measured: dict[str, float], wire_bytes: int) -> None:
+        """What the answered request's compute stages took (head, encode on the edge; decode, tail on
+        the server) and its size on the wire."""
+        self.drift.observe(option, measured, wire_bytes)
 
     def probe_due(self, now_s: float) -> bool:
         return False
@@ -101,7 +112,7 @@ class PlannedPolicy(FixedPolicy):
     planner: Planner
 
     @property
-    def drift(self) -> ComputeDrift:
+    def drift(self) -> ProfileDrift:
         return self.planner.drift
 
 
@@ -147,23 +158,30 @@ class OraclePolicy(PlannedPolicy):
 
 class ModelJudge:
     """What the latency model predicts, stage by stage, for the option a request actually ran, told
-    the link's truth: the trace's mean rate over the transfer's predicted time and the link's delay,
-    with the compute drift its plan has seen. Recorded for every method's requests, so the model is
-    judged on every option (not only on those a planner chose) and apart from the rate estimate."""
+    the truth it cannot know when planning: the trace's mean rate over the transfer, the link's delay
+    and the message's actual size, with the compute drift its plan has seen. Recorded for every
+    method's requests, so the model's terms are judged on every option (not only on those a planner
+    chose), apart from the rate estimate and from the spread of sizes between images."""
 
     def __init__(self, profile: dict | None, rate_at, mean_rate_over, one_way_ms: float):
         self.model = LatencyModel(load_options(profile)) if profile else None
         self.rate_at, self.mean_rate_over, self.one_way = rate_at, mean_rate_over, one_way_ms
 
-    def stages(self, option: Option, now_s: float, drift: ComputeDrift, window: float | None) -> dict | None:
+    def stages(self, option: Option, now_s: float, drift: ProfileDrift, window: float | None,
+               wire_bytes: int) -> dict | None:
         i = self.model.index.get(option.key) if self.model else None
         if i is None:
             return None
-        rate = max(float(self.rate_at(now_s)), 1.0)
-        if self.mean_rate_over is not None and option.offloads:  # the rate the transfer will meet
-            seconds = float(self.model.stages(rate, self.one_way, None, window)["transfer"][i]) / 1e3
-            rate = max(self.mean_rate_over(now_s, now_s + max(seconds, 0.001)), 1.0)
-        return {stage: float(ms[i]) for stage, ms in self.model.stages(rate, self.one_way, drift, window).items()}
+        out = {stage: float(ms[i]) for stage, ms in self.model.stages(1.0, self.one_way, drift, window).items()}
+        if option.offloads:
+            message = max(wire_bytes - REQUEST_OVERHEAD, 0)
+            bits, count = np.array([float(wire_bits(message))]), np.array([float(segments(message))])
+            rate = max(float(self.rate_at(now_s)), 1.0)
+            if self.mean_rate_over is not None:  # the rate the transfer meets
+                seconds = float(transfer_ms(bits, count, rate, self.one_way, window)[0]) / 1e3
+                rate = max(self.mean_rate_over(now_s, now_s + max(seconds, 0.001)), 1.0)
+            out["transfer"] = float(transfer_ms(bits, count, rate, self.one_way, window)[0])
+        return out
 
 
 def plan_options(plan: dict, profile: dict) -> list[Option]:

@@ -17,9 +17,11 @@ than its retransmission timeout (net.ipv4.tcp_slow_start_after_idle, on by defau
 after a pause starts with 10 segments and doubles per round trip. The caller passes the window the
 next send starts with (splitbed.network.tcp_window); None means unlimited.
 
-Compute drift (ComputeDrift): the nodes' measured stage times against the profile's, per stage, as one
-scale per stage (the host's speed now) times a factor per split or codec setting (what that option
-shows beyond it), so one option's drift is no longer carried over to all.
+Drift (ProfileDrift): the nodes' measured stage times against the profile's, per stage, as one scale
+per stage (the host's speed now) times a factor per split or codec setting (what that option shows
+beyond it), so one option's drift is not carried over to all; and the messages' measured sizes
+against the profile's, per codec setting, else per codec (the run's inputs are not the profile's
+photos: a JPEG of another set of images can be 1.4x the size).
 
 The search is exact: every allowed option is predicted at once (numpy expressions over arrays built
 once), and the smallest wins; tens of options take microseconds, far under the 1 ms per decision.
@@ -70,10 +72,12 @@ def transfer_ms(bits: np.ndarray, segment_count: np.ndarray, uplink_bps: float, 
     return base + waited
 
 
-class ComputeDrift:
-    """Measured / profiled compute time, per stage: a scale per stage that follows the host's speed
-    (exponential average over every option with a long enough stage) times a factor per split (head,
-    tail) or per codec setting (encode, decode) for what that option shows beyond the scale."""
+class ProfileDrift:
+    """What answered requests show against the profile. Compute: measured / profiled time per stage, a
+    scale per stage that follows the host's speed (exponential average over every option with a long
+    enough stage) times a factor per split (head, tail) or per codec setting (encode, decode) for what
+    that option shows beyond the scale. Sizes: measured / profiled message bytes, per codec setting,
+    else the codec's (raw tensors have one size: never scaled)."""
 
     SMOOTHING = 0.2
     MIN_SCALED_MS = 5.0  # profiled times under this say too little about the host's speed
@@ -83,6 +87,7 @@ class ComputeDrift:
         self.scale = dict.fromkeys(COMPUTE_STAGES, 1.0)
         self.factor: dict[tuple[str, str], float] = {}
         self.scaled_keys: set[tuple[str, str]] = set()  # options whose factors are normalised (see normalise)
+        self.size: dict[str, float] = {}  # option key or codec -> measured / profiled message bytes
         self.version = 0  # bumped on every change, so models can cache their arrays
 
     @staticmethod
@@ -95,10 +100,19 @@ class ComputeDrift:
     def of_key(self, stage: str, key: str) -> float:
         return self.scale[stage] * self.factor.get((stage, key), 1.0)
 
-    def observe(self, option: Option, measured: dict[str, float]) -> None:
-        """measured: stage -> ms of one answered request of `option` (edge-only: the head only)."""
+    def size_of(self, option: Option) -> float:
+        return self.size.get(option.key, self.size.get(option.codec, 1.0))
+
+    def observe(self, option: Option, measured: dict[str, float], wire_bytes: int = 0) -> None:
+        """measured: stage -> ms of one answered request of `option` (edge-only: the head only);
+        wire_bytes: its request frame's size on the wire (0: nothing sent)."""
         def average(old: float, new: float) -> float:
             return (1 - self.SMOOTHING) * old + self.SMOOTHING * new
+
+        if wire_bytes and option.codec not in ("raw", "") and option.bytes_mean > 0:
+            ratio = max(wire_bytes - REQUEST_OVERHEAD, 1) / option.bytes_mean
+            for key in (option.key, option.codec):
+                self.size[key] = average(self.size.get(key, ratio), ratio)
 
         for stage, ms in measured.items():
             profiled = profiled_ms(option, stage)
@@ -136,27 +150,32 @@ class LatencyModel:
         self.index = {o.key: i for i, o in enumerate(options)}
         self.offloads = np.array([o.offloads for o in options])
         self.profiled = {stage: np.array([profiled_ms(o, stage) for o in options]) for stage in COMPUTE_STAGES}
-        self.drift_keys = {stage: [ComputeDrift.key(stage, o) for o in options] for stage in COMPUTE_STAGES}
-        sizes = [o.bytes_mean for o in options]
+        self.drift_keys = {stage: [ProfileDrift.key(stage, o) for o in options] for stage in COMPUTE_STAGES}
+        self.sizes = np.array([o.bytes_mean for o in options])
+        self.drift_version, self.scales = None, {stage: np.ones(len(options)) for stage in COMPUTE_STAGES}
+        self.sized(np.ones(len(options)))
+
+    def sized(self, factors: np.ndarray) -> None:
+        sizes = self.sizes * factors
         self.bits = np.where(self.offloads, wire_bits(sizes), 0.0)
         self.segments = np.where(self.offloads, segments(sizes), 0.0)
-        self.drift_version, self.scales = None, {stage: np.ones(len(options)) for stage in COMPUTE_STAGES}
 
-    def scaled(self, drift: ComputeDrift | None) -> dict[str, np.ndarray]:
+    def scaled(self, drift: ProfileDrift | None) -> dict[str, np.ndarray]:
         if drift is not None and drift.version != self.drift_version:
             self.scales = {stage: np.array([drift.of_key(stage, k) for k in self.drift_keys[stage]])
                            for stage in COMPUTE_STAGES}
+            self.sized(np.array([drift.size_of(o) for o in self.options]))
             self.drift_version = drift.version
         return {stage: self.profiled[stage] * self.scales[stage] for stage in COMPUTE_STAGES}
 
-    def stages(self, uplink_bps: float, one_way_ms: float, drift: ComputeDrift | None = None,
+    def stages(self, uplink_bps: float, one_way_ms: float, drift: ProfileDrift | None = None,
                window: float | None = None) -> dict[str, np.ndarray]:
         out = self.scaled(drift)
         network = transfer_ms(self.bits, self.segments, uplink_bps, one_way_ms, window)
         out["transfer"] = np.where(self.offloads, network, 0.0)
         return {stage: out[stage] for stage in STAGES}
 
-    def predict(self, uplink_bps: float, one_way_ms: float, drift: ComputeDrift | None = None,
+    def predict(self, uplink_bps: float, one_way_ms: float, drift: ProfileDrift | None = None,
                 window: float | None = None) -> np.ndarray:
         return sum(self.stages(uplink_bps, one_way_ms, drift, window).values())
 
@@ -173,7 +192,7 @@ class Planner:
 
     Hysteresis: the current option is kept while its prediction is within `hysteresis_pct` of the
     best one, so noise in the bandwidth estimate does not make plans flap. Compute drift: every
-    answered request's stage times update `drift`, as online profilers do.
+    answered request's stage times and message size update `drift`, as online profilers do.
     """
 
     def __init__(self, options: list[Option], budget_pts: float = 1.0, hysteresis_pct: float = 0.0):
@@ -183,10 +202,10 @@ class Planner:
         self.model = LatencyModel(self.allowed)
         self.hysteresis = hysteresis_pct / 100
         self.current: int | None = None
-        self.drift = ComputeDrift()
+        self.drift = ProfileDrift()
 
-    def observe_compute(self, option: Option, measured: dict[str, float]) -> None:
-        self.drift.observe(option, measured)
+    def observe(self, option: Option, measured: dict[str, float], wire_bytes: int = 0) -> None:
+        self.drift.observe(option, measured, wire_bytes)
 
     def choose(self, uplink_bps: float, one_way_ms: float, window: float | None = None) -> Decision:
         predicted = self.model.predict(uplink_bps, one_way_ms, self.drift, window)

@@ -32,7 +32,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("estimate_mbps", "the uplink rate the planner planned with (the oracle: the trace's; empty for fixed plans)"),
     ("predicted_ms", "the latency model's predicted e2e for the chosen option (empty for fixed plans)"),
     ("send_window_segments", "TCP window the request's send started with, segments (after Linux's restart after idle)"),
-    ("model_ms", "the latency model's e2e for the option run, told the link's true rate and delay (every method)"),
+    ("model_ms", "the latency model's e2e for the option run, told the link's true rate and delay and the message's size (every method)"),
     ("model_head_ms", "... its head stage (compare edge_compute_ms)"),
     ("model_encode_ms", "... its encode stage (compare encode_ms)"),
     ("model_transfer_ms", "... its transfer stage (compare uplink_ms + downlink_ms)"),

@@ -223,9 +223,10 @@ class PlanRun:
             if choice.option.offloads:
                 self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()))
             # judged after the request (off its clock) but before this request's times update the drift
-            judged = self.judge.stages(choice.option, edge.since_start_s(started), self.policy.drift, window)
-            self.policy.observe_compute(choice.option, {"head": stages[0], "encode": stages[1], "decode": stages[4],
-                                                        "tail": stages[5]})
+            judged = self.judge.stages(choice.option, edge.since_start_s(started), self.policy.drift, window,
+                                       wire_bytes)
+            self.policy.observe_answer(choice.option, {"head": stages[0], "encode": stages[1], "decode": stages[4],
+                                                       "tail": stages[5]}, wire_bytes)
             row = edge.row(index, self.plan["name"], choice.option, started)
             row.update(fields, send_window_segments="" if window is None else window)
         except (OSError, ConnectionError, RuntimeError, protocol.ProtocolError) as err:
