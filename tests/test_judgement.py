@@ -13,9 +13,9 @@ TYPES = {"aglop": "aglop", "oracle": "oracle", "neurosurgeon": "neurosurgeon", "
 
 def rows_of(method: str, e2e: list[float], split: str = "block5", status: str = "ok", **fields) -> list[dict]:
     rows = []
-    for value in e2e:
+    for i, value in enumerate(e2e):
         row = dict.fromkeys(NAMES, "")
-        row.update(method=method, e2e_ms=value, split=split, codec="disc", codec_params='{"step": 0.4}', status=status)
+        row.update(request_id=i, method=method, e2e_ms=value, split=split, codec="disc", codec_params='{"step": 0.4}', status=status)
         row.update(fields)
         rows.append(row)
     return rows
@@ -57,3 +57,17 @@ def test_model_error_per_option_and_stage_counts_only_answered_offloaded_request
     assert errors["overall"]["median_abs_error_pct"] == pytest.approx(100 * 10 / 90)
     stages = errors["per_option"]['block5 disc {"step": 0.4}']["median_stage_error_ms"]
     assert stages == pytest.approx({"head": 10.0, "encode": 0.0, "transfer": 0.0, "decode": 0.0, "tail": 0.0})
+
+
+def test_the_cross_fitted_best_fixed_plan_is_chosen_on_one_half_and_judged_on_the_other():
+    """Two fixed plans that each look 5% faster than the planner on one half of the rounds: the plan
+    chosen on one half is judged on the other, where it is 5% slower."""
+    def alternating(method, even, odd):
+        return rows_of(method, [even, odd] * 10)
+
+    rows = alternating("jpeg", 95.0, 105.0) + alternating("disc", 105.0, 95.0) + alternating("aglop", 100.0, 100.0)
+    rows += alternating("oracle", 90.0, 90.0)
+    point = judge_point(rows, TYPES)
+    assert point["over_best_fixed_pct"] == pytest.approx(0.0)  # both fixed plans average 100 overall
+    # chosen on the even rounds: jpeg (95) -> judged on the odd: 105; the other way: disc -> 105
+    assert point["over_best_fixed_crossfit_pct"] == pytest.approx(100 * (100 / 105 - 1))

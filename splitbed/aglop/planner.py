@@ -101,7 +101,10 @@ class ProfileDrift:
         return self.scale[stage] * self.factor.get((stage, key), 1.0)
 
     def size_of(self, option: Option) -> float:
-        return self.size.get(option.key, self.size.get(option.codec, 1.0))
+        return self.size_of_key(option.key, option.codec)
+
+    def size_of_key(self, key: str, codec: str) -> float:
+        return self.size.get(key, self.size.get(codec, 1.0))
 
     def observe(self, option: Option, measured: dict[str, float], wire_bytes: int = 0) -> None:
         """measured: stage -> ms of one answered request of `option` (edge-only: the head only);
@@ -152,6 +155,7 @@ class LatencyModel:
         self.profiled = {stage: np.array([profiled_ms(o, stage) for o in options]) for stage in COMPUTE_STAGES}
         self.drift_keys = {stage: [ProfileDrift.key(stage, o) for o in options] for stage in COMPUTE_STAGES}
         self.sizes = np.array([o.bytes_mean for o in options])
+        self.size_keys = [(o.key, o.codec) for o in options]
         self.drift_version, self.scales = None, {stage: np.ones(len(options)) for stage in COMPUTE_STAGES}
         self.sized(np.ones(len(options)))
 
@@ -164,7 +168,7 @@ class LatencyModel:
         if drift is not None and drift.version != self.drift_version:
             self.scales = {stage: np.array([drift.of_key(stage, k) for k in self.drift_keys[stage]])
                            for stage in COMPUTE_STAGES}
-            self.sized(np.array([drift.size_of(o) for o in self.options]))
+            self.sized(np.array([drift.size_of_key(key, codec) for key, codec in self.size_keys]))
             self.drift_version = drift.version
         return {stage: self.profiled[stage] * self.scales[stage] for stage in COMPUTE_STAGES}
 
