@@ -120,11 +120,12 @@ def print_report(result: dict) -> None:
               f"{p['best_fixed']:>16}{m[p['best_fixed']]['mean_e2e_ms']:>8.1f}{p['over_best_fixed_pct']:>7.1f}%"
               f"{p['over_best_fixed_crossfit_pct']:>7.1f}%"
               f"{p['gap_to_oracle_pct'] if p['gap_to_oracle_pct'] is None else round(p['gap_to_oracle_pct'], 1):>10}%")
-    print(f"\n{'option':<44}{'n':>6}{'|err| p50':>10}{'e2e p50':>9}" + "".join(f"{s:>10}" for s in
-                                                                        ("head", "encode", "transfer", "decode", "tail")))
+    print(f"\n{'option':<44}{'n':>6}{'|err| p50':>10}{'mean err':>9}{'e2e p50':>9}  median error per stage, ms "
+          "(median |error| per stage): head, encode, transfer, decode, tail")
     for option, e in sorted(result["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"]):
-        print(f"{option:<44}{e['n']:>6}{e['median_abs_error_pct']:>9.1f}%{e['median_e2e_ms']:>9.1f}"
-              + "".join(f"{v:>10.1f}" for v in e["median_stage_error_ms"].values()))
+        print(f"{option:<44}{e['n']:>6}{e['median_abs_error_pct']:>9.1f}%{e['mean_error_pct']:>8.1f}%"
+              f"{e['median_e2e_ms']:>9.1f}  " + "  ".join(f"{v:+.1f} ({a:.1f})" for v, a in zip(
+                  e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True)))
     print(json.dumps(result["summary"], indent=1))
 
 

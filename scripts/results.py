@@ -247,8 +247,9 @@ def aglop_grid_section(data: dict) -> list[str]:
                      f"{p['best_fixed']} {m[p['best_fixed']]['mean_e2e_ms']:.1f}", f"{p['over_best_fixed_pct']:+.1f}%",
                      f"{p['over_best_fixed_crossfit_pct']:+.1f}%",
                      "-" if p["gap_to_oracle_pct"] is None else f"{p['gap_to_oracle_pct']:+.1f}%"])
-    options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['median_e2e_ms']:.1f}",
-                *(f"{v:+.1f}" for v in e["median_stage_error_ms"].values())]
+    options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['mean_error_pct']:+.1f}%",
+                f"{e['median_e2e_ms']:.1f}", *(f"{v:+.1f} ({a:.1f})" for v, a in zip(
+                    e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True))]
                for option, e in sorted(data["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"])]
     return [f"{s['judged_points']} of {s['points']} grid points complete (`studies/aglop-grid.yaml`; every method takes "
             "turns on one replay per point). Margin = 1 - AGLOP / lowest other non-oracle method (positive = AGLOP "
@@ -265,10 +266,12 @@ def aglop_grid_section(data: dict) -> list[str]:
             f"{s['decision_ms_median']:.3f} ms median.", "",
             "Latency model against every method's offloaded requests (told the trace's rate and the link's delay): "
             f"median |model - measured| / measured {pct(s['model_error_pct'], 1)} overall; AGLOP's own predictions "
-            f"(its rate estimate included) {pct(s['aglop_own_prediction_error_pct'], 1)}. Per option, with the median "
-            "signed error per stage (model - measured, ms):", "",
-            *table(["option", "requests", "median abs error", "median e2e ms", "head", "encode", "transfer", "decode",
-                    "tail"], options)]
+            f"(its rate estimate included) {pct(s['aglop_own_prediction_error_pct'], 1)}. Per option: the median "
+            "|error| per request, the error of the option's mean, and per stage the median signed error, model - "
+            "measured, ms (a wrong term shows here), with the median |error| in brackets (the request-to-request "
+            "noise):", "",
+            *table(["option", "requests", "median abs error", "error of the mean", "median e2e ms", "head", "encode",
+                    "transfer", "decode", "tail"], options)]
 
 
 def studies_section(data: dict) -> list[str]:

@@ -55,8 +55,10 @@ def test_model_error_per_option_and_stage_counts_only_answered_offloaded_request
     errors = model_errors(rows)
     assert errors["overall"]["n"] == 5
     assert errors["overall"]["median_abs_error_pct"] == pytest.approx(100 * 10 / 90)
-    stages = errors["per_option"]['block5 disc {"step": 0.4}']["median_stage_error_ms"]
-    assert stages == pytest.approx({"head": 10.0, "encode": 0.0, "transfer": 0.0, "decode": 0.0, "tail": 0.0})
+    option = errors["per_option"]['block5 disc {"step": 0.4}']
+    assert option["median_stage_error_ms"] == pytest.approx({"head": 10.0, "encode": 0.0, "transfer": 0.0, "decode": 0.0,
+                                                             "tail": 0.0})
+    assert option["mean_error_pct"] == pytest.approx(100 * (100 / 90 - 1))
 
 
 def test_the_cross_fitted_best_fixed_plan_is_chosen_on_one_half_and_judged_on_the_other():
