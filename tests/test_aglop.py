@@ -197,6 +197,8 @@ def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses
     run_dir = next((tmp_path / "results").glob("replan-*"))
     with (run_dir / "requests.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+    profile = json.loads((run_dir / "aglop-profile.json").read_text())
+    drops = {(o["split"], o["codec"], json.dumps(o["params"], sort_keys=True)): o["drop_pts"] for o in profile["options"]}
     for method in ("aglop", "oracle"):
         mine = [r for r in rows if r["method"] == method]
         early = [r for r in mine if float(r["start_s"]) < 5]
@@ -206,7 +208,11 @@ def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses
         assert sum(r["split"] != "edge-only" for r in early) >= 0.8 * len(early), method
         assert sum(r["split"] == "edge-only" for r in late) >= 0.8 * len(late), method
         assert all(r["predicted_ms"] and r["estimate_mbps"] for r in mine)
-        assert sum(int(r["agrees_with_reference"]) for r in mine) >= 0.95 * len(mine)
+        # the budget (1 point of expected drop on the profile's photos) holds for every option run ...
+        assert all(drops[(r["split"], r["codec"], r["codec_params"])] < 1.0 for r in mine), method
+        # ... and on this run's 20 images top-1 agreement stays near it (a JPEG of the input agrees a few
+        # points less here than on the profile's photos)
+        assert sum(int(r["agrees_with_reference"]) for r in mine) >= 0.9 * len(mine)
     aglop = [r for r in rows if r["method"] == "aglop"]
     assert all(float(r["estimate_mbps"]) > 5 for r in aglop if 2 < float(r["start_s"]) < 5)
     assert all(float(r["estimate_mbps"]) < 1 for r in aglop if float(r["start_s"]) > 9)
@@ -286,3 +292,23 @@ def test_linux_restarts_the_window_after_an_idle_rto():
     assert restart_window(80, rto_ms=204, idle_ms=5000) == 10  # never under the initial window
     assert restart_window(80, rto_ms=204, idle_ms=5000, restarts=False) == 80  # sysctl off
     assert restart_window(6, rto_ms=204, idle_ms=5000) == 10
+
+
+def test_a_split_never_run_is_tried_once_when_close_and_its_measured_time_taken():
+    """The profile puts edge-only 25% slower than it runs (as on a Pi 4): without trying it the planner
+    would never learn that; tried once, it switches. A split far from the best is never tried."""
+    local = Option("edge-only", "", head_ms=71)
+    block11 = Option("block11", "disc", {"step": 0.4}, bytes_mean=2300, head_ms=40, encode_ms=0.2, decode_ms=0.2, tail_ms=5)
+    far = Option("block1", "disc", {"step": 0.4}, bytes_mean=15000, head_ms=13, encode_ms=1, decode_ms=1, tail_ms=15)
+    planner = Planner([local, block11, far], explore_pct=15)
+    rate, delay = 1.4e6, 2.0  # block11 ~64 ms predicted, edge-only 71 (within 15%), block1 ~120 (not)
+    first = planner.choose(rate, delay)
+    assert first.option is block11 and not first.explored
+    planner.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
+    second = planner.choose(rate, delay)
+    assert second.option is local and second.explored
+    planner.observe(local, {"head": 55.0})  # it runs at 55 ms, not 71
+    choices = [planner.choose(rate, delay) for _ in range(5)]
+    assert all(c.option is local and not c.explored for c in choices)
+    assert "block1" not in planner.ran  # never worth a try
+    assert not Planner([local, block11, far]).choose(rate, delay).explored  # off unless asked
