@@ -37,7 +37,11 @@ BARS = {"lowest_or_within_ci_share": 0.90, "over_best_fixed_pct": 5.0, "model_er
 
 
 def run_study(study: Path, out: Path) -> None:
-    done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), "--study", str(study), "--out", str(out)])
+    try:
+        done = subprocess.run([sys.executable, str(REPO / "run_scenario.py"), "--study", str(study), "--out", str(out)])
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the study stops its run and keeps what finished
+        raise UserError(f"interrupted; {out} keeps the finished runs",
+                        fix=f"rerun with --out {out} to go on, or judge them with --from {out}") from err
     if done.returncode != 0:
         raise UserError(f"the study {study} failed (exit {done.returncode}); its folder {out} keeps what finished",
                         fix=f"rerun the same command: runs complete in {out} are skipped")

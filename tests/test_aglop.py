@@ -293,22 +293,3 @@ def test_linux_restarts_the_window_after_an_idle_rto():
     assert restart_window(80, rto_ms=204, idle_ms=5000, restarts=False) == 80  # sysctl off
     assert restart_window(6, rto_ms=204, idle_ms=5000) == 10
 
-
-def test_a_split_never_run_is_tried_once_when_close_and_its_measured_time_taken():
-    """The profile puts edge-only 25% slower than it runs (as on a Pi 4): without trying it the planner
-    would never learn that; tried once, it switches. A split far from the best is never tried."""
-    local = Option("edge-only", "", head_ms=71)
-    block11 = Option("block11", "disc", {"step": 0.4}, bytes_mean=2300, head_ms=40, encode_ms=0.2, decode_ms=0.2, tail_ms=5)
-    far = Option("block1", "disc", {"step": 0.4}, bytes_mean=15000, head_ms=13, encode_ms=1, decode_ms=1, tail_ms=15)
-    planner = Planner([local, block11, far], explore_pct=15)
-    rate, delay = 1.4e6, 2.0  # block11 ~64 ms predicted, edge-only 71 (within 15%), block1 ~120 (not)
-    first = planner.choose(rate, delay)
-    assert first.option is block11 and not first.explored
-    planner.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
-    second = planner.choose(rate, delay)
-    assert second.option is local and second.explored
-    planner.observe(local, {"head": 55.0})  # it runs at 55 ms, not 71
-    choices = [planner.choose(rate, delay) for _ in range(5)]
-    assert all(c.option is local and not c.explored for c in choices)
-    assert "block1" not in planner.ran  # never worth a try
-    assert not Planner([local, block11, far]).choose(rate, delay).explored  # off unless asked

@@ -86,7 +86,6 @@ class ProfileDrift:
     def __init__(self):
         self.scale = dict.fromkeys(COMPUTE_STAGES, 1.0)
         self.factor: dict[tuple[str, str], float] = {}
-        self.count: dict[tuple[str, str], int] = {}  # requests seen per (stage, split or codec setting)
         self.scaled_keys: set[tuple[str, str]] = set()  # options whose factors are normalised (see normalise)
         self.size: dict[str, float] = {}  # option key or codec -> measured / profiled message bytes
         self.version = 0  # bumped on every change, so models can cache their arrays
@@ -123,10 +122,7 @@ class ProfileDrift:
             if profiled < self.MIN_KEYED_MS:
                 continue
             key = (stage, self.key(stage, option))
-            # the profile counts as one observation: the first request of an option weighs a half
-            self.count[key] = self.count.get(key, 0) + 1
-            weight = max(self.SMOOTHING, 1 / (self.count[key] + 1))
-            product = (1 - weight) * self.scale[stage] * self.factor.get(key, 1.0) + weight * ms / profiled
+            product = average(self.scale[stage] * self.factor.get(key, 1.0), ms / profiled)
             self.factor[key] = product / self.scale[stage]
             if profiled >= self.MIN_SCALED_MS:
                 self.normalise(stage, key)
@@ -193,30 +189,22 @@ class Decision:
     option: Option
     predicted_ms: float
     switched: bool
-    explored: bool = False
 
 
 class Planner:
     """Exact argmin of the latency model over the options within the accuracy budget.
 
     Hysteresis: the current option is kept while its prediction is within `hysteresis_pct` of the
-    best one, so noise in the bandwidth estimate does not make plans flap. Drift: every answered
-    request's stage times and message size update `drift`, as online profilers do. Exploration: the
-    profile can be wrong about a split the plan never runs (on a Pi 4 it put edge-only 25% slower than
-    a run measures), and drift only corrects what is run; so the best option at a split not yet run,
-    when predicted within `explore_pct` of the choice, is run once (at most one request per split,
-    each costing at most that much if the profile was right).
+    best one, so noise in the bandwidth estimate does not make plans flap. Compute drift: every
+    answered request's stage times and message size update `drift`, as online profilers do.
     """
 
-    def __init__(self, options: list[Option], budget_pts: float = 1.0, hysteresis_pct: float = 0.0,
-                 explore_pct: float = 0.0):
+    def __init__(self, options: list[Option], budget_pts: float = 1.0, hysteresis_pct: float = 0.0):
         self.allowed = [o for o in options if o.drop_pts < budget_pts]
         if not self.allowed:
             raise ValueError(f"no option stays under the accuracy budget of {budget_pts} points")
         self.model = LatencyModel(self.allowed)
-        self.hysteresis, self.explore = hysteresis_pct / 100, explore_pct / 100
-        self.splits = np.array([o.split for o in self.allowed])
-        self.ran: set[str] = set()  # splits run (or being run) in this plan
+        self.hysteresis = hysteresis_pct / 100
         self.current: int | None = None
         self.drift = ProfileDrift()
 
@@ -230,13 +218,4 @@ class Planner:
         chosen = self.current if keep else best
         switched = chosen != self.current
         self.current = chosen
-        known = self.allowed[chosen].split in self.ran  # run the choice first, then try its rivals
-        self.ran.add(self.allowed[chosen].split)
-        if self.explore and known:
-            untried = np.isin(self.splits, list(self.ran), invert=True)
-            untried &= predicted <= predicted[chosen] * (1 + self.explore)
-            if untried.any():
-                trial = int(np.flatnonzero(untried)[np.argmin(predicted[untried])])
-                self.ran.add(self.allowed[trial].split)
-                return Decision(self.allowed[trial], float(predicted[trial]), True, explored=True)
         return Decision(self.allowed[chosen], float(predicted[chosen]), switched)
