@@ -293,3 +293,24 @@ def test_linux_restarts_the_window_after_an_idle_rto():
     assert restart_window(80, rto_ms=204, idle_ms=5000, restarts=False) == 80  # sysctl off
     assert restart_window(6, rto_ms=204, idle_ms=5000) == 10
 
+
+
+def test_the_side_never_run_is_tried_once_when_close_and_its_measured_time_taken():
+    """The profile puts edge-only 25% slower than it runs (as on a Pi 4): without trying it the planner
+    would never learn that; tried once, it switches. Tried at most once, and only when close."""
+    local = Option("edge-only", "", head_ms=71)
+    block11 = Option("block11", "disc", {"step": 0.4}, bytes_mean=2300, head_ms=40, encode_ms=0.2, decode_ms=0.2, tail_ms=5)
+    planner = Planner([local, block11], explore_pct=15)
+    rate, delay = 1.4e6, 2.0  # block11 ~64 ms predicted, edge-only 71 (within 15%)
+    first = planner.choose(rate, delay)
+    assert first.option is block11 and not first.explored
+    planner.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
+    second = planner.choose(rate, delay)
+    assert second.option is local and second.explored
+    planner.observe(local, {"head": 55.0})  # it runs at 55 ms, not 71
+    assert all(planner.choose(rate, delay).option is local for _ in range(5))
+    far = Planner([local, block11], explore_pct=15)
+    far.choose(100e6, 2.0)
+    far.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
+    assert not far.choose(100e6, 2.0).explored  # edge-only is not within 15% of 47 ms
+    assert not Planner([local, block11]).choose(rate, delay).explored  # off unless asked

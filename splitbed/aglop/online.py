@@ -198,7 +198,8 @@ def fixed_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -
 
 
 def aglop_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
-    planner = Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", 10.0))
+    planner = Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", 10.0),
+                      plan.get("explore_pct", 15.0))
     return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
 
 

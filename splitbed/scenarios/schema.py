@@ -29,7 +29,7 @@ LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct"
         "trace_format": str, "time_column": str, "rate_column": str, "rate_unit": str, "bin_ms": int,
         "floor_mbit": NUMBER, "loop": bool}
 PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
-        "hysteresis_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool, "criterion": str}
+        "hysteresis_pct": NUMBER, "explore_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool, "criterion": str}
 PLAN_TYPES = tuple(POLICIES)
 SCHEMA = {
     "name": str,
@@ -54,7 +54,7 @@ RANGES = {
     "loss_pct": (0, 99.9), "queue_packets": (1, 1_000_000), "trace_scale": (1e-6, 1e6),
     "trace_offset_s": (0, 1e7), "bin_ms": (1, 60_000), "floor_mbit": (0, 1e5), "requests": (1, 1_000_000),
     "warmup": (0, 10_000), "interval_s": (0, 3600), "deadline_s": (1e-3, 3600), "duration_s": (1e-3, 7 * 86400),
-    "budget_pts": (1e-4, 100), "hysteresis_pct": (0, 1000), "probe_interval_s": (1e-3, 3600),
+    "budget_pts": (1e-4, 100), "hysteresis_pct": (0, 1000), "explore_pct": (0, 1000), "probe_interval_s": (1e-3, 3600),
     "seed": (0, 2**32 - 1),
 }
 MAX_FILE_BYTES = 1 << 20
