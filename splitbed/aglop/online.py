@@ -27,10 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitbed.aglop.planner import (
+    COMPUTE_STAGES,
     REQUEST_OVERHEAD,
-    LatencyModel,
+    STAGES,
     Planner,
     ProfileDrift,
+    profiled_ms,
     segments,
     transfer_ms,
     wire_bits,
@@ -164,15 +166,16 @@ class ModelJudge:
     chose), apart from the rate estimate and from the spread of sizes between images."""
 
     def __init__(self, profile: dict | None, rate_at, mean_rate_over, one_way_ms: float):
-        self.model = LatencyModel(load_options(profile)) if profile else None
+        self.options = {o.key: o for o in load_options(profile)} if profile else {}
         self.rate_at, self.mean_rate_over, self.one_way = rate_at, mean_rate_over, one_way_ms
 
     def stages(self, option: Option, now_s: float, drift: ProfileDrift, window: float | None,
                wire_bytes: int) -> dict | None:
-        i = self.model.index.get(option.key) if self.model else None
-        if i is None:
+        profiled = self.options.get(option.key)
+        if profiled is None:
             return None
-        out = {stage: float(ms[i]) for stage, ms in self.model.stages(1.0, self.one_way, drift, window).items()}
+        out = {stage: profiled_ms(profiled, stage) * drift.of(stage, profiled) for stage in COMPUTE_STAGES}
+        out["transfer"] = 0.0
         if option.offloads:
             message = max(wire_bytes - REQUEST_OVERHEAD, 0)
             bits, count = np.array([float(wire_bits(message))]), np.array([float(segments(message))])
@@ -181,7 +184,7 @@ class ModelJudge:
                 seconds = float(transfer_ms(bits, count, rate, self.one_way, window)[0]) / 1e3
                 rate = max(self.mean_rate_over(now_s, now_s + max(seconds, 0.001)), 1.0)
             out["transfer"] = float(transfer_ms(bits, count, rate, self.one_way, window)[0])
-        return out
+        return {stage: out[stage] for stage in STAGES}
 
 
 def plan_options(plan: dict, profile: dict) -> list[Option]:

@@ -154,7 +154,6 @@ class LatencyModel:
 
     def __init__(self, options: list[Option]):
         self.options = options
-        self.index = {o.key: i for i, o in enumerate(options)}
         self.offloads = np.array([o.offloads for o in options])
         self.profiled = {stage: np.array([profiled_ms(o, stage) for o in options]) for stage in COMPUTE_STAGES}
         self.drift_keys = {stage: [ProfileDrift.key(stage, o) for o in options] for stage in COMPUTE_STAGES}
