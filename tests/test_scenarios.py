@@ -13,6 +13,7 @@ import pytest
 
 from splitbed.app import protocol
 from splitbed.app.breakdown import NAMES, STAGES
+from splitbed.app.server import WARMUP_PASSES, read_start
 from splitbed.errors import UserError
 from splitbed.scenarios.schema import PLAN_TYPES, load_scenario
 from tests.conftest import REPO
@@ -85,7 +86,9 @@ def test_server_survives_garbage_and_answers_the_next_request(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "splitbed.app.server", "--port", str(port), "--model",
                                "fmnist_cnn"], stdout=subprocess.PIPE, text=True, env=env)
     try:
-        assert server.stdout.readline().strip() == "ready"
+        started = read_start(server.stdout)  # warmed before it listens: no request meets a cold model
+        assert started is not None and len(started["warmup_ms"]) == WARMUP_PASSES
+        assert all(ms > 0 for ms in started["warmup_ms"])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(os.urandom(300))
             kind, body = protocol.recv_frame(s)

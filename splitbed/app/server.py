@@ -10,6 +10,7 @@ the kernel's CLOCK_MONOTONIC, so the edge can subtract them from its own.
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 import threading
@@ -22,6 +23,8 @@ from splitbed.codecs import CalibrationStore, WireFormatError, decode, rans
 from splitbed.errors import UserError
 from splitbed.models import get_model
 
+WARMUP_PASSES = 5
+
 
 class Server:
     def __init__(self, model_name: str, cal_dir: str | None):
@@ -30,6 +33,19 @@ class Server:
         self.tails: dict[str, torch.nn.Module] = {}
         self.lock = threading.Lock()
         rans.warm_up()  # DISC's coder compiles on first use: not inside the first timed request
+        self.warmup_ms = self.warm_up()
+
+    @torch.no_grad()
+    def warm_up(self) -> list[float]:
+        """A new process's first passes run slow (allocator, kernels: 121, 50, 37 then 26-27 ms for Lite0
+        on one thread here), which no request should meet: a cold first answer makes a planner shun
+        the option that met it. One full pass warms every tail, as they share its modules."""
+        full, x, times = self.model.full(), torch.zeros(1, *self.model.input_shape), []
+        for _ in range(WARMUP_PASSES):
+            started = time.perf_counter_ns()
+            full(x)
+            times.append(round((time.perf_counter_ns() - started) / 1e6, 1))
+        return times
 
     def tail(self, split: str):
         if split not in self.tails:
@@ -80,11 +96,21 @@ class Server:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("0.0.0.0", port))
         listener.listen(64)
+        print(json.dumps({"warmup_ms": self.warmup_ms}), flush=True)
         print("ready", flush=True)
         while True:
             conn, _ = listener.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self.serve_client, args=(conn,), daemon=True).start()
+
+
+def read_start(stdout) -> dict | None:
+    """The server's start-up report ({"warmup_ms": [...]}) once it printed "ready"; None if it ended first."""
+    try:
+        report = json.loads(stdout.readline())
+    except ValueError:
+        return None
+    return report if stdout.readline().strip() == "ready" else None
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
 from splitbed.app.plans import plan_groups
+from splitbed.app.server import read_start
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
 from splitbed.devices.cgroups import CgroupManager
@@ -331,9 +332,10 @@ class Run:
                               "--model", self.model.name, "--threads", str(server_threads()))
         process = group.popen(argv, stdout=subprocess.PIPE, text=True)
         state.process(process.pid)
-        if process.stdout.readline().strip() != "ready":
+        started = read_start(process.stdout)
+        if started is None:
             raise RuntimeError("the server program did not start")
-        self.write_manifest(server_pid=process.pid)
+        self.write_manifest(server_pid=process.pid, server_warmup_ms=started["warmup_ms"])
         return process
 
     def start_captures(self, network: EmulatedNetwork, state: RunState) -> list:
