@@ -10,9 +10,12 @@ takes turns request by request on one replay of the trace), then per point: AGLO
 the lowest other non-oracle method (bootstrap 95% interval of the margin), against the best fixed
 option in hindsight (the fixed plan with the lowest measured mean on that replay), and against the
 oracle; the best fixed plan also cross-fitted (chosen on the even rounds, judged on the odd ones, and
-the other way round), since the lowest of seven noisy means flatters the fixed plans. Over all points: the latency model's error per option and per stage, over every method's
-offloaded requests (the model told the trace's rate and the link's delay), AGLOP's own prediction
-error (its rate estimate included), the profiled loss of every option AGLOP ran, and its decision times.
+the other way round), since the lowest of seven noisy means flatters the fixed plans; points over the
+5% bar are counted twice, by the mean and by the bootstrap interval's low end. Over all points: the
+latency model's error per option and per stage, over every method's offloaded requests (the model
+told the trace's rate and the link's delay), beside the floor that request-to-request host jitter
+sets on it (judgement.jitter_floor_errors), AGLOP's own prediction error (its rate estimate
+included), the profiled loss of every option AGLOP ran, and its decision times.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from splitbed.aglop.profile import DEFAULT_CRITERION  # noqa: E402
-from splitbed.analysis.judgement import chosen_drops, judge_point, model_errors, planner_errors  # noqa: E402
+from splitbed.analysis.judgement import (  # noqa: E402
+    chosen_drops,
+    jitter_floor_errors,
+    judge_point,
+    model_errors,
+    planner_errors,
+)
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 
@@ -57,7 +66,7 @@ def point_label(values: dict) -> dict:
 
 def judge_study(folder: Path) -> dict:
     runs = json.loads((folder / "runs.json").read_text())
-    points, all_rows, drops, decisions, own_errors = [], [], [], [], []
+    points, all_rows, drops, decisions, own_errors, floor_errors = [], [], [], [], [], []
     for run_id, run in runs.items():
         run_dir = folder / "runs" / run_id
         if run["status"] != "complete" or not (run_dir / "requests.csv").exists():
@@ -80,6 +89,7 @@ def judge_study(folder: Path) -> dict:
         own_errors.append(point["aglop_prediction_error_pct"])
         points.append(point)
         all_rows += rows
+        floor_errors += jitter_floor_errors(rows)
     judged = [p for p in points if "methods" in p]
     if not judged:
         raise UserError(f"no complete run in {folder}", fix="run the study first (without --from)")
@@ -94,7 +104,12 @@ def judge_study(folder: Path) -> dict:
         "median_over_best_fixed_pct": statistics.median(p["over_best_fixed_pct"] for p in judged),
         "max_over_best_fixed_crossfit_pct": max(p["over_best_fixed_crossfit_pct"] for p in judged),
         "median_over_best_fixed_crossfit_pct": statistics.median(p["over_best_fixed_crossfit_pct"] for p in judged),
+        # points over the bar, and those over it beyond the noise (the interval's low end above it)
+        "points_over_5pct_of_best_fixed": sum(p["over_best_fixed_pct"] > BARS["over_best_fixed_pct"] for p in judged),
+        "points_surely_over_5pct_of_best_fixed": sum(p["over_best_fixed_ci95_pct"][0] > BARS["over_best_fixed_pct"]
+                                                     for p in judged),
         "model_error_pct": errors["overall"]["median_abs_error_pct"] if errors["overall"] else None,
+        "model_error_jitter_floor_pct": statistics.median(floor_errors) if floor_errors else None,
         "aglop_own_prediction_error_pct": statistics.median(e for e in own_errors if e is not None),
         "aglop_max_profiled_drop_pts": max(drops) if drops else None, "budget_pts": budget,
         "decision_ms_median": statistics.median(decisions) if decisions else None,
@@ -111,17 +126,19 @@ def judge_study(folder: Path) -> dict:
 
 def print_report(result: dict) -> None:
     print(f"{'trace':<34}{'device':<12}{'delay':>6}{'aglop':>9}{'lowest other':>24}{'margin (95% CI)':>26}"
-          f"{'best fixed':>24}{'over':>8}{'x-fit':>8}{'oracle gap':>11}")
+          f"{'best fixed':>24}{'over (95% CI)':>24}{'x-fit':>8}{'oracle gap':>11}")
     for p in result["points"]:
         if "methods" not in p:
             print(f"{p['trace']:<34}{p['device']:<12}{p['delay_ms']:>6}  {p['status']}")
             continue
         m = p["methods"]
         low, high = p["margin_vs_lowest_other_ci95_pct"]
+        over_low, over_high = p["over_best_fixed_ci95_pct"]
         print(f"{p['trace']:<34}{p['device']:<12}{p['delay_ms']:>6}{m['aglop']['mean_e2e_ms']:>9.1f}"
               f"{p['lowest_other']:>16}{m[p['lowest_other']]['mean_e2e_ms']:>8.1f}"
               f"{p['margin_vs_lowest_other_pct']:>9.1f}% ({low:6.1f},{high:6.1f})"
               f"{p['best_fixed']:>16}{m[p['best_fixed']]['mean_e2e_ms']:>8.1f}{p['over_best_fixed_pct']:>7.1f}%"
+              f" ({over_low:5.1f},{over_high:5.1f})"
               f"{p['over_best_fixed_crossfit_pct']:>7.1f}%"
               f"{p['gap_to_oracle_pct'] if p['gap_to_oracle_pct'] is None else round(p['gap_to_oracle_pct'], 1):>10}%")
     print(f"\n{'option':<44}{'n':>6}{'|err| p50':>10}{'mean err':>9}{'e2e p50':>9}  median error per stage, ms "

@@ -48,6 +48,7 @@ def judge_point(rows: list[dict], plan_types: dict[str, str], planner: str = "ag
     lowest = min(others, key=means.get)
     best_fixed = min(fixed, key=means.get)
     ci = margin_ci95_pct(e2e[planner], e2e[lowest])
+    over_low, over_high = (-m for m in reversed(margin_ci95_pct(e2e[planner], e2e[best_fixed])))
     return {"over_best_fixed_crossfit_pct": crossfit_over_best_fixed(rows, fixed, planner),
         "methods": {m: {"n": len(v), "mean_e2e_ms": means[m], "p50_e2e_ms": float(np.median(v)),
                         "failed": sum(r["status"] != "ok" for r in rows if r["method"] == m)} for m, v in e2e.items()},
@@ -57,6 +58,7 @@ def judge_point(rows: list[dict], plan_types: dict[str, str], planner: str = "ag
         # lowest, or the lowest other is not faster beyond the noise
         "lowest_or_within_ci": means[planner] <= means[lowest] or ci[1] >= 0,
         "over_best_fixed_pct": 100 * (means[planner] / means[best_fixed] - 1),
+        "over_best_fixed_ci95_pct": (over_low, over_high),
         "gap_to_oracle_pct": 100 * (means[planner] / means[oracle] - 1) if oracle in means else None,
     }
 
@@ -82,12 +84,16 @@ def crossfit_over_best_fixed(rows: list[dict], fixed: list[str], planner: str) -
     return 100 * (statistics.fmean(ratios) - 1)
 
 
+def offloaded_with_model(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["status"] == "ok" and r["model_ms"] not in ("", None) and r["split"] != "edge-only"]
+
+
 def model_errors(rows: list[dict]) -> dict:
     """The latency model against what was measured, over offloaded, answered requests that carry the
     model's prediction: overall and per option, the median of |model - measured| / measured (e2e), the
     error of the mean, and per stage the median signed error (model - measured, ms: a wrong term) and
     the median absolute one (ms: where the request-to-request noise is)."""
-    judged = [r for r in rows if r["status"] == "ok" and r["model_ms"] not in ("", None) and r["split"] != "edge-only"]
+    judged = offloaded_with_model(rows)
 
     def stats(group: list[dict]) -> dict:
         model, measured = (np.array([float(r[c]) for r in group]) for c in ("model_ms", "e2e_ms"))
@@ -105,6 +111,26 @@ def model_errors(rows: list[dict]) -> dict:
     for option in dict.fromkeys(map(option_of, judged)):
         per_option[option] = stats([r for r in judged if option_of(r) == option])
     return {"overall": stats(judged) if judged else None, "per_option": per_option}
+
+
+def jitter_floor_errors(rows: list[dict]) -> list[float]:
+    """|error| / measured, request by request, of the model made as right as a model of the mean can be
+    about the two stages the host's speed moves from one request to the next: its head and tail terms
+    replaced by the run's median measured head and tail of the same option. What is left is the
+    request-to-request spread no prediction made before the request can remove (one run's rows)."""
+    judged = offloaded_with_model(rows)
+
+    def measured(r: dict, stage: str) -> float:
+        return sum(float(r[c]) for c in MEASURED[stage])
+
+    errors = []
+    for option in dict.fromkeys(map(option_of, judged)):
+        group = [r for r in judged if option_of(r) == option]
+        medians = {stage: float(np.median([measured(r, stage) for r in group])) for stage in ("head", "tail")}
+        for r in group:
+            floor_model = float(r["model_ms"]) + sum(m - float(r[f"model_{stage}_ms"]) for stage, m in medians.items())
+            errors.append(abs(floor_model - float(r["e2e_ms"])) / float(r["e2e_ms"]) * 100)
+    return errors
 
 
 def planner_errors(rows: list[dict], method: str) -> float | None:
