@@ -4,7 +4,7 @@ latency model's error per option and stage (splitbed.analysis.judgement)."""
 import numpy as np
 import pytest
 
-from splitbed.analysis.judgement import judge_point, model_errors
+from splitbed.analysis.judgement import jitter_floor_errors, judge_point, model_errors
 from splitbed.app.breakdown import NAMES
 
 TYPES = {"aglop": "aglop", "oracle": "oracle", "neurosurgeon": "neurosurgeon", "edge-only": "fixed",
@@ -73,3 +73,24 @@ def test_the_cross_fitted_best_fixed_plan_is_chosen_on_one_half_and_judged_on_th
     assert point["over_best_fixed_pct"] == pytest.approx(0.0)  # both fixed plans average 100 overall
     # chosen on the even rounds: jpeg (95) -> judged on the odd: 105; the other way: disc -> 105
     assert point["over_best_fixed_crossfit_pct"] == pytest.approx(100 * (100 / 105 - 1))
+
+
+def test_over_best_fixed_carries_an_interval_that_tells_noise_from_a_real_loss():
+    base = rows_of("oracle", noisy(50)) + rows_of("neurosurgeon", noisy(90, seed=1)) + rows_of("disc", noisy(60, seed=3))
+    tie = judge_point(base + rows_of("aglop", noisy(60, seed=4)), TYPES)
+    low, high = tie["over_best_fixed_ci95_pct"]
+    assert low < tie["over_best_fixed_pct"] < high and low < 5 < high
+    loss = judge_point(base + rows_of("aglop", noisy(72, seed=4)), TYPES)  # 20% slower, 15% spread, n=40
+    assert loss["over_best_fixed_ci95_pct"][0] > 5
+
+
+def test_the_jitter_floor_keeps_the_model_but_gives_it_each_options_median_head_and_tail():
+    fields = dict(model_ms=100.0, model_head_ms=60.0, model_encode_ms=1.0, model_transfer_ms=20.0, model_decode_ms=1.0,
+                  model_tail_ms=18.0, encode_ms=1.0, uplink_ms=15.0, downlink_ms=5.0, decode_ms=1.0, server_queue_ms=0.0)
+    heads, tails = [40.0, 50.0, 60.0], [10.0, 20.0, 30.0]  # medians 50 and 20
+    rows = []
+    for i, (head, tail) in enumerate(zip(heads, tails, strict=True)):
+        e2e = head + 1 + 20 + 1 + tail
+        rows += [{**r, "request_id": i} for r in rows_of("disc", [e2e], edge_compute_ms=head, server_compute_ms=tail, **fields)]
+    # floor model = 100 - 60 - 18 + 50 + 20 = 92 ms for every request; measured 72, 92, 112
+    assert jitter_floor_errors(rows) == pytest.approx([100 * 20 / 72, 0.0, 100 * 20 / 112])
