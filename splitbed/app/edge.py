@@ -33,6 +33,7 @@ from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
+from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
 from splitbed.network.tcp_window import send_window, slow_start_after_idle
 from splitbed.network.traces import load_link_trace
 
@@ -62,8 +63,9 @@ class Edge:
     @torch.no_grad()
     def warm_up(self) -> None:
         """First calls allocate (torch) and build tables (DISC): do them before any request is timed.
-        The heads share the full model's stage modules, so one full pass warms them all."""
+        The heads share the full model's stage modules, so full passes warm them all."""
         x = self.samples[0].tensor[None]
+        pass_times_ms(self.model.full(), x, WARMUP_PASSES - 1)
         activations = self.model.activations(x)
         options = [Option(p["split"], p.get("codec", ""), p.get("params", {})) for p in self.config["plans"]
                    if p.get("type", "fixed") == "fixed"]

@@ -2,9 +2,11 @@
 
     python -m splitbed.app.server --port P --model NAME [--cal-dir DIR] [--threads N]
 
-One thread per client; the model runs one request at a time (a lock), so time spent waiting for it
-is the request's server queueing. All timestamps are time.monotonic_ns(): every Mininet host shares
-the kernel's CLOCK_MONOTONIC, so the edge can subtract them from its own.
+One thread per client reads and answers; every decode and tail runs on one model thread, one request
+at a time, so time spent waiting for it is the request's server queueing, and the thread that was
+warmed is the one that answers (a new thread's first passes run slow). All timestamps are
+time.monotonic_ns(): every Mininet host shares the kernel's CLOCK_MONOTONIC, so the edge can subtract
+them from its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -22,8 +25,7 @@ from splitbed.app import protocol
 from splitbed.codecs import CalibrationStore, WireFormatError, decode, rans
 from splitbed.errors import UserError
 from splitbed.models import get_model
-
-WARMUP_PASSES = 5
+from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
 
 
 class Server:
@@ -31,41 +33,37 @@ class Server:
         self.model = get_model(model_name)
         self.store = CalibrationStore(cal_dir)
         self.tails: dict[str, torch.nn.Module] = {}
-        self.lock = threading.Lock()
-        rans.warm_up()  # DISC's coder compiles on first use: not inside the first timed request
-        self.warmup_ms = self.warm_up()
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.warmup_ms = self.model_thread.submit(self.warm_up).result()
 
-    @torch.no_grad()
     def warm_up(self) -> list[float]:
-        """A new process's first passes run slow (allocator, kernels: 121, 50, 37 then 26-27 ms for Lite0
-        on one thread here), which no request should meet: a cold first answer makes a planner shun
-        the option that met it. One full pass warms every tail, as they share its modules."""
-        full, x, times = self.model.full(), torch.zeros(1, *self.model.input_shape), []
-        for _ in range(WARMUP_PASSES):
-            started = time.perf_counter_ns()
-            full(x)
-            times.append(round((time.perf_counter_ns() - started) / 1e6, 1))
-        return times
+        """Cold passes are for no request to meet: a slow first answer makes a planner shun the option
+        that met it. One full pass warms every tail, as they share its modules."""
+        rans.warm_up()  # DISC's coder compiles on first use
+        x = torch.zeros(1, *self.model.input_shape)
+        return [round(ms, 1) for ms in pass_times_ms(self.model.full(), x, WARMUP_PASSES)]
 
     def tail(self, split: str):
         if split not in self.tails:
             self.tails[split] = self.model.tail(split)
         return self.tails[split]
 
-    @torch.no_grad()
     def answer(self, body: bytes, received_ns: int) -> dict:
         header, message = protocol.parse_request(body)
         split = str(header.get("split", ""))
         self.model.index(split)  # unknown split: a UserError, answered as an error
-        with self.lock:
-            dequeued_ns = time.monotonic_ns()
-            tensor = torch.from_numpy(decode(message, self.store))
-            decoded_ns = time.monotonic_ns()
-            logits = self.tail(split)(tensor if tensor.dim() > 1 else tensor[None])
-            prediction = int(logits.reshape(logits.shape[0], -1).argmax(1)[0])
-            done_ns = time.monotonic_ns()
-        return {"id": header.get("id"), "prediction": prediction, "t_received": received_ns,
-                "t_dequeued": dequeued_ns, "t_decoded": decoded_ns, "t_computed": done_ns}
+        answer = self.model_thread.submit(self.run_model, split, message).result()
+        return {"id": header.get("id"), "prediction": answer["prediction"], "t_received": received_ns, **answer["times"]}
+
+    @torch.no_grad()
+    def run_model(self, split: str, message: bytes) -> dict:
+        dequeued_ns = time.monotonic_ns()
+        tensor = torch.from_numpy(decode(message, self.store))
+        decoded_ns = time.monotonic_ns()
+        logits = self.tail(split)(tensor if tensor.dim() > 1 else tensor[None])
+        prediction = int(logits.reshape(logits.shape[0], -1).argmax(1)[0])
+        return {"prediction": prediction,
+                "times": {"t_dequeued": dequeued_ns, "t_decoded": decoded_ns, "t_computed": time.monotonic_ns()}}
 
     def serve_client(self, conn: socket.socket) -> None:
         with conn:

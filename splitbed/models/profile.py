@@ -15,16 +15,25 @@ import torch
 from splitbed.models.datasets import batches, load_dataset
 from splitbed.models.partition import SplitModel
 
+# A thread's first passes through a model run slow (allocator arenas, kernels): Lite0 on one core here
+# 40-121, 30-50, 24-37 ms, then 22-27; and a new thread starts cold again (80 ms) in a warm process.
+WARMUP_PASSES = 5
 
-def median_ms(fn, x: torch.Tensor, runs: int) -> float:
+
+def pass_times_ms(fn, x: torch.Tensor, runs: int) -> list[float]:
+    """The time of each of `runs` calls fn(x), without gradients, in ms."""
+    times = []
     with torch.no_grad():
-        fn(x)  # warm-up: first calls allocate
-        times = []
         for _ in range(runs):
             start = time.perf_counter_ns()
             fn(x)
             times.append((time.perf_counter_ns() - start) / 1e6)
-    return statistics.median(times)
+    return times
+
+
+def median_ms(fn, x: torch.Tensor, runs: int) -> float:
+    pass_times_ms(fn, x, 1)  # warm-up: first calls allocate
+    return statistics.median(pass_times_ms(fn, x, runs))
 
 
 def sample_inputs(model: SplitModel, count: int, dataset: str | None = None) -> torch.Tensor:
