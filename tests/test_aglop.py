@@ -295,9 +295,10 @@ def test_linux_restarts_the_window_after_an_idle_rto():
 
 
 
-def test_the_side_never_run_is_tried_once_when_close_and_its_measured_time_taken():
+def test_edge_only_never_run_is_tried_once_when_close_and_its_measured_time_taken():
     """The profile puts edge-only 25% slower than it runs (as on a Pi 4): without trying it the planner
-    would never learn that; tried once, it switches. Tried at most once, and only when close."""
+    would never learn that; tried once, it switches. Tried at most once, only when close, and only
+    from an offloading choice."""
     local = Option("edge-only", "", head_ms=71)
     block11 = Option("block11", "disc", {"step": 0.4}, bytes_mean=2300, head_ms=40, encode_ms=0.2, decode_ms=0.2, tail_ms=5)
     planner = Planner([local, block11], explore_pct=15)
@@ -314,3 +315,9 @@ def test_the_side_never_run_is_tried_once_when_close_and_its_measured_time_taken
     far.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
     assert not far.choose(100e6, 2.0).explored  # edge-only is not within 15% of 47 ms
     assert not Planner([local, block11]).choose(rate, delay).explored  # off unless asked
+    # one way only: from edge-only, an offloading option predicted close is not tried
+    slow_local = Option("edge-only", "", head_ms=60)
+    from_local = Planner([slow_local, block11], explore_pct=15)
+    assert [from_local.choose(rate, delay) for _ in range(2)][-1].option is slow_local  # 60 ms vs block11's 64
+    from_local.observe(slow_local, {"head": 60.0})
+    assert not any(from_local.choose(rate, delay).explored for _ in range(5))
