@@ -7,7 +7,8 @@
 
 Each benchmark writes results/bench/NAME.json and NAME.meta.json (command, commit, date, machine,
 seconds); the pages are written from those files alone, so every number in them comes from a run
-anyone can repeat with the command printed beside its table. `make results` calls this script.
+anyone can repeat with the command printed beside its table. A benchmark with no JSON on this machine
+(a fresh clone keeps none: results/ is not committed) keeps the section and headline row the pages have. `make results` calls this script.
 """
 
 from __future__ import annotations
@@ -325,6 +326,9 @@ SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section)
             "containers": ("Container nodes against host nodes", containers_section)}
 
 
+HEADLINE_ORDER = ("fidelity", "devices", "codecs", "disc_accuracy", "aglop", "aglop_grid", "studies", "containers")
+
+
 def headline_rows(found: dict) -> list[list[str]]:
     rows = []
     if "fidelity" in found:
@@ -377,15 +381,40 @@ def headline_rows(found: dict) -> list[list[str]]:
                      f"TCP goodput error up to {pct(d['goodput_tcp_error_pct_max'])} on a container link; image "
                      f"{d['image']['size_mb'] / 1000:.2f} GB" + (f", built in {build['base_build_s'] + build['node_build_s']:.0f} s"
                                                                  if build.get("base_build_s") else ""), "containers"])
-    return [[what, value, f"[{name}](docs/results.md#{anchor(SECTIONS[name][0])})"] for what, value, name in rows]
+    return rows
+
+
+def link(name: str) -> str:
+    return f"[{name}](docs/results.md#{anchor(SECTIONS[name][0])})"
 
 
 def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
 
 
+def written_sections() -> dict[str, str]:
+    """The sections docs/results.md holds now, by title: kept for benchmarks with no JSON on this machine."""
+    if not RESULTS_MD.exists():
+        return {}
+    parts = re.split(r"^## (.+)$", RESULTS_MD.read_text(), flags=re.M)
+    return {title: body.strip("\n") for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def written_headline_rows() -> dict[str, list[str]]:
+    """The README's headline rows now, by the benchmark their details link names."""
+    if BEGIN not in README.read_text():
+        return {}
+    rows: dict[str, list[str]] = {}
+    for line in README.read_text().split(BEGIN, 1)[1].split(END, 1)[0].splitlines():
+        if m := re.search(r"\| \[(\w+)\]\(docs/results\.md", line):
+            rows.setdefault(m.group(1), []).append(line)
+    return rows
+
+
 def render() -> None:
+    """Pages from the JSON on disk; a benchmark not run on this machine keeps what the pages say of it."""
     found = {name: loaded for name in BENCHMARKS if (loaded := load(name))}
+    kept_sections, kept_rows = written_sections(), written_headline_rows()
     lines = ["# Measured results", "",
              "Written by `scripts/results.py` (`sudo make results`) from the benchmarks' JSON; do not edit by "
              "hand. Each table names the command, commit, date and machine it came from. These machines are "
@@ -394,7 +423,7 @@ def render() -> None:
     for name, (title, section) in SECTIONS.items():
         lines += [f"## {title}", ""]
         if name not in found:
-            lines += [f"Not run yet: `sudo .venv/bin/python scripts/results.py --only {name}`.", ""]
+            lines += [kept_sections.get(title) or f"Not run yet: `sudo .venv/bin/python scripts/results.py --only {name}`.", ""]
             continue
         data, meta = found[name]
         lines += provenance(meta) + section(data)
@@ -402,10 +431,14 @@ def render() -> None:
     RESULTS_MD.write_text("\n".join(lines).rstrip() + "\n")
     readme = README.read_text()
     if BEGIN in readme and END in readme:
-        block = table(["what", "measured", "details"], headline_rows(found))
+        lines_by_name = {name: kept for name, kept in kept_rows.items() if name not in found}
+        for what, value, name in headline_rows(found):
+            lines_by_name.setdefault(name, []).append("| " + " | ".join([what, value, link(name)]) + " |")
+        block = table(["what", "measured", "details"], [])[:2] + [
+            line for name in HEADLINE_ORDER for line in lines_by_name.get(name, [])] + [""]
         head, rest = readme.split(BEGIN, 1)
         README.write_text(head + BEGIN + "\n" + "\n".join(block) + END + rest.split(END, 1)[1])
-    print(f"wrote {RESULTS_MD.relative_to(REPO)} ({', '.join(found) or 'no benchmark results yet'})")
+    print(f"wrote {os.path.relpath(RESULTS_MD, REPO)} ({', '.join(found) or 'no benchmark results yet'})")
 
 
 def main() -> int:
