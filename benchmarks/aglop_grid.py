@@ -15,7 +15,8 @@ the other way round), since the lowest of seven noisy means flatters the fixed p
 latency model's error per option and per stage, over every method's offloaded requests (the model
 told the trace's rate and the link's delay), beside the floor that request-to-request host jitter
 sets on it (judgement.jitter_floor_errors), AGLOP's own prediction error (its rate estimate
-included), the profiled loss of every option AGLOP ran, and its decision times.
+included) and, per point, its rate estimate over the trace's rate, the profiled loss of every option
+AGLOP ran, and its decision times.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from splitbed.aglop.profile import DEFAULT_CRITERION  # noqa: E402
 from splitbed.analysis.judgement import (  # noqa: E402
     chosen_drops,
+    estimate_ratio,
     jitter_floor_errors,
     judge_point,
     model_errors,
@@ -87,6 +89,7 @@ def judge_study(folder: Path) -> dict:
                       if p["plan"] == "aglop" and p.get("decision_ms_median") is not None]
         point["aglop_prediction_error_pct"] = planner_errors(rows, "aglop")
         own_errors.append(point["aglop_prediction_error_pct"])
+        point["aglop_estimate_over_trace"] = estimate_ratio(rows, "aglop")
         points.append(point)
         all_rows += rows
         floor_errors += jitter_floor_errors(rows)
@@ -126,7 +129,7 @@ def judge_study(folder: Path) -> dict:
 
 def print_report(result: dict) -> None:
     print(f"{'trace':<34}{'device':<12}{'delay':>6}{'aglop':>9}{'lowest other':>24}{'margin (95% CI)':>26}"
-          f"{'best fixed':>24}{'over (95% CI)':>24}{'x-fit':>8}{'oracle gap':>11}")
+          f"{'best fixed':>24}{'over (95% CI)':>24}{'x-fit':>8}{'oracle gap':>11}{'est/rate':>9}")
     for p in result["points"]:
         if "methods" not in p:
             print(f"{p['trace']:<34}{p['device']:<12}{p['delay_ms']:>6}  {p['status']}")
@@ -140,7 +143,8 @@ def print_report(result: dict) -> None:
               f"{p['best_fixed']:>16}{m[p['best_fixed']]['mean_e2e_ms']:>8.1f}{p['over_best_fixed_pct']:>7.1f}%"
               f" ({over_low:5.1f},{over_high:5.1f})"
               f"{p['over_best_fixed_crossfit_pct']:>7.1f}%"
-              f"{p['gap_to_oracle_pct'] if p['gap_to_oracle_pct'] is None else round(p['gap_to_oracle_pct'], 1):>10}%")
+              f"{p['gap_to_oracle_pct'] if p['gap_to_oracle_pct'] is None else round(p['gap_to_oracle_pct'], 1):>10}%"
+              f"{'-' if p['aglop_estimate_over_trace'] is None else round(p['aglop_estimate_over_trace'], 2):>9}")
     print(f"\n{'option':<44}{'n':>6}{'|err| p50':>10}{'mean err':>9}{'e2e p50':>9}  median error per stage, ms "
           "(median |error| per stage): head, encode, transfer, decode, tail")
     for option, e in sorted(result["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"]):

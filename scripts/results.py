@@ -239,7 +239,7 @@ def aglop_grid_section(data: dict) -> list[str]:
     rows = []
     for p in data["points"]:
         if "methods" not in p:
-            rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", "", ""])
+            rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", "", "", ""])
             continue
         m, (low, high) = p["methods"], p["margin_vs_lowest_other_ci95_pct"]
         rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", f"{m['aglop']['mean_e2e_ms']:.1f}",
@@ -248,7 +248,8 @@ def aglop_grid_section(data: dict) -> list[str]:
                      f"{p['best_fixed']} {m[p['best_fixed']]['mean_e2e_ms']:.1f}",
                      "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_best_fixed_pct"], *p["over_best_fixed_ci95_pct"]),
                      f"{p['over_best_fixed_crossfit_pct']:+.1f}%",
-                     "-" if p["gap_to_oracle_pct"] is None else f"{p['gap_to_oracle_pct']:+.1f}%"])
+                     "-" if p["gap_to_oracle_pct"] is None else f"{p['gap_to_oracle_pct']:+.1f}%",
+                     "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}"])
     options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['mean_error_pct']:+.1f}%",
                 f"{e['median_e2e_ms']:.1f}", *(f"{v:+.1f} ({a:.1f})" for v, a in zip(
                     e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True))]
@@ -257,9 +258,11 @@ def aglop_grid_section(data: dict) -> list[str]:
             "turns on one replay per point). Margin = 1 - AGLOP / lowest other non-oracle method (positive = AGLOP "
             "faster), bootstrap 95% interval; best fixed = the fixed plan with the lowest measured mean on that replay "
             "(in hindsight), cross-fitted = chosen on the even rounds and judged on the odd ones, and the other way "
-            "round (the lowest of seven noisy means flatters the fixed plans).",
+            "round (the lowest of seven noisy means flatters the fixed plans); AGLOP's estimate / trace rate = the "
+            "median of its bandwidth estimate over the trace's rate at send time (1 = unbiased).",
             "", *table(["trace", "device", "one-way ms", "AGLOP mean", "lowest other", "margin (95% CI)", "best fixed",
-                        "AGLOP over best fixed (95% CI)", "cross-fitted", "gap to oracle"], rows),
+                        "AGLOP over best fixed (95% CI)", "cross-fitted", "gap to oracle",
+                        "AGLOP's estimate / trace rate"], rows),
             f"AGLOP lowest or within the interval of the lowest in {100 * s['lowest_or_within_ci_share']:.0f}% of points; "
             f"over the best fixed option by at most {s['max_over_best_fixed_pct']:+.1f}% (median "
             f"{s['median_over_best_fixed_pct']:+.1f}%), cross-fitted at most {s['max_over_best_fixed_crossfit_pct']:+.1f}% "

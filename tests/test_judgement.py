@@ -4,7 +4,7 @@ latency model's error per option and stage (splitbed.analysis.judgement)."""
 import numpy as np
 import pytest
 
-from splitbed.analysis.judgement import jitter_floor_errors, judge_point, model_errors
+from splitbed.analysis.judgement import estimate_ratio, jitter_floor_errors, judge_point, model_errors
 from splitbed.app.breakdown import NAMES
 
 TYPES = {"aglop": "aglop", "oracle": "oracle", "neurosurgeon": "neurosurgeon", "edge-only": "fixed",
@@ -94,3 +94,15 @@ def test_the_jitter_floor_keeps_the_model_but_gives_it_each_options_median_head_
         rows += [{**r, "request_id": i} for r in rows_of("disc", [e2e], edge_compute_ms=head, server_compute_ms=tail, **fields)]
     # floor model = 100 - 60 - 18 + 50 + 20 = 92 ms for every request; measured 72, 92, 112
     assert jitter_floor_errors(rows) == pytest.approx([100 * 20 / 72, 0.0, 100 * 20 / 112])
+
+
+def test_the_estimate_ratio_is_the_median_over_the_planners_answered_requests_with_a_rate():
+    rows = (rows_of("aglop", [50.0] * 3, estimate_mbps=1.0, trace_rate_mbps=2.0)
+            + rows_of("aglop", [50.0], estimate_mbps=3.0, trace_rate_mbps=2.0)
+            + rows_of("aglop", [50.0], estimate_mbps=9.0, trace_rate_mbps=0.0)  # an outage: no ratio
+            + rows_of("aglop", [50.0], estimate_mbps="", trace_rate_mbps=2.0)  # before any estimate
+            + rows_of("aglop", [900.0], status="failed: reset", estimate_mbps=8.0, trace_rate_mbps=2.0)
+            + rows_of("neurosurgeon", [50.0] * 5, estimate_mbps=4.0, trace_rate_mbps=2.0))
+    assert estimate_ratio(rows, "aglop") == 0.5
+    assert estimate_ratio(rows, "neurosurgeon") == 2.0
+    assert estimate_ratio(rows, "oracle") is None

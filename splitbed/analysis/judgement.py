@@ -140,6 +140,15 @@ def planner_errors(rows: list[dict], method: str) -> float | None:
     return statistics.median(abs(p - m) / m * 100 for p, m in pairs) if pairs else None
 
 
+def estimate_ratio(rows: list[dict], method: str) -> float | None:
+    """Median of the planner's bandwidth estimate over the trace's rate at send time: its rate term's
+    bias, which the model's own error (told the trace's rate) leaves out."""
+    ratios = [float(r["estimate_mbps"]) / float(r["trace_rate_mbps"]) for r in rows
+              if r["method"] == method and r["status"] == "ok" and r["estimate_mbps"] not in ("", None)
+              and r["trace_rate_mbps"] not in ("", None) and float(r["trace_rate_mbps"]) > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 def chosen_drops(rows: list[dict], method: str, profile: dict, criterion: str) -> list[float]:
     """The profile's loss (under `criterion`) of every option the method ran, request by request."""
     drops = {(o["split"], o["codec"], json.dumps(o["params"], sort_keys=True)): o["drops"][criterion]
