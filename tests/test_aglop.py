@@ -2,8 +2,10 @@ import csv
 import itertools
 import json
 import random
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from splitbed.aglop.online import (
 from splitbed.aglop.planner import LatencyModel, Planner, ProfileDrift, segments, transfer_ms, wire_bits
 from splitbed.aglop.profile import Option
 from splitbed.errors import UserError
-from splitbed.network.tcp_window import restart_window
+from splitbed.network.tcp_window import congestion_control, restart_window
 from splitbed.scenarios.schema import load_scenario
 from tests.conftest import REPO
 
@@ -293,6 +295,16 @@ def test_linux_restarts_the_window_after_an_idle_rto():
     assert restart_window(80, rto_ms=204, idle_ms=5000, restarts=False) == 80  # sysctl off
     assert restart_window(6, rto_ms=204, idle_ms=5000) == 10
 
+
+def test_the_congestion_control_read_is_the_connections_own():
+    """A socket's TCP_CONGESTION follows the namespace's default until set; the manifest records it."""
+    default = Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    assert congestion_control() == default
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            assert congestion_control(client) == default
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")  # always built in
+            assert congestion_control(client) == "reno"
 
 
 def test_edge_only_never_run_is_tried_once_when_close_and_its_measured_time_taken():

@@ -34,7 +34,7 @@ from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
 from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
-from splitbed.network.tcp_window import send_window, slow_start_after_idle
+from splitbed.network.tcp_window import congestion_control, send_window, slow_start_after_idle
 from splitbed.network.traces import load_link_trace
 
 
@@ -259,13 +259,14 @@ class PlanRun:
         return row if index >= warmup else None
 
     def summary(self) -> dict:
+        congestion = congestion_control(self.sock)
         if self.sock is not None:
             self.sock.close()
         decisions = getattr(self.policy, "decision_ms", [])
         return {"plan": self.plan["name"], "node": self.edge.node, "requests": self.index, "probes": self.probes,
                 "decision_ms_median": round(statistics.median(decisions), 4) if decisions else None,
                 "decision_ms_max": round(max(decisions), 4) if decisions else None,
-                "tcp_slow_start_after_idle": self.edge.slow_start_after_idle}
+                "tcp_slow_start_after_idle": self.edge.slow_start_after_idle, "tcp_congestion_control": congestion}
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 INITIAL_WINDOW = 10  # segments: Linux's TCP_INIT_CWND
 SYSCTL = Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle")
+CONGESTION_SYSCTL = Path("/proc/sys/net/ipv4/tcp_congestion_control")
 # struct tcp_info: 8 one-byte fields, then u32s; the ones read here, by byte offset
 RTO_US, LAST_DATA_SENT_MS, SND_CWND = 8, 44, 80
 TCP_INFO_BYTES = 104
@@ -26,6 +27,17 @@ def slow_start_after_idle() -> bool:
         return SYSCTL.read_text().strip() != "0"
     except OSError:
         return True
+
+
+def congestion_control(sock: socket.socket | None = None) -> str:
+    """The congestion control of `sock`, else this namespace's default: what decides how a window
+    restarts and whether sends are paced (the model's restart rule is Linux's tcp_cwnd_restart)."""
+    try:
+        if sock is not None:
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0")[0].decode()
+        return CONGESTION_SYSCTL.read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 def restart_window(cwnd: int, rto_ms: float, idle_ms: float, restarts: bool = True) -> int:
