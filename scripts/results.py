@@ -405,12 +405,10 @@ def written_sections() -> dict[str, str]:
     return {title: body.strip("\n") for title, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-def written_headline_rows() -> dict[str, list[str]]:
+def written_headline_rows(readme: str) -> dict[str, list[str]]:
     """The README's headline rows now, by the benchmark their details link names."""
-    if BEGIN not in README.read_text():
-        return {}
     rows: dict[str, list[str]] = {}
-    for line in README.read_text().split(BEGIN, 1)[1].split(END, 1)[0].splitlines():
+    for line in readme.split(BEGIN, 1)[1].split(END, 1)[0].splitlines():
         if m := re.search(r"\| \[(\w+)\]\(docs/results\.md", line):
             rows.setdefault(m.group(1), []).append(line)
     return rows
@@ -419,7 +417,7 @@ def written_headline_rows() -> dict[str, list[str]]:
 def render() -> None:
     """Pages from the JSON on disk; a benchmark not run on this machine keeps what the pages say of it."""
     found = {name: loaded for name in BENCHMARKS if (loaded := load(name))}
-    kept_sections, kept_rows = written_sections(), written_headline_rows()
+    kept_sections = written_sections()
     lines = ["# Measured results", "",
              "Written by `scripts/results.py` (`sudo make results`) from the benchmarks' JSON; do not edit by "
              "hand. Each table names the command, commit, date and machine it came from. These machines are "
@@ -436,11 +434,11 @@ def render() -> None:
     RESULTS_MD.write_text("\n".join(lines).rstrip() + "\n")
     readme = README.read_text()
     if BEGIN in readme and END in readme:
-        lines_by_name = {name: kept for name, kept in kept_rows.items() if name not in found}
+        lines_by_name = {name: kept for name, kept in written_headline_rows(readme).items() if name not in found}
         for what, value, name in headline_rows(found, frozenset(lines_by_name)):
             lines_by_name.setdefault(name, []).append("| " + " | ".join([what, value, link(name)]) + " |")
-        block = table(["what", "measured", "details"], [])[:2] + [
-            line for name in HEADLINE_ORDER for line in lines_by_name.get(name, [])] + [""]
+        header = table(["what", "measured", "details"], [])[:2]
+        block = header + [line for name in HEADLINE_ORDER for line in lines_by_name.get(name, [])] + [""]
         head, rest = readme.split(BEGIN, 1)
         README.write_text(head + BEGIN + "\n" + "\n".join(block) + END + rest.split(END, 1)[1])
     print(f"wrote {os.path.relpath(RESULTS_MD, REPO)} ({', '.join(found) or 'no benchmark results yet'})")
