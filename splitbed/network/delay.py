@@ -1,9 +1,10 @@
 """Delay, jitter, loss and serialisation on kernels without netem: an NFQUEUE stage on the RECEIVING side.
 
 Packets arriving on an interface jump from the raw table's PREROUTING to an NFQUEUE; this program,
-running in the receiver's namespace, holds each one until its release time (arrival + delay + jitter
-+ its own serialisation time at the link's rate, never earlier than the packet before it, so the
-order is kept) and then accepts it. Holding packets on the sender's side instead throttled TCP to
+running in the receiver's namespace, holds each one until its release time and then accepts it: the
+later of (arrival + delay + jitter) and the packet before it's release (so the order is kept), plus its
+own serialisation time at the link's rate (so frames leave one frame-time apart, as a link sends them,
+even when HTB let several out together after an idle gap). Holding packets on the sender's side instead throttled TCP to
 2 Mbit/s here: delay must sit after the bottleneck. Loss is in-kernel, before the queue:
 `-m statistic --mode random --probability P -j DROP`.
 
@@ -61,7 +62,7 @@ def serve(queue_num: int, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0
                 held.append([None, packet])
             return
         extra = rng.gauss(0.0, jitter_ms) if jitter_ms else 0.0
-        release = max(time.monotonic() + max(0.0, delay_ms + extra) / 1000 + serialisation_s(packet), last_release)
+        release = max(time.monotonic() + max(0.0, delay_ms + extra) / 1000, last_release) + serialisation_s(packet)
         last_release = release
         held.append([release, packet])  # verdict later: the kernel keeps the packet meanwhile
 
