@@ -13,15 +13,24 @@ import pytest
 from splitbed.aglop.online import (
     MIN_SAMPLE_BYTES,
     MIN_SAMPLE_MS,
+    PROBE_BYTES,
+    STALLED_SAMPLE_MS,
     BandwidthEstimator,
     EstimatingPolicy,
     OraclePolicy,
     make_policy,
+    probe_bytes,
 )
-from splitbed.aglop.planner import LatencyModel, Planner, ProfileDrift, segments, transfer_ms, wire_bits
+from splitbed.aglop.planner import MSS, LatencyModel, Planner, ProfileDrift, segments, transfer_ms, wire_bits
 from splitbed.aglop.profile import Option
 from splitbed.errors import UserError
-from splitbed.network.tcp_window import congestion_control, restart_window
+from splitbed.network.tcp_window import (
+    HOST_DEFAULT,
+    check_congestion_control,
+    congestion_control,
+    restart_window,
+    use_congestion_control,
+)
 from splitbed.scenarios.schema import load_scenario
 from tests.conftest import REPO
 
@@ -114,6 +123,23 @@ def test_a_small_message_that_took_long_on_the_link_is_a_sample():
         est.observe(4000, 10 + wire_bits(4000) / 0.3e6 * 1e3, 10.0, float(now))
     assert est.rate_bps() < 0.4e6 and est.last_sample_s == 5.0
     assert MIN_SAMPLE_MS <= wire_bits(4000) / 0.3e6 * 1e3
+
+
+def test_a_transfer_over_its_send_window_is_no_sample_and_probes_fit_the_window():
+    """30 KB (21 segments) sent with a restarted window of 10 waits a 40 ms round trip for ACKs: read as
+    link time it would halve a 20 Mbit/s estimate. Unless it spent STALLED_SAMPLE_MS on the link."""
+    est = BandwidthEstimator()
+    on_link_ms = wire_bits(20000) / 20e6 * 1e3
+    est.observe(20000, 20 + on_link_ms, 20.0, 0.0, window=40)
+    stalled = wire_bits(30000) / 20e6 * 1e3 + 40 - 10 * MSS * 8 / 20e6 * 1e3
+    est.observe(30000, 20 + stalled, 20.0, 1.0, window=10)
+    assert est.rate_bps() == pytest.approx(20e6, rel=1e-6) and est.last_sample_s == 0.0
+    est.observe(30000, 20 + STALLED_SAMPLE_MS, 20.0, 2.0, window=10)  # a collapsing link still counts
+    assert est.rate_bps() < 10e6 and est.last_sample_s == 2.0
+    assert probe_bytes(None, 30) == PROBE_BYTES
+    assert probe_bytes(40, 30) == PROBE_BYTES
+    assert segments(probe_bytes(10, 30) + 30) == 10  # the whole message within a restarted window
+    assert probe_bytes(3, 30) == MIN_SAMPLE_BYTES  # never too small to be a sample
 
 
 def test_estimating_policy_probes_when_its_estimate_is_old():
@@ -305,6 +331,27 @@ def test_the_congestion_control_read_is_the_connections_own():
             assert congestion_control(client) == default
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")  # always built in
             assert congestion_control(client) == "reno"
+
+
+def test_a_scenario_pins_its_connections_congestion_control():
+    """Set on the listener before it listens, an accepted connection has it too; 'default' leaves
+    the namespace's; a name the kernel has not loaded stops the run before anything starts."""
+    default = congestion_control()
+    with socket.socket() as listener:
+        use_congestion_control(listener, "reno")
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with socket.socket() as client:
+            use_congestion_control(client, HOST_DEFAULT)
+            client.connect(listener.getsockname())
+            accepted, _ = listener.accept()
+            with accepted:
+                assert congestion_control(accepted) == "reno"
+                assert congestion_control(client) == default
+    check_congestion_control("reno", "s.yaml: tcp.congestion_control")
+    with pytest.raises(UserError, match="not loaded") as err:
+        check_congestion_control("nosuchcc", "s.yaml: tcp.congestion_control")
+    assert "modprobe tcp_nosuchcc" in err.value.fix
 
 
 def test_edge_only_never_run_is_tried_once_when_close_and_its_measured_time_taken():

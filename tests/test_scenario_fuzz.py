@@ -31,6 +31,8 @@ TRAPS = [
     b"workload: {requests: -3}\nplan: {type: fixed, split: conv1, codec: raw}\n",
     b"workload: {deadline_s: -.inf}\nplan: {type: fixed, split: conv1, codec: raw}\n",
     b"x: " + b"a" * (2 << 20) + b"\n",  # over the size cap
+    b"tcp: {congestion_control: 'cubic; reboot'}\nplan: {type: fixed, split: conv1, codec: raw}\n",
+    b"tcp: {congestion_control: 5}\nplan: {type: fixed, split: conv1, codec: raw}\n",
 ]
 
 

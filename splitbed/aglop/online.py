@@ -10,6 +10,10 @@ The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracl
 - the estimate is the total bits over the total time of the last WINDOW samples: a byte-weighted
   harmonic mean, as rate-based video adaptation uses. Only transfer time enters, never the wall
   clock between requests, so idle gaps do not dilute it;
+- a transfer larger than its send window (a connection idle past its RTO restarts at 10 segments)
+  waits a round trip for ACKs midway; that wait is not the link's rate, so such a transfer is no
+  sample unless it spent STALLED_SAMPLE_MS on the link (a collapsing link still counts). Probes are
+  sized to fit the window;
 - a request that fails (timeout, reset) is a sample of zero bits over the time waited: an outage
   pulls the estimate down at once;
 - small, quick requests (DISC messages are often a few KB) say little about the rate (a few frames'
@@ -28,6 +32,7 @@ import numpy as np
 
 from splitbed.aglop.planner import (
     COMPUTE_STAGES,
+    MSS,
     REQUEST_OVERHEAD,
     STAGES,
     Planner,
@@ -44,7 +49,17 @@ WINDOW = 5
 MIN_SAMPLE_BYTES = 8192
 MIN_SAMPLE_MS = 20.0  # on-link time that makes a transfer of any size a sample
 PROBE_BYTES = 16384
+STALLED_SAMPLE_MS = 100.0  # on-link time that makes a transfer over its window a sample all the same
 DELAY_WINDOW = 20
+
+
+def probe_bytes(window: float | None, header_bytes: int) -> int:
+    """A probe's payload: PROBE_BYTES, or less so that the whole message fits the send window (a probe
+    that waits for ACKs midway measures the wait). Never under a sample's MIN_SAMPLE_BYTES."""
+    if not window:
+        return PROBE_BYTES
+    fits = int(window) * MSS - REQUEST_OVERHEAD - header_bytes
+    return max(MIN_SAMPLE_BYTES, min(PROBE_BYTES, fits))
 
 
 class BandwidthEstimator:
@@ -63,9 +78,13 @@ class BandwidthEstimator:
         seconds = sum(s for _, s in self.samples)
         return bits / max(seconds, 1e-4)
 
-    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
+    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
+                window: float | None = None) -> None:
+        """`window`: the segments the connection could send at once when this transfer started."""
         self.delays.append(downlink_ms)
         on_link_ms = uplink_ms - self.one_way_ms()
+        if window and segments(message_bytes) > window and on_link_ms < STALLED_SAMPLE_MS:
+            return
         if message_bytes >= MIN_SAMPLE_BYTES or on_link_ms >= MIN_SAMPLE_MS:
             self.samples.append((float(wire_bits(message_bytes)), max(on_link_ms, 0.5) / 1e3))
             self.last_sample_s = now_s
@@ -93,7 +112,8 @@ class FixedPolicy:
     def choose(self, now_s: float, window: float | None = None) -> Choice:
         return Choice(self.option)
 
-    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
+    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
+                window: float | None = None) -> None:
         pass
 
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
@@ -134,8 +154,9 @@ class EstimatingPolicy(PlannedPolicy):
         self.decision_ms.append((time.perf_counter_ns() - started) / 1e6)
         return Choice(decision.option, decision.predicted_ms, rate)
 
-    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float) -> None:
-        self.estimator.observe(message_bytes, uplink_ms, downlink_ms, now_s)
+    def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
+                window: float | None = None) -> None:
+        self.estimator.observe(message_bytes, uplink_ms, downlink_ms, now_s, window)
 
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
         self.estimator.observe_failure(message_bytes, waited_ms, now_s)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from splitbed.aglop.online import PROBE_BYTES, ModelJudge, make_policy
+from splitbed.aglop.online import ModelJudge, make_policy, probe_bytes
 from splitbed.aglop.planner import STAGES as MODEL_STAGES
 from splitbed.aglop.profile import Option
 from splitbed.app import protocol
@@ -34,7 +34,12 @@ from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
 from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
-from splitbed.network.tcp_window import congestion_control, send_window, slow_start_after_idle
+from splitbed.network.tcp_window import (
+    congestion_control,
+    send_window,
+    slow_start_after_idle,
+    use_congestion_control,
+)
 from splitbed.network.traces import load_link_trace
 
 
@@ -87,7 +92,14 @@ class Edge:
         return self.codecs[option.key]
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection((self.config["server"], self.config["port"]), timeout=10)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(10)
+            use_congestion_control(sock, self.config.get("tcp_congestion_control"))
+            sock.connect((self.config["server"], self.config["port"]))
+        except OSError:
+            sock.close()
+            raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.config["workload"].get("deadline_s", 10))
         return sock
@@ -136,17 +148,20 @@ class Edge:
             "agrees_with_reference": int(prediction == reference), "status": "ok"}
 
     def probe(self, sock: socket.socket, policy) -> None:
-        """A PROBE_BYTES transfer between requests, to keep the bandwidth estimate fresh."""
+        """A transfer between requests (probe_bytes: up to PROBE_BYTES, within the send window), to keep
+        the bandwidth estimate fresh."""
+        window = send_window(sock, self.slow_start_after_idle)
+        size = probe_bytes(window, protocol.HEADER.size)
         sent = time.monotonic_ns()
-        protocol.send_frame(sock, protocol.PROBE, bytes(PROBE_BYTES))
+        protocol.send_frame(sock, protocol.PROBE, bytes(size))
         kind, body = protocol.recv_frame(sock)
         back = time.monotonic_ns()
         reply = protocol.parse_json(body)
         if kind != protocol.RESPONSE:
             raise RuntimeError(f"server error: {reply.get('error')}")
         received, replied = int(reply["t_received"]), int(reply["t_sent"])
-        policy.observe(PROBE_BYTES + protocol.HEADER.size, ms(sent, received), ms(replied, back),
-                       self.since_start_s(back))
+        policy.observe(size + protocol.HEADER.size, ms(sent, received), ms(replied, back),
+                       self.since_start_s(back), window)
 
     def run(self) -> int:
         with Path(self.config["csv"]).open("a", newline="") as f:
@@ -223,7 +238,7 @@ class PlanRun:
             stages, fields = edge.request(self.sock, index, choice.option, started)
             wire_bytes = fields["wire_bytes"]
             if choice.option.offloads:
-                self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()))
+                self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window)
             # judged after the request (off its clock) but before this request's times update the drift
             judged = self.judge.stages(choice.option, edge.since_start_s(started), self.policy.drift, window,
                                        wire_bytes)

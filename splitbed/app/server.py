@@ -26,6 +26,7 @@ from splitbed.codecs import CalibrationStore, WireFormatError, decode, rans
 from splitbed.errors import UserError
 from splitbed.models import get_model
 from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
+from splitbed.network.tcp_window import use_congestion_control
 
 
 class Server:
@@ -89,9 +90,10 @@ class Server:
                 except (ConnectionError, OSError):
                     return
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, congestion: str | None = None) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        use_congestion_control(listener, congestion)
         listener.bind(("0.0.0.0", port))
         listener.listen(64)
         print(json.dumps({"warmup_ms": self.warmup_ms}), flush=True)
@@ -117,9 +119,10 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--cal-dir")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--congestion-control", help="TCP congestion control of the answers' connections")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    Server(args.model, args.cal_dir).serve(args.port)
+    Server(args.model, args.cal_dir).serve(args.port, args.congestion_control)
     return 0
 
 

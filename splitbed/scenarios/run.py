@@ -44,6 +44,7 @@ from splitbed.models.datasets import FASHION_MNIST_DIR, batches, calibration_sam
 from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.links import LinkSpec
 from splitbed.network.shaping import TcBatch, TraceReplayer
+from splitbed.network.tcp_window import check_congestion_control
 from splitbed.network.topology import EmulatedNetwork, NetworkSpec
 from splitbed.network.traces import LINK_TRACE_FIELDS, Trace, load_link_trace
 from splitbed.scenarios.schema import Scenario
@@ -84,6 +85,8 @@ class Run:
         self.network_spec = NetworkSpec(data["topology"]["kind"], data["topology"]["edges"],
                                         **links)
         self.network_spec.check(self.backend)  # before anything starts
+        self.congestion = data["tcp"]["congestion_control"]
+        check_congestion_control(self.congestion, f"{scenario.path}: tcp.congestion_control")
         if self.caps.problems:
             raise UserError("this machine cannot run a scenario: " + "; ".join(self.caps.problems))
         self.model = get_model(data["model"])
@@ -329,7 +332,8 @@ class Run:
     def start_server(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState):
         group = cgroups.create(network.server_name)
         argv = self.python_in(network, network.server_name, "splitbed.app.server", "--port", str(PORT),
-                              "--model", self.model.name, "--threads", str(server_threads()))
+                              "--model", self.model.name, "--threads", str(server_threads()),
+                              "--congestion-control", self.congestion)
         process = group.popen(argv, stdout=subprocess.PIPE, text=True)
         state.process(process.pid)
         started = read_start(process.stdout)
@@ -365,7 +369,7 @@ class Run:
                       "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plans": self.plans,
                       "workload": self.workload, "csv": str(self.dir / "requests.csv"),
                       "trace": {k: uplink[k] for k in LINK_TRACE_FIELDS if k in uplink} if "trace" in uplink else None,
-                      "one_way_ms": uplink.get("delay_ms", 0.0),
+                      "one_way_ms": uplink.get("delay_ms", 0.0), "tcp_congestion_control": self.congestion,
                       "uplink_rate_bps": uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None, "profile": str(profile) if profile else None,
                       "threads": device["threads"] or 1, "max_inputs": len(references), "references": references}
             path = self.dir / f"edge-{name}.json"

@@ -46,6 +46,7 @@ SCHEMA = {
     "seed": int,
     "output": str,
     "capture": bool,
+    "tcp": {"congestion_control": str},
 }
 # Every number a scenario holds, by field name: (smallest, largest) allowed, both inclusive. NaN, the
 # infinities and absurd magnitudes (1e308 Mbit/s, 1e19 ms) stop here, before anything starts.
@@ -60,6 +61,7 @@ RANGES = {
 MAX_FILE_BYTES = 1 << 20
 YAML12_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 MAX_DEPTH = 16
+CONGESTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's names: at most 15 characters
 DEFAULTS = {
     "topology": {"kind": "single", "edges": 1},
     "nodes": {"edge": {"device": "rpi4"}, "server": {"device": "server"}},
@@ -72,6 +74,7 @@ DEFAULTS = {
     "seed": 0,
     "output": "results",
     "capture": False,
+    "tcp": {"congestion_control": "cubic"},  # Linux's default, whatever this machine's sysctl says
 }
 
 
@@ -287,6 +290,9 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
             given = [key for key in LINK_TRACE_FIELDS if key in link]
             if given:
                 fail(f"links.{name}.{given[0]}", "applies only to a link with a trace", "add trace: FILE")
+    if not CONGESTION_NAME.fullmatch(data["tcp"]["congestion_control"]):
+        fail("tcp.congestion_control", f"not a congestion control's name: {data['tcp']['congestion_control']!r}",
+             "e.g. cubic (Linux's default), reno, bbr, or default (this machine's own default)")
     for field, plan in [("plan", data["plan"])] + [(f"baselines[{i}]", p) for i, p in enumerate(data["baselines"])]:
         where = f"{field}.type" if field == "plan" else "baselines"
         kind = plan.get("type", "fixed")
