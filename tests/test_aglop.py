@@ -246,6 +246,8 @@ def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses
     assert all(float(r["estimate_mbps"]) < 1 for r in aglop if float(r["start_s"]) > 9)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [p["plan"] for p in manifest["edge_plans"]] == ["aglop", "oracle"]
+    # the scenario's congestion control (default cubic), whatever this machine's sysctl says
+    assert {p["tcp_congestion_control"] for p in manifest["edge_plans"]} == {"cubic"}
     assert (run_dir / "aglop-profile.json").exists()
 
 

@@ -14,6 +14,8 @@ host shell and bridge is written to the run's state file, so a killed run can be
 
 from __future__ import annotations
 
+import platform
+import re
 import subprocess
 from dataclasses import dataclass, field
 
@@ -35,6 +37,8 @@ class Layout:
     many_edges: bool = False
 
 
+PER_NAMESPACE_TCP_SYSCTLS = (4, 15)  # net.ipv4.tcp_* became per network namespace in Linux 4.15
+
 # Topology kinds by name (a scenario's `topology.kind`).
 KINDS = {"single": Layout("srv", "10.0.0.100"), "star": Layout("srv", "10.0.0.100", many_edges=True),
          "edge-cloud": Layout("cloud", "10.0.2.2")}
@@ -48,6 +52,9 @@ class NetworkSpec:
     downlink: LinkSpec = field(default_factory=LinkSpec)
     wan_up: LinkSpec = field(default_factory=LinkSpec)  # edge-cloud only: edge server -> cloud
     wan_down: LinkSpec = field(default_factory=LinkSpec)
+    # False: no host restarts an idle connection's window (net.ipv4.tcp_slow_start_after_idle=0 in
+    # each host's namespace); True leaves the kernel's default (on) untouched
+    slow_start_after_idle: bool = True
 
     def check(self, backend: str | None) -> None:
         if self.kind not in KINDS:
@@ -58,6 +65,15 @@ class NetworkSpec:
                             f"edge node(s), got {self.edges}")
         for name in ("uplink", "downlink", "wan_up", "wan_down"):
             getattr(self, name).check(backend, where=f"links.{name}")
+        if not self.slow_start_after_idle and kernel_version() < PER_NAMESPACE_TCP_SYSCTLS:
+            raise UserError("tcp.slow_start_after_idle: false needs Linux 4.15 or later (before it the setting "
+                            "is the whole machine's, not each host's)", where="tcp.slow_start_after_idle",
+                            fix="remove it, or run on a newer kernel")
+
+
+def kernel_version() -> tuple[int, int]:
+    numbers = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(numbers[1]), int(numbers[2])) if numbers else (0, 0)
 
 
 class ContainerHost(Host):
@@ -140,6 +156,7 @@ class EmulatedNetwork:
             for switch in self.net.switches:
                 self.accept_bridged(switch.name)
             self.net.start()
+            self.set_tcp()
             self.method("links")()
             for direction in self.directions.values():
                 direction.setup()
@@ -147,6 +164,16 @@ class EmulatedNetwork:
             self.stop()
             raise
         return self
+
+    def set_tcp(self) -> None:
+        """The scenario's TCP settings, written in each host's own namespace (gone with it)."""
+        if self.spec.slow_start_after_idle:
+            return
+        for host in self.net.hosts:
+            answer = host.cmd("sysctl -qw net.ipv4.tcp_slow_start_after_idle=0 && "
+                              "cat /proc/sys/net/ipv4/tcp_slow_start_after_idle").strip()
+            if answer != "0":
+                raise OSError(f"could not turn off slow start after idle in host {host.name}: {answer}")
 
     def accept_bridged(self, bridge: str) -> None:
         """Frames crossing a bridge pass iptables' FORWARD chain where br_netfilter is on, and a Docker

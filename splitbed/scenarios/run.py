@@ -83,7 +83,7 @@ class Run:
         self.traces = {name: load_link_trace(link) for name, link in data["links"].items() if "trace" in link}
         links = {name: link_spec(link, self.traces.get(name)) for name, link in data["links"].items()}
         self.network_spec = NetworkSpec(data["topology"]["kind"], data["topology"]["edges"],
-                                        **links)
+                                        **links, slow_start_after_idle=data["tcp"]["slow_start_after_idle"])
         self.network_spec.check(self.backend)  # before anything starts
         self.congestion = data["tcp"]["congestion_control"]
         check_congestion_control(self.congestion, f"{scenario.path}: tcp.congestion_control")

@@ -46,7 +46,7 @@ SCHEMA = {
     "seed": int,
     "output": str,
     "capture": bool,
-    "tcp": {"congestion_control": str},
+    "tcp": {"congestion_control": str, "slow_start_after_idle": bool},
 }
 # Every number a scenario holds, by field name: (smallest, largest) allowed, both inclusive. NaN, the
 # infinities and absurd magnitudes (1e308 Mbit/s, 1e19 ms) stop here, before anything starts.
@@ -74,7 +74,7 @@ DEFAULTS = {
     "seed": 0,
     "output": "results",
     "capture": False,
-    "tcp": {"congestion_control": "cubic"},  # Linux's default, whatever this machine's sysctl says
+    "tcp": {"congestion_control": "cubic", "slow_start_after_idle": True},  # Linux's defaults, whatever this machine's sysctls say
 }
 
 
