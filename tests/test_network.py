@@ -56,3 +56,19 @@ def test_topologies_delay_as_configured_and_leave_nothing(kind, edges, expected_
         net.stop()
     assert bridges() == before
     assert not any(subprocess.run(["kill", "-0", str(p)], capture_output=True).returncode == 0 for p in pids)
+
+
+@pytest.mark.root
+@pytest.mark.mininet
+def test_slow_start_after_idle_is_turned_off_in_the_hosts_only():
+    """tcp.slow_start_after_idle: false writes the sysctl in each host's own namespace, never this
+    machine's."""
+    path = "/proc/sys/net/ipv4/tcp_slow_start_after_idle"
+    before = open(path).read()
+    net = EmulatedNetwork(NetworkSpec("single", 1, slow_start_after_idle=False), "htb+nfqueue").start()
+    try:
+        assert [h.cmd(f"cat {path}").strip() for h in net.net.hosts] == ["0", "0"]
+        assert open(path).read() == before
+    finally:
+        net.stop()
+    assert open(path).read() == before
