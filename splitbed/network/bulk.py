@@ -17,6 +17,8 @@ import struct
 import sys
 import time
 
+from splitbed.network.tcp_window import use_congestion_control
+
 BIN_NS = 10_000_000
 
 
@@ -131,7 +133,12 @@ def receive_messages(port: int, count: int, size: int) -> list[float]:
 
 
 def send_messages(host: str, port: int, count: int, size: int, gap_s: float) -> None:
-    sock = socket.create_connection((host, port), timeout=30)
+    """CUBIC, as a scenario's connections by default: a namespace defaulting to BBR would pace the
+    messages at BBR's estimate, which is not the link's doing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    use_congestion_control(sock, "cubic")
+    sock.connect((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     padding = b"\0" * (size - 8)
     for _ in range(count):
