@@ -140,6 +140,9 @@ class PlannedPolicy(FixedPolicy):
     def drift(self) -> ProfileDrift:
         return self.planner.drift
 
+    def observe_answer(self, option: Option, measured: dict[str, float], wire_bytes: int) -> None:
+        self.planner.observe(option, measured, wire_bytes)  # the planner knows which runs were looks
+
 
 class EstimatingPolicy(PlannedPolicy):
     """AGLOP (all options within the budget, with hysteresis) or Neurosurgeon (raw fp32 only):

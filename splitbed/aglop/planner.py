@@ -107,9 +107,12 @@ class ProfileDrift:
     def size_of_key(self, key: str, codec: str) -> float:
         return self.size.get(key, self.size.get(codec, 1.0))
 
-    def observe(self, option: Option, measured: dict[str, float], wire_bytes: int = 0) -> None:
+    def observe(self, option: Option, measured: dict[str, float], wire_bytes: int = 0,
+                profile_weighs: bool = True) -> None:
         """measured: stage -> ms of one answered request of `option` (edge-only: the head only);
-        wire_bytes: its request frame's size on the wire (0: nothing sent)."""
+        wire_bytes: its request frame's size on the wire (0: nothing sent). profile_weighs: the profile
+        counts as one observation (the first request weighs a half); False: the option's factor is the
+        plain mean of what it measured (up to 1 / SMOOTHING requests)."""
         def average(old: float, new: float) -> float:
             return (1 - self.SMOOTHING) * old + self.SMOOTHING * new
 
@@ -125,7 +128,7 @@ class ProfileDrift:
             key = (stage, self.key(stage, option))
             # the profile counts as one observation: an option's first request weighs a half
             self.count[key] = self.count.get(key, 0) + 1
-            weight = max(self.SMOOTHING, 1 / (self.count[key] + 1))
+            weight = max(self.SMOOTHING, 1 / (self.count[key] + (1 if profile_weighs else 0)))
             product = (1 - weight) * self.scale[stage] * self.factor.get(key, 1.0) + weight * ms / profiled
             self.factor[key] = product / self.scale[stage]
             if profiled >= self.MIN_SCALED_MS:
@@ -195,6 +198,10 @@ class Decision:
     explored: bool = False
 
 
+EXPLORE_LOOKS = 3  # runs of an edge-only option never chosen, while it is predicted close
+LOOK_SPACING = 10  # requests between two looks
+
+
 class Planner:
     """Exact argmin of the latency model over the options within the accuracy budget.
 
@@ -202,8 +209,12 @@ class Planner:
     best one, so noise in the bandwidth estimate does not make plans flap. Drift: every answered
     request's stage times and message size update `drift`, as online profilers do. Exploration: drift
     corrects only what is run, and the profile can be wrong about edge-only when the plan offloads (on
-    a Pi 4 it put edge-only 25% slower than runs measure); so once an offloading choice has run, the
-    best edge-only option, if predicted within `explore_pct` of the choice and never run, is run once.
+    a Pi 4 it put edge-only 25% slower than runs measure, on a Pi 3 B+ 20%); so once an offloading
+    choice has run, the best edge-only option, if predicted within `explore_pct` of the choice and never
+    chosen, is run: up to EXPLORE_LOOKS times, LOOK_SPACING requests apart, while it stays that close.
+    What those looks measure replaces the profile's time (their plain mean): a look is the option's
+    own time on this host, and with the profile weighing a half, one look left a 20% error at 10%,
+    enough to keep a slower offloading choice. More than one look: one can meet the host's jitter.
     One way only: an offloading option's prediction rests on a message size and a link the run may not
     have shown yet, and trying one from edge-only cost 1.3 to 2.5 times the edge-only request.
     """
@@ -215,12 +226,14 @@ class Planner:
             raise ValueError(f"no option stays under the accuracy budget of {budget_pts} points")
         self.model = LatencyModel(self.allowed)
         self.hysteresis, self.explore = hysteresis_pct / 100, explore_pct / 100
-        self.ran_edge_only = False
+        self.ran_edge_only = False  # chosen (not only looked at): no more looks
+        self.looks, self.since_look = 0, 0
         self.current: int | None = None
         self.drift = ProfileDrift()
 
     def observe(self, option: Option, measured: dict[str, float], wire_bytes: int = 0) -> None:
-        self.drift.observe(option, measured, wire_bytes)
+        looked = self.looks > 0 and not option.offloads and not self.ran_edge_only
+        self.drift.observe(option, measured, wire_bytes, profile_weighs=not looked)
 
     def choose(self, uplink_bps: float, one_way_ms: float, window: float | None = None) -> Decision:
         predicted = self.model.predict(uplink_bps, one_way_ms, self.drift, window)
@@ -230,10 +243,13 @@ class Planner:
         switched = chosen != self.current
         self.current = chosen
         local = np.flatnonzero(~self.model.offloads)
-        if self.explore and not switched and not self.ran_edge_only and len(local) and self.model.offloads[chosen]:
+        self.since_look += 1
+        may_look = self.looks < EXPLORE_LOOKS and (self.looks == 0 or self.since_look > LOOK_SPACING)
+        if self.explore and may_look and not switched and not self.ran_edge_only and len(local) \
+                and self.model.offloads[chosen]:
             trial = int(local[np.argmin(predicted[local])])
             if predicted[trial] <= predicted[chosen] * (1 + self.explore):
-                self.ran_edge_only = True
+                self.looks, self.since_look = self.looks + 1, 0
                 return Decision(self.allowed[trial], float(predicted[trial]), True, explored=True)
         self.ran_edge_only |= not self.model.offloads[chosen]
         return Decision(self.allowed[chosen], float(predicted[chosen]), switched)
