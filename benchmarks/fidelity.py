@@ -44,6 +44,7 @@ from splitbed.network.fidelity import (  # noqa: E402
     outage_delivery,
 )
 from splitbed.network.links import BACKENDS  # noqa: E402
+from splitbed.network.tcp_window import available_congestion_controls  # noqa: E402
 from splitbed.network.traces import load_trace  # noqa: E402
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
@@ -53,6 +54,7 @@ LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
 # (rate, bytes, delay ms): request-sized messages 300 ms apart; delay 0 = HTB alone, no receiver stage.
 # At 20 Mbit/s HTB lets the first frames after idle out together and the receiver's stage must space
 # them (12 KB: within the initial window, so no slow-start round trip enters)
+CONGESTION_CONTROLS = ("cubic", "bbr")
 MESSAGES = [(0.3e6, 4096, 0), (0.3e6, 4096, 20), (1e6, 4096, 20), (2e6, 30_000, 20), (20e6, 12_000, 20)]
 
 
@@ -159,6 +161,14 @@ def main() -> int:
         print(f"messages of {size} B at {rate / 1e6} Mbit/s, {delay} ms delay, after 300 ms idle: delivered in "
               f"{row['delivery_ms_median']:.1f} ms (median), a real link takes {row['link_ms']:.1f} ms "
               f"(its last frame {row['last_frame_ms']:.1f})", flush=True)
+    # one connection, messages 150 ms apart, acknowledgements delayed too: the sender's congestion
+    # control, not the link, decides whether they leave at the link's rate (BBR paces them)
+    for congestion in [c for c in CONGESTION_CONTROLS if c in available_congestion_controls()]:
+        row = message_delivery(20e6, 12_000, 0.15, count=12 if args.quick else 30, delay_ms=20, backend=backend,
+                               reverse_delay_ms=20, congestion=congestion)
+        messages.append(row)
+        print(f"messages of 12000 B at 20 Mbit/s, 20 ms each way, {congestion}: delivered in "
+              f"{row['delivery_ms_median']:.1f} ms (median), a real link takes {row['link_ms']:.1f} ms", flush=True)
     outages = [outage_delivery(5e6, 2.0, 2.0, cycles=2 if args.quick else 5, backend=backend)]
     for row in outages:
         print(f"outages ({row['trace']}): {row['bytes_during_outage']} bytes delivered during the outages, "

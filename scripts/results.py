@@ -108,7 +108,8 @@ def fidelity_section(data: dict) -> list[str]:
     rows += [[f"{r['rate_bps'] / 1e6:g} Mbit/s, {r['protocol']}", f"goodput error {pct(r['rate_error_pct'])}"]
              for r in data["fixed_rates"]]
     rows += [[f"{m['size']} B messages after idle, {m['rate_bps'] / 1e6:g} Mbit/s, "
-              + (f"{m['delay_ms']:g} ms delay" if m["delay_ms"] else "rate only (HTB alone, no receiver stage)"),
+              + (f"{m['delay_ms']:g} ms each way, sent with {m['congestion']}" if m.get("reverse_delay_ms")
+                 else f"{m['delay_ms']:g} ms delay" if m["delay_ms"] else "rate only (HTB alone, no receiver stage)"),
               f"delivered in {m['delivery_ms_median']:.1f} ms (median); a link takes {m['link_ms']:.1f} ms"]
              for m in data["messages"]]
     rows += [[f"{t['trace']} replay", f"per-second error median {pct(t['median_error_pct'])}, "

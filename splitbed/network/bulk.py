@@ -132,12 +132,12 @@ def receive_messages(port: int, count: int, size: int) -> list[float]:
     return delivery
 
 
-def send_messages(host: str, port: int, count: int, size: int, gap_s: float) -> None:
-    """CUBIC, as a scenario's connections by default: a namespace defaulting to BBR would pace the
-    messages at BBR's estimate, which is not the link's doing."""
+def send_messages(host: str, port: int, count: int, size: int, gap_s: float, congestion: str = "cubic") -> None:
+    """CUBIC by default, as a scenario's connections: a namespace defaulting to BBR paces the messages
+    at BBR's estimate, which is not the link's doing (fidelity.message_delivery compares the two)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(30)
-    use_congestion_control(sock, "cubic")
+    use_congestion_control(sock, congestion)
     sock.connect((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     padding = b"\0" * (size - 8)
@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     elif argv[:1] == ["msgrecv"]:
         print(json.dumps(receive_messages(int(argv[1]), int(argv[2]), int(argv[3]))), flush=True)
     elif argv[:1] == ["msgsend"]:
-        send_messages(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]))
+        send_messages(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), *argv[6:7])
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -238,18 +238,22 @@ def outage_delivery(rate_bps: float, on_s: float = 2.0, off_s: float = 2.0, cycl
 
 
 def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, delay_ms: float = 0.0,
-                     built_at_bps: float | None = None, backend: str = "htb+nfqueue") -> dict:
+                     built_at_bps: float | None = None, backend: str = "htb+nfqueue", reverse_delay_ms: float = 0.0,
+                     congestion: str = "cubic") -> dict:
     """Messages of `size` bytes after idle gaps, as requests travel: per message, the time from
     sending to its last byte arriving, against what a real link takes (`link_ms`: serialising its
     frames, plus the delay). A shaper that kept a bucket of credit through the gap would deliver them
     early. HTB alone (delay_ms 0: no stage) sends a frame when its serialisation would start: expect
     link_ms - last_frame_ms; with the receiver's stage (delay_ms > 0), which adds each frame's own
     time, expect link_ms. With `built_at_bps`, the link is built at that rate and a TraceReplayer
-    moves shaper and stage to rate_bps first, as a replayed trace does."""
+    moves shaper and stage to rate_bps first, as a replayed trace does. `reverse_delay_ms` delays the
+    acknowledgements too (a scenario's round trip); `congestion` is the sender's congestion control."""
     bench = Bench.create(backend)
     replayer = None
     try:
         link = bench.shape(LinkSpec(built_at_bps or rate_bps, delay_ms))
+        if reverse_delay_ms:
+            bench.shape(LinkSpec(None, reverse_delay_ms), backward=True)
         if built_at_bps:
             constant = Trace(np.array([0.0]), np.array([rate_bps]), 3600.0, loop=False)
             replayer = TraceReplayer([link.shaper], [constant], TcBatch(link.sender.prefix), stages=[link.stage])
@@ -260,7 +264,8 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
         try:
             if receiver.stdout.readline().strip() != "listening":
                 raise OSError("message receiver did not start")
-            subprocess.run(bench.python(bench.a, "msgsend", "10.251.0.2", str(PORT), str(count), str(size), str(gap_s)),
+            subprocess.run(bench.python(bench.a, "msgsend", "10.251.0.2", str(PORT), str(count), str(size), str(gap_s),
+                                        congestion),
                            check=True, timeout=count * (gap_s + 5) + 10)
             delivery = json.loads(receiver.stdout.readline())
         finally:
@@ -270,7 +275,8 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
         frames = -(-size // MSS_BYTES)
         overhead = FRAME_BYTES - MSS_BYTES
         last_frame = size - (frames - 1) * MSS_BYTES + overhead
-        return {"backend": backend, "rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delay_ms": delay_ms, "delivery_ms": delivery,
+        return {"backend": backend, "rate_bps": rate_bps, "size": size, "gap_s": gap_s, "delay_ms": delay_ms,
+                "reverse_delay_ms": reverse_delay_ms, "congestion": congestion, "delivery_ms": delivery,
                 "delivery_ms_median": float(np.median(delivery)),
                 "link_ms": (size + frames * overhead) * 8 / rate_bps * 1000 + delay_ms,
                 "last_frame_ms": last_frame * 8 / rate_bps * 1000}
