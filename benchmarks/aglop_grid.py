@@ -40,6 +40,7 @@ from splitbed.analysis.judgement import (  # noqa: E402
     judge_point,
     model_errors,
     planner_errors,
+    same_option_spread_pct,
 )
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
@@ -90,6 +91,7 @@ def judge_study(folder: Path) -> dict:
         point["aglop_prediction_error_pct"] = planner_errors(rows, "aglop")
         own_errors.append(point["aglop_prediction_error_pct"])
         point["aglop_estimate_over_trace"] = estimate_ratio(rows, "aglop")
+        point["same_option_spread_pct"] = same_option_spread_pct(rows)
         points.append(point)
         all_rows += rows
         floor_errors += jitter_floor_errors(rows)
@@ -115,6 +117,10 @@ def judge_study(folder: Path) -> dict:
         "model_error_jitter_floor_pct": statistics.median(floor_errors) if floor_errors else None,
         "aglop_own_prediction_error_pct": statistics.median(e for e in own_errors if e is not None),
         "aglop_max_profiled_drop_pts": max(drops) if drops else None, "budget_pts": budget,
+        # the host's noise: how far apart two methods' means of one option lie, per point
+        "same_option_spread_median_pct": median_of([p["same_option_spread_pct"] for p in judged]),
+        "same_option_spread_max_pct": max((s for p in judged if (s := p["same_option_spread_pct"]) is not None),
+                                          default=None),
         "decision_ms_median": statistics.median(decisions) if decisions else None,
     }
     summary["bars"] = {
@@ -127,9 +133,14 @@ def judge_study(folder: Path) -> dict:
     return {"summary": summary, "points": points, "model_errors": errors}
 
 
+def median_of(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def print_report(result: dict) -> None:
     print(f"{'trace':<34}{'device':<12}{'delay':>6}{'aglop':>9}{'lowest other':>24}{'margin (95% CI)':>26}"
-          f"{'best fixed':>24}{'over (95% CI)':>24}{'x-fit':>8}{'oracle gap':>11}{'est/rate':>9}")
+          f"{'best fixed':>24}{'over (95% CI)':>24}{'x-fit':>8}{'oracle gap':>11}{'est/rate':>9}{'same opt':>9}")
     for p in result["points"]:
         if "methods" not in p:
             print(f"{p['trace']:<34}{p['device']:<12}{p['delay_ms']:>6}  {p['status']}")
@@ -144,7 +155,8 @@ def print_report(result: dict) -> None:
               f" ({over_low:5.1f},{over_high:5.1f})"
               f"{p['over_best_fixed_crossfit_pct']:>7.1f}%"
               f"{p['gap_to_oracle_pct'] if p['gap_to_oracle_pct'] is None else round(p['gap_to_oracle_pct'], 1):>10}%"
-              f"{'-' if p['aglop_estimate_over_trace'] is None else round(p['aglop_estimate_over_trace'], 2):>9}")
+              f"{'-' if p['aglop_estimate_over_trace'] is None else round(p['aglop_estimate_over_trace'], 2):>9}"
+              f"{'-' if p.get('same_option_spread_pct') is None else round(p['same_option_spread_pct'], 1):>8}%")
     print(f"\n{'option':<44}{'n':>6}{'|err| p50':>10}{'mean err':>9}{'e2e p50':>9}  median error per stage, ms "
           "(median |error| per stage): head, encode, transfer, decode, tail")
     for option, e in sorted(result["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"]):

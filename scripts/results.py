@@ -241,7 +241,7 @@ def aglop_grid_section(data: dict) -> list[str]:
     rows = []
     for p in data["points"]:
         if "methods" not in p:
-            rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", "", "", ""])
+            rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", "", "", "", ""])
             continue
         m, (low, high) = p["methods"], p["margin_vs_lowest_other_ci95_pct"]
         rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", f"{m['aglop']['mean_e2e_ms']:.1f}",
@@ -251,7 +251,8 @@ def aglop_grid_section(data: dict) -> list[str]:
                      "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_best_fixed_pct"], *p["over_best_fixed_ci95_pct"]),
                      f"{p['over_best_fixed_crossfit_pct']:+.1f}%",
                      "-" if p["gap_to_oracle_pct"] is None else f"{p['gap_to_oracle_pct']:+.1f}%",
-                     "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}"])
+                     "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}",
+                     "-" if p.get("same_option_spread_pct") is None else f"{p['same_option_spread_pct']:.1f}%"])
     options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['mean_error_pct']:+.1f}%",
                 f"{e['median_e2e_ms']:.1f}", *(f"{v:+.1f} ({a:.1f})" for v, a in zip(
                     e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True))]
@@ -261,10 +262,13 @@ def aglop_grid_section(data: dict) -> list[str]:
             "faster), bootstrap 95% interval; best fixed = the fixed plan with the lowest measured mean on that replay "
             "(in hindsight), cross-fitted = chosen on the even rounds and judged on the odd ones, and the other way "
             "round (the lowest of seven noisy means flatters the fixed plans); AGLOP's estimate / trace rate = the "
-            "median of its bandwidth estimate over the trace's rate at send time (1 = unbiased).",
+            "median of its bandwidth estimate over the trace's rate at send time (1 = unbiased); same option apart = "
+            "the host's noise between methods: of the options two or more methods ran (10 requests or more each), the "
+            "largest gap between their means on that replay, which has one true mean (a margin under it is not "
+            "resolved by the run).",
             "", *table(["trace", "device", "one-way ms", "AGLOP mean", "lowest other", "margin (95% CI)", "best fixed",
                         "AGLOP over best fixed (95% CI)", "cross-fitted", "gap to oracle",
-                        "AGLOP's estimate / trace rate"], rows),
+                        "AGLOP's estimate / trace rate", "same option apart"], rows),
             f"AGLOP lowest or within the interval of the lowest in {100 * s['lowest_or_within_ci_share']:.0f}% of points; "
             f"over the best fixed option by at most {s['max_over_best_fixed_pct']:+.1f}% (median "
             f"{s['median_over_best_fixed_pct']:+.1f}%), cross-fitted at most {s['max_over_best_fixed_crossfit_pct']:+.1f}% "
@@ -272,7 +276,10 @@ def aglop_grid_section(data: dict) -> list[str]:
             f"{s['points_over_5pct_of_best_fixed']} points, beyond the noise (the interval's low end over 5%) in "
             f"{s['points_surely_over_5pct_of_best_fixed']}; largest profiled loss of an option it ran "
             f"{s['aglop_max_profiled_drop_pts']:.2f} points (budget {s['budget_pts']:g}); decision "
-            f"{s['decision_ms_median']:.3f} ms median.", "",
+            f"{s['decision_ms_median']:.3f} ms median."
+            + ("" if s.get("same_option_spread_median_pct") is None else
+               f" The same option run by two methods: means apart by {s['same_option_spread_median_pct']:.1f}% "
+               f"(median over points), up to {s['same_option_spread_max_pct']:.1f}%."), "",
             "Latency model against every method's offloaded requests (told the trace's rate and the link's delay): "
             f"median |model - measured| / measured {pct(s['model_error_pct'], 1)} overall, against a floor of "
             f"{pct(s['model_error_jitter_floor_pct'], 1)} set by the host's request-to-request jitter (the same model "

@@ -4,7 +4,13 @@ latency model's error per option and stage (splitbed.analysis.judgement)."""
 import numpy as np
 import pytest
 
-from splitbed.analysis.judgement import estimate_ratio, jitter_floor_errors, judge_point, model_errors
+from splitbed.analysis.judgement import (
+    estimate_ratio,
+    jitter_floor_errors,
+    judge_point,
+    model_errors,
+    same_option_spread_pct,
+)
 from splitbed.app.breakdown import NAMES
 
 TYPES = {"aglop": "aglop", "oracle": "oracle", "neurosurgeon": "neurosurgeon", "edge-only": "fixed",
@@ -106,3 +112,13 @@ def test_the_estimate_ratio_is_the_median_over_the_planners_answered_requests_wi
     assert estimate_ratio(rows, "aglop") == 0.5
     assert estimate_ratio(rows, "neurosurgeon") == 2.0
     assert estimate_ratio(rows, "oracle") is None
+
+
+def test_the_same_option_run_by_two_methods_shows_the_hosts_noise_between_methods():
+    """block5 by the fixed plan (mean 100) and by AGLOP (mean 110): 10% apart on one replay. Options run
+    by one method, or by a method fewer than 10 times, say nothing of it."""
+    rows = (rows_of("disc", [100.0] * 12) + rows_of("aglop", [105.0, 115.0] * 6)
+            + rows_of("oracle", [300.0] * 9)  # too few requests to count
+            + rows_of("edge-only", [80.0] * 12, split="edge-only", codec=""))
+    assert same_option_spread_pct(rows) == pytest.approx(10.0)
+    assert same_option_spread_pct(rows_of("edge-only", [80.0] * 12, split="edge-only", codec="")) is None

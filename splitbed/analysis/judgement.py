@@ -140,6 +140,23 @@ def planner_errors(rows: list[dict], method: str) -> float | None:
     return statistics.median(abs(p - m) / m * 100 for p, m in pairs) if pairs else None
 
 
+def same_option_spread_pct(rows: list[dict], min_requests: int = 10) -> float | None:
+    """The host's noise between methods: an option run by two or more methods (a fixed plan and a planner
+    that chose it, each at least `min_requests` times) in one run has one true mean, yet the methods'
+    means differ; the largest (max - min) / min over such options, in %. A margin between methods
+    smaller than this is not resolved by the run. None when no option was run by two methods."""
+    means: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            means.setdefault(option_of(r), {}).setdefault(r["method"], []).append(float(r["e2e_ms"]))
+    spreads = []
+    for by_method in means.values():
+        big = [statistics.fmean(v) for v in by_method.values() if len(v) >= min_requests]
+        if len(big) >= 2:
+            spreads.append(100 * (max(big) - min(big)) / min(big))
+    return max(spreads) if spreads else None
+
+
 def estimate_ratio(rows: list[dict], method: str) -> float | None:
     """Median of the planner's bandwidth estimate over the trace's rate at send time: its rate term's
     bias, which the model's own error (told the trace's rate) leaves out."""
