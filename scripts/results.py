@@ -380,9 +380,12 @@ def headline_rows(found: dict, kept: frozenset[str] = frozenset()) -> list[list[
         rows.append(["AGLOP over a grid", f"lowest or within noise of the lowest method in "
                      f"{100 * s['lowest_or_within_ci_share']:.0f}% of {s['judged_points']} (trace, device, delay) points; "
                      f"at most {s['max_over_best_fixed_pct']:+.1f}% over the best fixed option in hindsight "
-                     f"({s['points_surely_over_5pct_of_best_fixed']} points over +5% beyond the noise); latency "
+                     f"(over +5% beyond the noise at {s['points_surely_over_5pct_of_best_fixed']} of them); latency "
                      f"model error {pct(s['model_error_pct'], 1)} (median, every method's requests; jitter floor "
-                     f"{pct(s['model_error_jitter_floor_pct'], 1)})", "aglop_grid"])
+                     f"{pct(s['model_error_jitter_floor_pct'], 1)})"
+                     + ("" if s.get("same_option_spread_median_pct") is None else
+                        f"; the same option run by two methods lay {s['same_option_spread_median_pct']:.1f}% apart "
+                        f"(median over points, up to {s['same_option_spread_max_pct']:.1f}%)"), "aglop_grid"])
     if "containers" in found:
         d = found["containers"][0]
         e2e = [r for r in d["table"] if r["measure"] == "e2e_ms"]
