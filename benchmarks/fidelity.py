@@ -51,10 +51,10 @@ TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
 RATES_MBIT = [0.5, 1, 10, 100]
 DELAYS_MS, QUICK_DELAYS_MS = [5, 10, 50, 100, 200], [5, 100]
 LOSSES_PCT, QUICK_LOSSES_PCT = [0.1, 5, 10], []
+CONGESTION_CONTROLS = ("cubic", "bbr")  # the request messages' sender, compared on one connection
 # (rate, bytes, delay ms): request-sized messages 300 ms apart; delay 0 = HTB alone, no receiver stage.
 # At 20 Mbit/s HTB lets the first frames after idle out together and the receiver's stage must space
 # them (12 KB: within the initial window, so no slow-start round trip enters)
-CONGESTION_CONTROLS = ("cubic", "bbr")
 MESSAGES = [(0.3e6, 4096, 0), (0.3e6, 4096, 20), (1e6, 4096, 20), (2e6, 30_000, 20), (20e6, 12_000, 20)]
 
 

@@ -36,9 +36,9 @@ from splitbed.models.datasets import load_dataset
 from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
 from splitbed.network.tcp_window import (
     congestion_control,
+    connect,
     send_window,
     slow_start_after_idle,
-    use_congestion_control,
 )
 from splitbed.network.traces import load_link_trace
 
@@ -92,14 +92,7 @@ class Edge:
         return self.codecs[option.key]
 
     def connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(10)
-            use_congestion_control(sock, self.config.get("tcp_congestion_control"))
-            sock.connect((self.config["server"], self.config["port"]))
-        except OSError:
-            sock.close()
-            raise
+        sock = connect(self.config["server"], self.config["port"], 10, self.config.get("tcp_congestion_control"))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self.config["workload"].get("deadline_s", 10))
         return sock

@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 
-from splitbed.network.tcp_window import use_congestion_control
+from splitbed.network.tcp_window import connect
 
 BIN_NS = 10_000_000
 
@@ -135,10 +135,7 @@ def receive_messages(port: int, count: int, size: int) -> list[float]:
 def send_messages(host: str, port: int, count: int, size: int, gap_s: float, congestion: str = "cubic") -> None:
     """CUBIC by default, as a scenario's connections: a namespace defaulting to BBR paces the messages
     at BBR's estimate, which is not the link's doing (fidelity.message_delivery compares the two)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(30)
-    use_congestion_control(sock, congestion)
-    sock.connect((host, port))
+    sock = connect(host, port, 30, congestion)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     padding = b"\0" * (size - 8)
     for _ in range(count):

@@ -4,8 +4,8 @@ Packets arriving on an interface jump from the raw table's PREROUTING to an NFQU
 running in the receiver's namespace, holds each one until its release time and then accepts it: the
 later of (arrival + delay + jitter) and the packet before it's release (so the order is kept), plus its
 own serialisation time at the link's rate (so frames leave one frame-time apart, as a link sends them,
-even when HTB let several out together after an idle gap). Holding packets on the sender's side instead throttled TCP to
-2 Mbit/s here: delay must sit after the bottleneck. Loss is in-kernel, before the queue:
+even when HTB let several out together after an idle gap). Holding packets on the sender's side
+instead throttled TCP to 2 Mbit/s here: delay must sit after the bottleneck. Loss is in-kernel, before the queue:
 `-m statistic --mode random --probability P -j DROP`.
 
 Serialisation: HTB at the sender lets a frame go when the link would START sending it (its credit is

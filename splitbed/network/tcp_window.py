@@ -70,6 +70,19 @@ def use_congestion_control(sock: socket.socket, name: str | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
 
 
+def connect(host: str, port: int, timeout: float, congestion: str | None) -> socket.socket:
+    """A TCP connection whose congestion control is `congestion` from its first segment."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        use_congestion_control(sock, congestion)
+        sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def restart_window(cwnd: int, rto_ms: float, idle_ms: float, restarts: bool = True) -> int:
     """Linux's tcp_cwnd_restart: halve once per RTO of idle time, never under the initial window."""
     if not restarts or idle_ms <= rto_ms or rto_ms <= 0:
