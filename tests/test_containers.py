@@ -24,7 +24,7 @@ from tests.conftest import REPO
 RUN = [sys.executable, str(REPO / "run_scenario.py")]
 SCENARIO = """name: {name}
 topology: {{kind: single, edges: 1}}
-nodes: {{edge: {{device: rpi4, image: {edge}}}, server: {{device: server, image: {server}}}}}
+nodes: {{edge: {{device: pi_zero_2w, image: {edge}}}, server: {{device: server, image: {server}}}}}
 links:
   uplink: {{rate_mbit: 20, delay_ms: 5}}
   downlink: {{rate_mbit: 20, delay_ms: 5}}
@@ -139,7 +139,7 @@ def test_nodes_run_from_the_image_with_the_same_rows_and_leave_no_container(tmp_
     assert reader.fieldnames == NAMES  # the same breakdown, column for column
     assert len(rows) == 6 and all(row["status"] == "ok" for row in rows)
     assert manifest["node_cpu_seconds"]["e1"] > 0.5  # the edge's work counted in the node's own group
-    assert manifest["edge_cpu_governors"]["e1"]["quota_cores_mean"] < 1.0  # the Pi 4's governed quota
+    assert manifest["edge_cpu_governors"]["e1"]["quota_cores_mean"] < 1.0  # the Pi Zero 2 W's governed quota
     assert containers_named(manifest["node_images"]["e1"]["container"]) == []
     assert containers_named(manifest["node_images"]["srv"]["container"]) == []
 

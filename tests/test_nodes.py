@@ -83,6 +83,27 @@ def test_a_device_the_governor_must_cap_is_not_emulated():
     assert limit_warning(jetson, capped_fraction=0.0, at_full_cores=False, **slow) is None  # the gain adapts next
 
 
+def test_a_refusal_is_measured_again_after_a_pause_before_it_stands(tmp_path, monkeypatch):
+    """The calibration's policy, with its measurement replaced: a host's slow spell refuses once, not twice."""
+    from dataclasses import replace
+
+    from splitbed.devices import calibration
+
+    ok = calibration.NodeCalibration("rpi4", "efficientnet_lite0", 60.0, 2, "0-1", 1.0, 1.4, 0.7, PERIOD, 60.5, 1.01,
+                                     3, "m", "cpu", None, 0.0)
+    answers = [replace(ok, threads=1, warning="at the limit"), replace(ok, warning="faster than"), ok]
+    calls = []
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: calls.append(k) or answers.pop(0))
+    monkeypatch.setattr(calibration, "REFUSAL_PAUSE_S", 0.0)
+    monkeypatch.setattr(calibration, "most_threads", lambda profile: 2)
+    cache = calibration.CalibrationCache(tmp_path)
+    found = calibration.calibrated(load_profiles()["rpi4"], None, cache)
+    assert found.warning is None and len(calls) == 3 and calls[-1] == {"threads": 2}
+    assert cache.get("rpi4").warning is None
+    answers[:] = [replace(ok, warning="faster than")] * 2
+    assert calibration.calibrated(load_profiles()["rpi4"], None, cache, recalibrate=True).warning == "faster than"
+
+
 def test_profile_without_derivation_is_rejected(tmp_path):
     bad = tmp_path / "devices.yaml"
     bad.write_text("dev:\n  name: D\n  calibrate_on: w\n  references:\n    w: {ms: 1, threads: 1, "

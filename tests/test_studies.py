@@ -54,7 +54,7 @@ def test_the_example_grid_resolves_with_zip_and_exclude(tmp_path):
     assert all(r.values["links.uplink.delay_ms"] == r.values["links.downlink.delay_ms"] for r in study.runs)
     assert [r.run_id for r in load_study(EXAMPLE).runs] == [r.run_id for r in study.runs]  # stable ids
     excluded = tmp_path / "x.yaml"
-    excluded.write_text(EXAMPLE.read_text() + "exclude:\n  - {nodes.edge.device: rpi4, links.uplink.delay_ms: 20}\n")
+    excluded.write_text(EXAMPLE.read_text() + "exclude:\n  - {nodes.edge.device: rpi3bplus, links.uplink.delay_ms: 20}\n")
     assert len(load_study(excluded).runs) == 6
 
 
@@ -85,7 +85,7 @@ def test_example_study_local_then_rerun_skips_complete_runs(tmp_path):
     rows = table(out)
     assert len(rows) == 8 * 3 and {r["method"] for r in rows} == {"edge-only", "disc-block5", "server-only"}
     assert all(r["run_status"] == "complete" and float(r["p50_e2e_ms"]) > 0 for r in rows)
-    assert {r["nodes.edge.device"] for r in rows} == {"rpi4", "pi_zero_2w"}
+    assert {r["nodes.edge.device"] for r in rows} == {"rpi3bplus", "pi_zero_2w"}
     assert (out / "study.md").exists() and (out / "plots" / "p50_e2e.png").exists()
     again = subprocess.run([*RUN, "--study", str(EXAMPLE), "--quick", "--out", str(out)], capture_output=True,
                            text=True, timeout=300)

@@ -28,6 +28,12 @@ def methods_of(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["method"] for r in rows))
 
 
+def legend(ax, fontsize: int) -> None:
+    """A legend only where something is labelled: a run with no answered requests still gets its plots."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=fontsize)
+
+
 def finish(fig, path: Path, footer: str) -> None:
     fig.text(0.01, 0.005, footer, fontsize=7, color="dimgray")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -64,7 +70,7 @@ def timeline(rows: list[dict], path: Path, title: str, footer: str) -> int:
     ax_split.set_ylabel("split point")
     ax_e2e.set_ylabel("end-to-end ms")
     ax_e2e.set_xlabel("time since the run started (s)")
-    ax_e2e.legend(fontsize=7)
+    legend(ax_e2e, 7)
     finish(fig, path, footer)
     return points
 
@@ -80,7 +86,7 @@ def breakdown(rows: list[dict], path: Path, title: str, footer: str, key: str = 
         bottom += means
     ax.set_ylabel("mean time per request (ms)")
     ax.set_title(f"{title}: where the time goes, per {key}")
-    ax.legend(fontsize=8)
+    legend(ax, 8)
     finish(fig, path, footer)
     return len(groups)
 
@@ -97,7 +103,7 @@ def cdf(rows: list[dict], path: Path, title: str, footer: str) -> int:
     ax.set_xlabel("end-to-end latency (ms, log)")
     ax.set_ylabel("fraction of requests")
     ax.set_title(f"{title}: latency CDF")
-    ax.legend(fontsize=8)
+    legend(ax, 8)
     finish(fig, path, footer)
     return points
 
@@ -114,6 +120,6 @@ def wire_bytes(rows: list[dict], path: Path, title: str, footer: str) -> int:
     ax.set_xlabel("time since the run started (s)")
     ax.set_ylabel("bytes on the wire per request (KiB, log)")
     ax.set_title(f"{title}: request size")
-    ax.legend(fontsize=8)
+    legend(ax, 8)
     finish(fig, path, footer)
     return points

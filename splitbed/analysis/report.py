@@ -84,7 +84,7 @@ def capture_view(run_dir: Path, rows: list[dict], plot_path: Path, title: str, f
     ax.set_xlabel("time since the first plan started (s)")
     ax.set_ylabel("Mbit/s")
     ax.set_title(f"{title}: achieved uplink goodput next to the trace")
-    ax.legend(fontsize=8)
+    plots.legend(ax, 8)
     plots.finish(fig, plot_path, footer)
     return sum(len(t) for t, _ in series.values())
 

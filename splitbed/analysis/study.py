@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from splitbed.analysis.plots import finish  # noqa: E402
+from splitbed.analysis.plots import finish, legend  # noqa: E402
 from splitbed.analysis.summary import SUMMARY_COLUMNS, summarise  # noqa: E402
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.errors import UserError  # noqa: E402
@@ -81,6 +81,6 @@ def plot_p50(path: Path, rows: list[dict], swept: list[str], title: str) -> int:
         ax.set_title(f"{panel_field} = {panel}" if panel_field else title, fontsize=9)
         ax.set_yscale("log")
     axes[0][0].set_ylabel("p50 end-to-end ms (log)")
-    axes[0][-1].legend(fontsize=7)
+    legend(axes[0][-1], 7)
     finish(fig, path, f"{title}: median over runs that share the x value and panel")
     return drawn

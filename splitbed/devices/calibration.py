@@ -33,6 +33,7 @@ CAPPED_LIMIT = 0.1  # a governor held at the node's cores this often cannot make
 #                     moments: the device would be silently capped then, so it is not emulated (nor is one
 #                     whose mean quota leaves less than HEADROOM below the node's cores)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
+REFUSAL_PAUSE_S = 20.0  # a refusal must hold twice this far apart: this host's slow spells pass
 CACHE_FORMAT = 4  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
 #                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds
 
@@ -208,7 +209,8 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
                recalibrate: bool = False, refine: bool = True, runs: int = 5) -> NodeCalibration:
     """This machine's calibration for the device: fitted afresh when there is none (or on request),
     else refined from the cached gain (a couple of steps when the cache still holds). A calibration
-    that runs out of cores with fewer threads than the device may use is fitted again with them all."""
+    that runs out of cores with fewer threads than the device may use is fitted again with them all, and
+    a refusal is measured once more after REFUSAL_PAUSE_S before it stands."""
     cache = cache or CalibrationCache()
     found = None if recalibrate else cache.get(profile.key)
     if found is None or found.warning:
@@ -216,6 +218,9 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     elif refine:
         found = calibrate(profile, manager, runs=runs, start=found)
     if found.warning and found.threads < most_threads(profile):
+        found = calibrate(profile, manager, threads=most_threads(profile))
+    if found.warning:  # once more after a pause: a device is refused for this machine, not for a slow moment
+        time.sleep(REFUSAL_PAUSE_S)
         found = calibrate(profile, manager, threads=most_threads(profile))
     cache.put(found)
     return found
