@@ -24,3 +24,8 @@ __version__ = "0.1.0"
 # processes' whole lives on our VM host (page placement, we think), which no quota can correct:
 # `benchmarks/devices.py --process-spread 5` measures it side by side. Set it to 0 to opt out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+# Threads waiting at the end of a parallel section sleep instead of spinning. Spinning burns a node's
+# CPU quota on nothing, and inside a cgroup v1 cpu group on our VM host two spinning torch threads
+# took 2.3 s for a 40 ms inference (tests/test_nodes.py measures a two-thread node against one).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -34,8 +34,9 @@ CAPPED_LIMIT = 0.1  # a governor held at the node's cores this often cannot make
 #                     whose mean quota leaves less than HEADROOM below the node's cores)
 PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
 REFUSAL_PAUSE_S = 20.0  # a refusal must hold twice this far apart: this host's slow spells pass
-CACHE_FORMAT = 4  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
-#                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds
+CACHE_FORMAT = 5  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
+#                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds;
+#                  5: torch threads sleep while waiting (OMP_WAIT_POLICY, ditto): two-thread nodes change
 
 
 def cpu_model() -> str:
