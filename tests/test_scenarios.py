@@ -253,7 +253,9 @@ def test_ctrl_c_keeps_rows_marks_the_manifest_and_cleans_up(tmp_path):
     before = our_processes_and_namespaces()
     path = write(tmp_path, FAST.format(name="intr", rate=20, requests=400, interval=0.05, output=tmp_path / "results",
                                        capture="false"))
-    runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal, even where this suite runs in a background job (which ignores SIGINT)
+    runner = subprocess.Popen([*RUN, str(path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run_dir = run_with_rows(tmp_path, "intr", 5)
     runner.send_signal(signal.SIGINT)
     _, err = runner.communicate(timeout=120)
