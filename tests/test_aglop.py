@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from splitbed.aglop.online import (
+    MAX_SAMPLE_AGE_S,
     MIN_SAMPLE_BYTES,
     MIN_SAMPLE_MS,
     PROBE_BYTES,
@@ -122,6 +123,23 @@ def test_estimator_ignores_idle_time_and_small_messages_and_drops_on_a_failure()
     assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
     est.observe_failure(0, 10_000, 71.0)  # an outage: 10 s and nothing through
     assert est.rate_bps() < 8e6 * 0.1
+
+
+def test_a_dip_leaves_the_estimate_once_its_sample_is_older_than_the_age_limit():
+    """Probes a second apart while the edge computes alone: a 1 Mbit/s dip among 8 Mbit/s samples
+    counts until the newest sample is MAX_SAMPLE_AGE_S past it, not for the whole 5-sample window."""
+    est = BandwidthEstimator()
+
+    def probe(rate_bps, now):
+        est.observe(PROBE_BYTES, 10 + wire_bits(PROBE_BYTES) / rate_bps * 1e3, 10.0, now)
+
+    for now in range(4):
+        probe(8e6, float(now))
+    probe(1e6, 4.0)
+    probe(8e6, 4.0 + MAX_SAMPLE_AGE_S)
+    assert est.rate_bps() < 8e6 * 0.5  # still in
+    probe(8e6, 4.1 + MAX_SAMPLE_AGE_S)
+    assert est.rate_bps() == pytest.approx(8e6, rel=1e-6) and len(est.samples) == 5  # out, though in the window
 
 
 def test_a_small_message_that_took_long_on_the_link_is_a_sample():

@@ -7,9 +7,13 @@ The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracl
   they take 100 ms and more, and they are the only traffic AGLOP still sends;
 - the one-way delay is the smallest recent downlink time: replies are a few hundred bytes, so their
   time is nearly all delay (this assumes the two directions have the same delay);
-- the estimate is the total bits over the total time of the last WINDOW samples: a byte-weighted
-  harmonic mean, as rate-based video adaptation uses. Only transfer time enters, never the wall
-  clock between requests, so idle gaps do not dilute it;
+- the estimate is the total bits over the total time of the last WINDOW samples that are at most
+  MAX_SAMPLE_AGE_S older than the newest: a byte-weighted harmonic mean, as rate-based video
+  adaptation uses. Only transfer time enters, never the wall clock between requests, so idle gaps do
+  not dilute it; the age limit counts from the newest sample (not from now), so after an idle
+  stretch the estimate is the last one's, while samples a second apart (probes while the edge sends
+  nothing) no longer hold a dip for five seconds (benchmarks/estimator_window.py chose the limit on
+  traces the AGLOP grid does not use);
 - a transfer larger than its send window (a connection idle past its RTO restarts at 10 segments)
   waits a round trip for ACKs midway; that wait is not the link's rate, so such a transfer is no
   sample unless it spent STALLED_SAMPLE_MS on the link (a collapsing link still counts). Probes are
@@ -46,6 +50,7 @@ from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
 
 WINDOW = 5
+MAX_SAMPLE_AGE_S = 2.0  # samples older than this before the newest one leave the estimate
 MIN_SAMPLE_BYTES = 8192
 MIN_SAMPLE_MS = 20.0  # on-link time that makes a transfer of any size a sample
 PROBE_BYTES = 16384
@@ -66,8 +71,9 @@ def probe_bytes(window: float | None, header_bytes: int) -> int:
 
 
 class BandwidthEstimator:
-    def __init__(self, window: int = WINDOW):
-        self.samples: deque[tuple[float, float]] = deque(maxlen=window)  # (bits, seconds on the link)
+    def __init__(self, window: int = WINDOW, max_age_s: float | None = MAX_SAMPLE_AGE_S):
+        self.samples: deque[tuple[float, float, float]] = deque(maxlen=window)  # (taken at, bits, seconds on the link)
+        self.max_age_s = max_age_s
         self.delays: deque[float] = deque(maxlen=DELAY_WINDOW)
         self.last_sample_s: float | None = None
 
@@ -77,8 +83,10 @@ class BandwidthEstimator:
     def rate_bps(self) -> float | None:
         if not self.samples:
             return None
-        bits = sum(b for b, _ in self.samples)
-        seconds = sum(s for _, s in self.samples)
+        newest = self.samples[-1][0]
+        recent = [(b, s) for taken, b, s in self.samples if self.max_age_s is None or newest - taken <= self.max_age_s]
+        bits = sum(b for b, _ in recent)
+        seconds = sum(s for _, s in recent)
         return bits / max(seconds, 1e-4)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
@@ -89,11 +97,11 @@ class BandwidthEstimator:
         if window and segments(message_bytes) > window and on_link_ms < STALLED_SAMPLE_MS:
             return
         if message_bytes >= MIN_SAMPLE_BYTES or on_link_ms >= MIN_SAMPLE_MS:
-            self.samples.append((float(wire_bits(message_bytes)), max(on_link_ms, 0.5) / 1e3))
+            self.samples.append((now_s, float(wire_bits(message_bytes)), max(on_link_ms, 0.5) / 1e3))
             self.last_sample_s = now_s
 
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
-        self.samples.append((float(wire_bits(message_bytes)), max(waited_ms, 1.0) / 1e3))
+        self.samples.append((now_s, float(wire_bits(message_bytes)), max(waited_ms, 1.0) / 1e3))
         self.last_sample_s = now_s
 
 
