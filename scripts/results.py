@@ -37,6 +37,7 @@ BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BE
     "disc_accuracy": ["benchmarks/disc_accuracy.py"],
     "devices": ["benchmarks/devices.py"],
     "aglop": ["benchmarks/aglop.py", "--quick"],
+    "estimator_window": ["benchmarks/estimator_window.py"],
     "aglop_grid": ["benchmarks/aglop_grid.py"],
     "studies": ["benchmarks/studies.py"],
     "containers": ["benchmarks/containers.py", "--build"],  # needs a Docker daemon
@@ -236,6 +237,17 @@ def aglop_section(data: dict) -> list[str]:
             f"{pct(data['prediction_error_pct'], 1)}.", ""]
 
 
+def estimator_window_section(data: dict) -> list[str]:
+    rows = [[r["spacing"], f"{r['noise_sd']:g}", r["setting"], pct(r["median_abs_error_pct"], 1),
+             pct(r["worst_trace_error_pct"], 1), f"{r['mean_log_bias']:+.3f}"] for r in data["rows"]]
+    names = ", ".join(f"{Path(path).name} x{scale:g}" for path, scale in data["traces"])
+    return ["A trace-only analysis (no emulation) that chose which samples AGLOP's bandwidth estimate keeps, on "
+            f"the bundled traces the AGLOP grid does not replay ({names}): probes while the edge computes alone, "
+            "their on-link times with log-normal noise, and the error of the next 17 KB message's predicted "
+            "time (median per trace, then over traces; bias: mean log of predicted over actual).", "",
+            *table(["probes", "noise sd", "samples kept", "median abs error", "worst trace", "mean log bias"], rows)]
+
+
 def aglop_grid_section(data: dict) -> list[str]:
     s = data["summary"]
     rows = []
@@ -333,6 +345,7 @@ SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section)
             "disc_accuracy": ("DISC: accuracy loss on held-out photos", disc_accuracy_section),
             "devices": ("Devices: emulated against published latency", devices_section),
             "aglop": ("AGLOP against every baseline", aglop_section),
+            "estimator_window": ("AGLOP: which samples its rate estimate keeps", estimator_window_section),
             "aglop_grid": ("AGLOP over a study grid", aglop_grid_section),
             "studies": ("Studies: local engine against Dask", studies_section),
             "containers": ("Container nodes against host nodes", containers_section)}
