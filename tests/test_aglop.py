@@ -330,6 +330,28 @@ def test_the_planner_follows_compute_drift_seen_in_answered_requests():
     assert planner.drift.scale["head"] == pytest.approx(2.0, rel=0.02)
 
 
+def test_one_hiccup_moves_the_prediction_by_a_bounded_step_and_a_lasting_change_is_followed():
+    """On a Pi 4 edge running alone (about 58 ms) one request took 200 ms (the shared host): counted in
+    full it raised edge-only's prediction past an offloading option's 87 ms, which the planner then ran
+    for 15 s at 92 ms while edge-only would have taken 55. A request counts as at most MAX_STEP times
+    what was predicted for it; a lasting slowdown still comes through in a few requests."""
+    local = Option("edge-only", "", head_ms=58)
+    offload = Option("server-only", "jpeg", bytes_mean=15000, head_ms=0.0, encode_ms=2, decode_ms=2, tail_ms=39)
+    planner = Planner([local, offload], hysteresis_pct=4)
+    rate, delay = 20e6, 20.0
+    for _ in range(10):
+        assert planner.choose(rate, delay).option is local
+        planner.observe(local, {"head": 58.0})
+    planner.observe(local, {"head": 200.0})
+    predicted = float(planner.model.predict(rate, delay, planner.drift)[0])
+    assert predicted == pytest.approx(58 * (1 - ProfileDrift.SMOOTHING + ProfileDrift.SMOOTHING * ProfileDrift.MAX_STEP),
+                                      rel=1e-6)
+    assert planner.choose(rate, delay).option is local
+    for _ in range(8):  # the host now runs the edge at 3x for good
+        planner.observe(local, {"head": 174.0})
+    assert planner.drift.of("head", local) > 2 and planner.choose(rate, delay).option is offload
+
+
 def test_drift_of_one_option_stays_with_it_once_another_is_seen():
     """Two heads that drift apart (one split meets the CPU quota's throttling, the other does not) keep
     their own factors: running one does not move the other's prediction by its whole ratio."""
