@@ -12,7 +12,7 @@ The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracl
   adaptation uses. Only transfer time enters, never the wall clock between requests, so idle gaps do
   not dilute it; the age limit counts from the newest sample (not from now), so after an idle
   stretch the estimate is the last one's, while samples a second apart (probes while the edge sends
-  nothing) no longer hold a dip for five seconds (benchmarks/estimator_window.py chose the limit on
+  nothing) do not hold a dip for five seconds (benchmarks/estimator_window.py chose the limit on
   traces the AGLOP grid does not use);
 - a transfer larger than its send window (a connection idle past its RTO restarts at 10 segments)
   waits a round trip for ACKs midway; that wait is not the link's rate, so such a transfer is no
