@@ -7,8 +7,9 @@ A trace-only analysis, no emulation: it chooses a setting, the AGLOP grid (bench
 measures the result. The case it looks at is the one where an estimate lags: the edge computes alone
 and sends only probes (PROBE_BYTES), one before a request when the newest sample is a second old.
 Two spacings of the probes: a lone method (1.0-1.3 s: the second, then until the running request
-ends) and the grid's (0.7-2.2 s: methods take turns, AGLOP's come every 1.2 s at the median). Each probe's on-link time is what the trace's rate needs to carry
-it, times log-normal noise (the host's jitter); between two probes, at a random moment, the estimate
+ends) and the grid's (0.7-2.2 s: methods take turns, AGLOP's come every 1.2 s at the median). Each
+probe's on-link time is what the trace's rate needs to carry it, times log-normal noise (the host's
+jitter); between two probes, at a random moment, the estimate
 predicts the on-link time of a 17 KB message (a typical DISC request on these links), which is
 compared with what the trace needs. Every pensieve trace the study does not name is used, the 3G
 ones as recorded and scaled x6 (as the grid does), 300 predictions each, fixed seeds.
@@ -88,13 +89,12 @@ def prediction_errors(trace: Trace, window: int, max_age_s: float | None, noise:
 
 
 def judge(traces: list[tuple[str, float]]) -> list[dict]:
+    loaded = [(load_trace(path).scaled(scale), zlib.crc32(f"{path}{scale}".encode())) for path, scale in traces]
     rows = []
     for (spacing, spacing_s), noise in itertools.product(SPACING_S.items(), NOISE):
         for label, (window, max_age_s) in SETTINGS.items():
             medians, biases = [], []
-            for path, scale in traces:
-                trace = load_trace(path).scaled(scale)
-                seed = zlib.crc32(f"{path}{scale}".encode())
+            for trace, seed in loaded:
                 logs = prediction_errors(trace, window, max_age_s, noise, spacing_s, seed)
                 medians.append(statistics.median(abs(np.expm1(x)) for x in logs))
                 biases.append(statistics.fmean(logs))
