@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Regenerate docs/results.md and the README's headline table from the quick benchmarks.
+"""Regenerate docs/results.md and the README's headline table from the benchmarks' committed summaries.
 
     sudo .venv/bin/python scripts/results.py                    # run every benchmark, then write
     sudo .venv/bin/python scripts/results.py --only fidelity    # rerun some, keep the others' JSON
-    python scripts/results.py --render                          # only rewrite from the JSON on disk
+    python scripts/results.py --render                          # only rewrite from data/bench
 
-Each benchmark writes results/bench/NAME.json and NAME.meta.json (command, commit, date, machine,
-seconds); the pages are written from those files alone, so every number in them comes from a run
-anyone can repeat with the command printed beside its table. A benchmark with no JSON on this machine
-(a fresh clone keeps none: results/ is not committed) keeps the section and headline row the pages
-have. `make results` calls this script.
+Each benchmark writes data/bench/NAME.json and NAME.meta.json (command, full commit, clean, date,
+machine, seconds). data/bench is tracked, so the pages are a function of files in the repository:
+every number in them comes from a committed summary whose meta names the command and commit that
+repeat it. A benchmark with no summary has no README row, and its docs/results.md section says it
+is not measured. A result measured on a tree with uncommitted changes (meta "clean": false) is
+labelled so in docs/results.md and is refused for the README unless --allow-dirty. Per-request run
+folders stay in the ignored results/. `make results` calls this script.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH_DIR = REPO / "results" / "bench"
+DATA_DIR = REPO / "data" / "bench"  # the one place that knows where the summaries live
 RESULTS_MD = REPO / "docs" / "results.md"
 README = REPO / "README.md"
 BEGIN, END = "<!-- results:begin (written by scripts/results.py) -->", "<!-- results:end -->"
-BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BENCH_DIR/NAME.json
+BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json DATA_DIR/NAME.json
     "fidelity": ["benchmarks/fidelity.py", "--quick"],
     "codecs": ["benchmarks/codecs.py", "--quick"],
     "disc_headroom": ["benchmarks/disc_headroom.py", "--splits", "block3,block4,block13"],
@@ -44,47 +46,66 @@ BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json BE
 }
 
 
+def rerun_command(name: str) -> str:
+    return f"sudo .venv/bin/python scripts/results.py --only {name}"
+
+
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "unknown CPU")
     return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
 
 
-def commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+def tree_state() -> tuple[str, bool]:
+    """HEAD's full hash and whether the tracked files equal it. The files this script writes are left
+    out: a second benchmark of one run must not count the first one's summary as a change."""
+    written = [f":(exclude){os.path.relpath(path, REPO)}" for path in (DATA_DIR, RESULTS_MD, README)]
+    head = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no", "--", ".", *written)
+    return head or "unknown", bool(head) and not changes
 
 
 def run_benchmark(name: str) -> None:
-    """One benchmark, its JSON and a meta file beside it; a failed benchmark keeps its previous JSON."""
-    BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    out = BENCH_DIR / f"{name}.json"
+    """One benchmark, its JSON and a meta file beside it; a failed benchmark keeps its previous JSON.
+    The result is clean only if the tree equalled one commit at the start and still did at the end."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    out = DATA_DIR / f"{name}.json"
     argv = [sys.executable, *BENCHMARKS[name], "--json", str(out.with_suffix(".new.json"))]
-    shown = " ".join(["sudo .venv/bin/python", *BENCHMARKS[name], "--json", f"results/bench/{name}.json"])
+    shown = " ".join(["sudo .venv/bin/python", *BENCHMARKS[name], "--json", os.path.relpath(out, REPO)])
     print(f"== {shown}", flush=True)
-    started = time.time()
+    started, (head, clean) = time.time(), tree_state()
     done = subprocess.run(argv, cwd=REPO)
     if done.returncode != 0 or not out.with_suffix(".new.json").exists():
         print(f"== {name} failed (exit {done.returncode}); its previous results, if any, are kept", file=sys.stderr)
         return
     out.with_suffix(".new.json").replace(out)
-    meta = {"command": shown, "commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": machine(), "seconds": round(time.time() - started)}
-    (BENCH_DIR / f"{name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    meta = {"command": shown, "commit": head, "clean": clean and tree_state() == (head, True),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "seconds": round(time.time() - started)}
+    (DATA_DIR / f"{name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def load(name: str) -> tuple[dict, dict] | None:
-    path = BENCH_DIR / f"{name}.json"
-    if not path.exists():
+    """A benchmark's summary and meta, or None if either is missing (a summary without its meta
+    names no command or commit, so it is not shown)."""
+    path, meta = DATA_DIR / f"{name}.json", DATA_DIR / f"{name}.meta.json"
+    if not (path.exists() and meta.exists()):
         return None
-    return json.loads(path.read_text()), json.loads((BENCH_DIR / f"{name}.meta.json").read_text())
+    return json.loads(path.read_text()), json.loads(meta.read_text())
+
+
+def is_clean(meta: dict) -> bool:
+    return meta.get("clean") is True
 
 
 def provenance(meta: dict) -> list[str]:
-    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, commit {meta['commit']}, "
+    dirty = "" if is_clean(meta) else (" **with uncommitted changes**: the commit alone does not repeat this "
+                                       "result")
+    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, commit {meta['commit'][:10]}{dirty}, "
             f"{meta['machine']}.", ""]
 
 
@@ -351,11 +372,8 @@ SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section)
             "containers": ("Container nodes against host nodes", containers_section)}
 
 
-HEADLINE_ORDER = ("fidelity", "devices", "codecs", "disc_accuracy", "aglop", "aglop_grid", "studies", "containers")
-
-
-def headline_rows(found: dict, kept: frozenset[str] = frozenset()) -> list[list[str]]:
-    """Rows for the benchmarks in `found`; `kept` names those whose rows the README keeps as they are."""
+def headline_rows(found: dict) -> list[list[str]]:
+    """The README's rows [what, measured, benchmark] for the benchmarks in `found`, in the table's order."""
     rows = []
     if "fidelity" in found:
         d = found["fidelity"][0]
@@ -369,7 +387,7 @@ def headline_rows(found: dict, kept: frozenset[str] = frozenset()) -> list[list[
     if "codecs" in found:
         front = [r for r in found["codecs"][0]["frontier"] if r["codec"] == "disc"]
         for model in dict.fromkeys(r["model"] for r in front):
-            if model == "efficientnet_lite0" and ("disc_accuracy" in found or "disc_accuracy" in kept):
+            if model == "efficientnet_lite0" and "disc_accuracy" in found:
                 continue  # measured as the seed states it below
             mine = [r for r in front if r["model"] == model]
             rows.append([f"DISC on {model}", f"{min(r['reduction_pct'] for r in mine):.1f}-"
@@ -413,6 +431,19 @@ def headline_rows(found: dict, kept: frozenset[str] = frozenset()) -> list[list[
     return rows
 
 
+def headline_notes(found: dict) -> list[str]:
+    """Sentences under the README's table that read its rows; each only beside the row it reads."""
+    if "disc_accuracy" not in found or not found["disc_accuracy"][0]["headline"]:
+        return []
+    data = found["disc_accuracy"][0]
+    labelled, report = data["headline"]["report"]["accuracy"], data["evaluation_set"]["report"]
+    return ["DISC's Lite0 row is the seed's claim measured as stated: accuracy loss, on photos the setting was not "
+            f"chosen on. The expected drop (label-free) uses all {report['photos']} held-out photos; the labelled "
+            f"drop rests on {report['labelled_photos']} labelled ones"
+            + ("" if labelled["pts"] is None else f" (its interval spans {labelled['hi'] - labelled['lo']:.1f} points)")
+            + ". Details: [codecs.md](docs/codecs.md).", ""]
+
+
 def link(name: str) -> str:
     return f"[{name}](docs/results.md#{anchor(SECTIONS[name][0])})"
 
@@ -421,57 +452,73 @@ def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
 
 
-def written_sections() -> dict[str, str]:
-    """The sections docs/results.md holds now, by title: kept for benchmarks with no JSON on this machine."""
-    if not RESULTS_MD.exists():
-        return {}
-    parts = re.split(r"^## (.+)$", RESULTS_MD.read_text(), flags=re.M)
-    return {title: body.strip("\n") for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+def headline_names(readme: str) -> list[str]:
+    """The benchmark behind each of the README's headline rows, in order (one name per row)."""
+    block = readme.split(BEGIN, 1)[1].split(END, 1)[0] if BEGIN in readme and END in readme else ""
+    return [m.group(1) for line in block.splitlines() if (m := re.search(r"\| \[(\w+)\]\(docs/results\.md", line))]
 
 
-def written_headline_rows(readme: str) -> dict[str, list[str]]:
-    """The README's headline rows now, by the benchmark their details link names."""
-    rows: dict[str, list[str]] = {}
-    for line in readme.split(BEGIN, 1)[1].split(END, 1)[0].splitlines():
-        if m := re.search(r"\| \[(\w+)\]\(docs/results\.md", line):
-            rows.setdefault(m.group(1), []).append(line)
-    return rows
+def unbacked_rows(readme: str) -> list[str]:
+    """Why each README headline row is not backed by a clean summary in DATA_DIR; empty if all are."""
+    problems = []
+    for name in headline_names(readme):
+        where = os.path.relpath(DATA_DIR / name, REPO)
+        if (loaded := load(name)) is None:
+            problems.append(f"{name}: the README has its row but {where}.json or .meta.json is missing")
+        elif not is_clean(loaded[1]):
+            problems.append(f"{name}: {where}.meta.json says commit {loaded[1]['commit'][:10]} had uncommitted changes")
+    return problems
 
 
-def render() -> None:
-    """Pages from the JSON on disk; a benchmark not run on this machine keeps what the pages say of it."""
-    found = {name: loaded for name in BENCHMARKS if (loaded := load(name))}
-    kept_sections = written_sections()
+def results_page(found: dict) -> str:
     lines = ["# Measured results", "",
-             "Written by `scripts/results.py` (`sudo make results`) from the benchmarks' JSON; do not edit by "
-             "hand. Each table names the command, commit, date and machine it came from. These machines are "
-             "shared and noisy (2 cores): compare ratios and medians measured side by side, not absolute times "
-             "across tables.", ""]
+             "Written by `scripts/results.py` (`sudo make results`) from the benchmarks' summaries in `data/bench/`; "
+             "do not edit by hand. Each table names the command, commit, date and machine it came from. These "
+             "machines are shared and noisy (2 cores): compare ratios and medians measured side by side, not absolute "
+             "times across tables.", ""]
     for name, (title, section) in SECTIONS.items():
         lines += [f"## {title}", ""]
-        if name not in found:
-            lines += [kept_sections.get(title) or f"Not run yet: `sudo .venv/bin/python scripts/results.py --only {name}`.", ""]
-            continue
-        data, meta = found[name]
-        lines += provenance(meta) + section(data)
+        if name in found:
+            lines += provenance(found[name][1]) + section(found[name][0])
+        else:
+            lines += [f"Not measured at this commit: run `{rerun_command(name)}`.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def headline_block(found: dict) -> str:
+    rows = [[what, value, link(name) + ("" if is_clean(found[name][1]) else " (uncommitted changes)")]
+            for what, value, name in headline_rows(found)]
+    if not rows:
+        return "No headline result is measured at this commit: `sudo make results` runs the benchmarks.\n"
+    return "\n".join(table(["what", "measured", "details"], rows) + headline_notes(found))
+
+
+def render(allow_dirty: bool = False) -> int:
+    """Both pages from DATA_DIR alone; nothing is written if a README row would show a dirty result."""
+    found = {name: loaded for name in BENCHMARKS if (loaded := load(name))}
+    dirty = [name for _, _, name in headline_rows(found) if not is_clean(found[name][1])]
+    if dirty and not allow_dirty:
+        for name in dict.fromkeys(dirty):
+            print(f"error: {name}'s result was measured at commit {found[name][1]['commit'][:10]} with uncommitted "
+                  f"changes ({os.path.relpath(DATA_DIR / name, REPO)}.meta.json); rerun it from a clean commit "
+                  f"(`{rerun_command(name)}`) or pass --allow-dirty to show it in the README anyway", file=sys.stderr)
+        return 2
     RESULTS_MD.parent.mkdir(exist_ok=True)
-    RESULTS_MD.write_text("\n".join(lines).rstrip() + "\n")
+    RESULTS_MD.write_text(results_page(found))
     readme = README.read_text()
     if BEGIN in readme and END in readme:
-        lines_by_name = {name: kept for name, kept in written_headline_rows(readme).items() if name not in found}
-        for what, value, name in headline_rows(found, frozenset(lines_by_name)):
-            lines_by_name.setdefault(name, []).append("| " + " | ".join([what, value, link(name)]) + " |")
-        header = table(["what", "measured", "details"], [])[:2]
-        block = header + [line for name in HEADLINE_ORDER for line in lines_by_name.get(name, [])] + [""]
         head, rest = readme.split(BEGIN, 1)
-        README.write_text(head + BEGIN + "\n" + "\n".join(block) + END + rest.split(END, 1)[1])
+        README.write_text(head + BEGIN + "\n" + headline_block(found) + END + rest.split(END, 1)[1])
     print(f"wrote {os.path.relpath(RESULTS_MD, REPO)} ({', '.join(found) or 'no benchmark results yet'})")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--render", action="store_true", help="do not run anything; rewrite from the JSON on disk")
+    parser.add_argument("--render", action="store_true", help="do not run anything; rewrite from data/bench")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="show results measured with uncommitted changes in the README too (labelled)")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -485,8 +532,7 @@ def main() -> int:
             return 2
         for name in names:
             run_benchmark(name)
-    render()
-    return 0
+    return render(args.allow_dirty)
 
 
 if __name__ == "__main__":
