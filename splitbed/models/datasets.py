@@ -41,6 +41,7 @@ SKIMAGE_PHOTOS = [
 SKLEARN_PHOTOS = ["china.jpg", "flower.jpg"]
 VIEWS_PER_PHOTO = 12
 PHOTO_VIEWS = 3
+FOOLBOX_PREFIX = "pypi:foolbox/"  # photo id of a foolbox sample: the prefix, then its file name
 DATASET_NAMES = ["imagenet-samples", "imagenet-photos", "fashion-mnist-test", "fashion-mnist-train", "folder:PATH"]
 
 
@@ -127,7 +128,7 @@ def on_white(image: Image.Image) -> Image.Image:
 def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0, half: str | None = None) -> list[PhotoView]:
     """Every photo of the evaluation set (foolbox's + the fetched Debian ones), as `views` views each;
     only those of one half if `half` is given."""
-    sources = [(path, (label,), "pypi:foolbox/" + path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+    sources = [(path, (label,), FOOLBOX_PREFIX + path.name, hashlib.sha256(path.read_bytes()).hexdigest())
                for path, label in labelled_imagenet_photos()]
     sources += [(p.path, tuple(p.labels), p.id, p.sha256) for p in load_manifest()]
     out = []
