@@ -103,10 +103,9 @@ def is_clean(meta: dict) -> bool:
 
 
 def provenance(meta: dict) -> list[str]:
-    dirty = "" if is_clean(meta) else (" **with uncommitted changes**: the commit alone does not repeat this "
-                                       "result")
-    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, commit {meta['commit'][:10]}{dirty}, "
-            f"{meta['machine']}.", ""]
+    dirty = "" if is_clean(meta) else " **Measured with uncommitted changes**: the commit alone does not repeat it."
+    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, commit {meta['commit'][:10]}, "
+            f"{meta['machine']}.{dirty}", ""]
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:

@@ -81,7 +81,7 @@ def test_a_dirty_summary_is_refused_for_the_readme_and_labelled_when_allowed(tmp
     assert "fidelity's result was measured at commit 0123456789 with uncommitted changes" in capsys.readouterr().err
     assert (pages.README.read_text(), pages.RESULTS_MD.read_text()) == (readme, page)  # nothing half-written
     assert pages.render(allow_dirty=True) == 0
-    assert "**with uncommitted changes**" in sections(pages.RESULTS_MD.read_text())["Links: emulated against configured"]
+    assert "**Measured with uncommitted changes**" in sections(pages.RESULTS_MD.read_text())["Links: emulated against configured"]
     readme = pages.README.read_text()
     assert "(uncommitted changes) |" in readme
     [problem] = pages.unbacked_rows(readme)
