@@ -5,6 +5,7 @@ import random
 import socket
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from splitbed.aglop.online import (
     STALLED_SAMPLE_MS,
     BandwidthEstimator,
     EstimatingPolicy,
+    ModelJudge,
     OraclePolicy,
     make_policy,
     probe_bytes,
@@ -42,6 +44,7 @@ from splitbed.network.tcp_window import (
     restart_window,
     use_congestion_control,
 )
+from splitbed.network.traces import Trace
 from splitbed.scenarios.schema import load_scenario
 from tests.conftest import REPO
 
@@ -219,7 +222,8 @@ def test_oracle_and_neurosurgeon_plans():
         Option("server-only", "raw", bytes_mean=600_000, tail_ms=20),
         Option("block5", "raw", bytes_mean=80_000, head_ms=30, tail_ms=8),
         Option("block5", "disc", {"step": 0.3}, bytes_mean=1500, drop_pts=0.4, head_ms=30, encode_ms=2, tail_ms=8))]}
-    oracle = make_policy({"type": "oracle"}, profile, rate_at=lambda t: 50e6 if t < 10 else 0.1e6, one_way_ms=5)
+    link = Trace(np.array([0.0, 10.0]), np.array([50e6, 0.1e6]), 20.0, loop=False)
+    oracle = make_policy({"type": "oracle"}, profile, link, one_way_ms=5)
     assert isinstance(oracle, OraclePolicy)
     assert oracle.choose(1.0).option.codec == "disc" and oracle.choose(11.0).option.split == "edge-only"
     neurosurgeon = make_policy({"type": "neurosurgeon"}, profile)
@@ -468,3 +472,36 @@ def test_edge_only_never_run_is_tried_once_when_close_and_its_measured_time_take
     assert [from_local.choose(rate, delay) for _ in range(2)][-1].option is slow_local  # 60 ms vs block11's 64
     from_local.observe(slow_local, {"head": 60.0})
     assert not any(from_local.choose(rate, delay).explored for _ in range(5))
+
+
+def outage_profile() -> dict:
+    """Every kind of option a planner can choose: edge-only, a raw input, a raw and a coded activation."""
+    return {"options": [vars(o) for o in (
+        Option("edge-only", "", head_ms=100),
+        Option("server-only", "raw", bytes_mean=600_000, tail_ms=20),
+        Option("block5", "raw", bytes_mean=80_000, head_ms=30, tail_ms=8),
+        Option("block5", "disc", {"step": 0.3}, bytes_mean=18_000, drop_pts=0.4, head_ms=30, encode_ms=2,
+               tail_ms=8))]}
+
+
+def test_through_an_outage_the_judge_and_the_oracle_wait_for_the_link_and_stay_small():
+    """An outage delays a predicted transfer until the link carries it again: finite, meaningful, and
+    computed over the trace's bins (the judge once built an array per millisecond of the predicted
+    time, 1 bit/s in an outage: 147 million floats for one 18 KB message)."""
+    link = Trace(np.array([0.0, 0.5, 1.5, 3.0, 4.0]), np.array([5e6, 0.0, 5e6, 0.0, 5e6]), 5.0)
+    judge = ModelJudge(outage_profile(), link, one_way_ms=5, deadline_s=30)
+    disc = Option("block5", "disc", {"step": 0.3})
+    tracemalloc.start()
+    judged = judge.stages(disc, 0.6, ProfileDrift(), None, 18_080)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+    # 0.9 s of outage left, then 18 KB and its headers at 5 Mbit/s (~30 ms), then the delay both ways
+    assert 900 + 29 < judged["transfer"] < 900 + 35 + 10 + 1
+    in_outage = make_policy({"type": "oracle"}, outage_profile(), link, one_way_ms=5)
+    assert in_outage.choose(0.6).option.split == "edge-only"  # nothing crosses for 0.9 s
+    assert in_outage.choose(1.6).option.codec == "disc"
+    never = Trace(np.array([0.0, 1.0]), np.array([5e6, 0.0]), 2.0, loop=False)  # ends in an outage
+    assert ModelJudge(outage_profile(), never, 5, 30).stages(disc, 1.5, ProfileDrift(), None, 18_080)[
+        "transfer"] == pytest.approx(30_000 + 10, rel=0.01)  # the deadline, not infinity
+    assert make_policy({"type": "oracle"}, outage_profile(), never, 5).choose(1.5).option.split == "edge-only"

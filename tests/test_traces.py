@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from splitbed.errors import UserError
-from splitbed.network.traces import load_trace
+from splitbed.network.traces import Trace, load_trace
 from tests.conftest import REPO
 
 BUNDLED = REPO / "traces" / "pensieve"
@@ -102,3 +102,20 @@ def test_trace_options_in_a_scenario_name_the_field_and_the_file_line(tmp_path):
     zero = tmp_path / "zero.mahi"
     zero.write_text("")
     assert "no timestamps" in scenario_error(tmp_path, f"{{trace: {zero}, trace_format: mahimahi}}")
+
+
+def test_carrying_bits_waits_out_outages_and_integrates_bins_exactly():
+    trace = Trace(np.array([0.0, 1.0, 2.0]), np.array([4e6, 0.0, 2e6]), 3.0)
+    assert trace.mean_rate_over(0.5, 2.5) == pytest.approx((0.5 * 4e6 + 0.5 * 2e6) / 2)
+    assert trace.mean_rate_over(0.0, 3.0 * 1000) == pytest.approx(trace.mean_bps)  # a thousand loops, exactly
+    assert trace.carry_seconds(0.5, 2e6) == pytest.approx(0.5)
+    assert trace.carry_seconds(0.5, 3e6) == pytest.approx(1.5 + 0.5)  # 2 Mbit, 1 s outage, 1 Mbit at 2 Mbit/s
+    assert trace.carry_seconds(1.2, 0) == 0.0
+    # past the end the trace loops: 6 Mbit a period, so 60 Mbit take ten periods from the same point
+    assert trace.carry_seconds(0.25, 60e6) == pytest.approx(30.0)
+    held = trace.without_loop()
+    assert held.carry_seconds(2.5, 3e6) == pytest.approx(1.5)  # the last rate holds after the end
+    silent = Trace(np.array([0.0, 1.0]), np.array([4e6, 0.0]), 2.0, loop=False)
+    assert silent.carry_seconds(1.5, 1.0) == np.inf and silent.carry_seconds(0.5, 1e6) == pytest.approx(0.25)
+    many = trace.carry_seconds(0.5, np.array([0.0, 2e6, 3e6]))
+    assert many == pytest.approx([0.0, 0.5, 2.0])

@@ -48,6 +48,7 @@ from splitbed.aglop.planner import (
 )
 from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
+from splitbed.network.traces import Trace
 
 WINDOW = 5
 MAX_SAMPLE_AGE_S = 2.0  # samples older than this before the newest one leave the estimate
@@ -181,28 +182,30 @@ class EstimatingPolicy(PlannedPolicy):
 
 
 class OraclePolicy(PlannedPolicy):
-    """Knows the trace and the link's delay: the same planner fed the true rate at send time.
-    An upper bound for any estimator, not a method a device could run."""
+    """Knows the uplink's trace and delay: the same planner, each option's transfer taken at the rate the
+    trace will give it from now on (an outage delays a transfer until the link carries it again). A
+    planner told the truth about the link, not a method a device could run."""
 
-    def __init__(self, planner: Planner, rate_at, one_way_ms: float):
-        self.planner, self.rate_at, self.one_way = planner, rate_at, one_way_ms
+    def __init__(self, planner: Planner, link: Trace, one_way_ms: float):
+        self.planner, self.link, self.one_way = planner, link, one_way_ms
 
     def choose(self, now_s: float, window: float | None = None) -> Choice:
-        rate = float(self.rate_at(now_s))
-        decision = self.planner.choose(max(rate, 1.0), self.one_way, window)
-        return Choice(decision.option, decision.predicted_ms, rate)
+        decision = self.planner.choose(None, self.one_way, window, carry_s=lambda bits: self.link.carry_seconds(
+            now_s, bits))
+        return Choice(decision.option, decision.predicted_ms, float(self.link.rate_at(now_s)))
 
 
 class ModelJudge:
     """What the latency model predicts, stage by stage, for the option a request actually ran, told
-    the truth it cannot know when planning: the trace's mean rate over the transfer, the link's delay
-    and the message's actual size, with the compute drift its plan has seen. Recorded for every
-    method's requests, so the model's terms are judged on every option (not only on those a planner
-    chose), apart from the rate estimate and from the spread of sizes between images."""
+    the truth it cannot know when planning: when the trace carries the message's actual size from the
+    request's start (waiting out outages, up to the deadline), the link's delay, with the compute drift
+    its plan has seen. Recorded for every method's requests, so the model's terms are judged on every
+    option (not only on those a planner chose), apart from the rate estimate and from the spread of
+    sizes between images. Its cost never follows the predicted time: the trace is integrated bin by bin."""
 
-    def __init__(self, profile: dict | None, rate_at, mean_rate_over, one_way_ms: float):
+    def __init__(self, profile: dict | None, link: Trace, one_way_ms: float, deadline_s: float):
         self.options = {o.key: o for o in load_options(profile)} if profile else {}
-        self.rate_at, self.mean_rate_over, self.one_way = rate_at, mean_rate_over, one_way_ms
+        self.link, self.one_way, self.deadline_s = link, one_way_ms, deadline_s
 
     def stages(self, option: Option, now_s: float, drift: ProfileDrift, window: float | None,
                wire_bytes: int) -> dict | None:
@@ -214,10 +217,8 @@ class ModelJudge:
         if option.offloads:
             message = max(wire_bytes - REQUEST_OVERHEAD, 0)
             bits, count = np.array([float(wire_bits(message))]), np.array([float(segments(message))])
-            rate = max(float(self.rate_at(now_s)), 1.0)
-            if self.mean_rate_over is not None:  # the rate the transfer meets
-                seconds = float(transfer_ms(bits, count, rate, self.one_way, window)[0]) / 1e3
-                rate = max(self.mean_rate_over(now_s, now_s + max(seconds, 0.001)), 1.0)
+            seconds = min(float(self.link.carry_seconds(now_s, bits[0])), self.deadline_s)
+            rate = float(bits[0]) / max(seconds, 1e-9)  # the mean rate the transfer meets
             out["transfer"] = float(transfer_ms(bits, count, rate, self.one_way, window)[0])
         return {stage: out[stage] for stage in STAGES}
 
@@ -227,7 +228,7 @@ def plan_options(plan: dict, profile: dict) -> list[Option]:
     return load_options(profile, plan.get("criterion", DEFAULT_CRITERION))
 
 
-def fixed_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> FixedPolicy:
+def fixed_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> FixedPolicy:
     """The plan's option, with its profiled sizes and times when the profile has it (so its compute
     drift is measured against them)."""
     option = Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {}))
@@ -235,29 +236,29 @@ def fixed_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -
     return FixedPolicy(profiled.get(option.key, option))
 
 
-def aglop_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
+def aglop_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> EstimatingPolicy:
     planner = Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", HYSTERESIS_PCT),
                       plan.get("explore_pct", 15.0))
     return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
 
 
-def neurosurgeon_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> EstimatingPolicy:
+def neurosurgeon_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> EstimatingPolicy:
     raw = [o for o in plan_options(plan, profile) if o.codec in ("raw", "")]
     return EstimatingPolicy(Planner(raw, plan.get("budget_pts", 1.0)), plan.get("probe_interval_s", 1.0))
 
 
-def oracle_policy(plan: dict, profile: dict | None, rate_at, one_way_ms: float) -> OraclePolicy:
-    return OraclePolicy(Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), 0.0), rate_at, one_way_ms)
+def oracle_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> OraclePolicy:
+    return OraclePolicy(Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), 0.0), link, one_way_ms)
 
 
 # Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile
-# and, for the oracle only, the link's truth. Every type but `fixed` needs the profile.
+# and, for the oracle only, the uplink's truth. Every type but `fixed` needs the profile.
 POLICIES = {"fixed": fixed_policy, "aglop": aglop_policy, "neurosurgeon": neurosurgeon_policy,
             "oracle": oracle_policy}
 METHODS = tuple(name for name in POLICIES if name != "fixed")
 
 
-def make_policy(plan: dict, profile: dict | None, rate_at=None, one_way_ms: float = 0.0):
-    """The policy a plan dict (as validated by the scenario schema) asks for; rate_at(t) and
-    one_way_ms are the link's truth, for the oracle only."""
-    return POLICIES[plan.get("type", "fixed")](plan, profile, rate_at, one_way_ms)
+def make_policy(plan: dict, profile: dict | None, link: Trace | None = None, one_way_ms: float = 0.0):
+    """The policy a plan dict (as validated by the scenario schema) asks for; `link` (the uplink's
+    trace, or a constant one) and one_way_ms are the link's truth, for the oracle only."""
+    return POLICIES[plan.get("type", "fixed")](plan, profile, link, one_way_ms)

@@ -54,8 +54,9 @@ def wire_bits(message_bytes: np.ndarray | float) -> np.ndarray:
 def transfer_ms(bits: np.ndarray, segment_count: np.ndarray, uplink_bps: float, one_way_ms: float,
                 window: float | None = None) -> np.ndarray:
     """Send to reply: serialisation at R, the delay both ways, and one round trip per slow-start round
-    whose window (doubling from `window` segments) is sent before the first acknowledgement returns."""
-    rate = max(uplink_bps, 1.0)
+    whose window (doubling from `window` segments) is sent before the first acknowledgement returns.
+    R is one rate, or one per message (the rate each meets on a traced link)."""
+    rate = np.maximum(uplink_bps, 1.0)
     base = bits / rate * 1e3 + 2 * one_way_ms
     if window is None:
         return base
@@ -185,16 +186,21 @@ class LatencyModel:
             self.drift_version = drift.version
         return {stage: self.profiled[stage] * self.scales[stage] for stage in COMPUTE_STAGES}
 
-    def stages(self, uplink_bps: float, one_way_ms: float, drift: ProfileDrift | None = None,
-               window: float | None = None) -> dict[str, np.ndarray]:
+    def stages(self, uplink_bps: float | None, one_way_ms: float, drift: ProfileDrift | None = None,
+               window: float | None = None, carry_s=None) -> dict[str, np.ndarray]:
+        """carry_s(bits) -> seconds, when given, is the link's truth: each option's message meets the
+        mean rate that carries it (an outage delays it) instead of the one rate uplink_bps."""
         out = self.scaled(drift)
+        if carry_s is not None:
+            seconds = np.asarray(carry_s(self.bits), dtype=float)
+            uplink_bps = np.divide(self.bits, seconds, out=np.full(len(self.bits), np.inf), where=seconds > 0)
         network = transfer_ms(self.bits, self.segments, uplink_bps, one_way_ms, window)
         out["transfer"] = np.where(self.offloads, network, 0.0)
         return {stage: out[stage] for stage in STAGES}
 
-    def predict(self, uplink_bps: float, one_way_ms: float, drift: ProfileDrift | None = None,
-                window: float | None = None) -> np.ndarray:
-        return sum(self.stages(uplink_bps, one_way_ms, drift, window).values())
+    def predict(self, uplink_bps: float | None, one_way_ms: float, drift: ProfileDrift | None = None,
+                window: float | None = None, carry_s=None) -> np.ndarray:
+        return sum(self.stages(uplink_bps, one_way_ms, drift, window, carry_s).values())
 
 
 @dataclass
@@ -242,8 +248,10 @@ class Planner:
         looked = self.looks > 0 and not option.offloads and not self.ran_edge_only
         self.drift.observe(option, measured, wire_bytes, profile_weighs=not looked)
 
-    def choose(self, uplink_bps: float, one_way_ms: float, window: float | None = None) -> Decision:
-        predicted = self.model.predict(uplink_bps, one_way_ms, self.drift, window)
+    def choose(self, uplink_bps: float | None, one_way_ms: float, window: float | None = None,
+               carry_s=None) -> Decision:
+        """uplink_bps: the rate estimate; or carry_s(bits) -> seconds, the link's truth (see LatencyModel)."""
+        predicted = self.model.predict(uplink_bps, one_way_ms, self.drift, window, carry_s)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)
         chosen = self.current if keep else best

@@ -17,6 +17,7 @@ Formats:
 from __future__ import annotations
 
 import csv
+import functools
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,10 +57,53 @@ class Trace:
         rates = self.rate_bps[index]
         return float(rates) if rates.ndim == 0 else rates
 
-    def mean_rate_over(self, t0: float, t1: float, step_s: float = 0.001) -> float:
-        """Mean rate over [t0, t1): what a flow could carry in that window."""
-        times = np.arange(t0, t1, step_s)
-        return float(np.mean(self.rate_at(times))) if len(times) else float(self.rate_at(t0))
+    @functools.cached_property
+    def carried_bits(self) -> np.ndarray:
+        """Bits the trace carries from 0 to each start_s, and to duration_s last (n + 1 values)."""
+        ends = np.append(self.start_s[1:], self.duration_s)
+        return np.concatenate([[0.0], np.cumsum(self.rate_bps * (ends - self.start_s))])
+
+    def bits_until(self, t: float | np.ndarray) -> np.ndarray | float:
+        """Bits carried from 0 to t: the exact integral of the rate over the trace's own bins (looped, or
+        the last rate held after the end), so its cost never follows the length of the interval."""
+        t = np.asarray(t, dtype=float)
+        periods = np.floor(t / self.duration_s) if self.loop else np.zeros_like(t)
+        within = t - periods * self.duration_s
+        index = np.clip(np.searchsorted(self.start_s, within, side="right") - 1, 0, len(self.start_s) - 1)
+        bits = periods * self.carried_bits[-1] + self.carried_bits[index] + self.rate_bps[index] * (
+            within - self.start_s[index])
+        return float(bits) if bits.ndim == 0 else bits
+
+    def mean_rate_over(self, t0: float, t1: float) -> float:
+        """Mean rate over [t0, t1): what a flow could carry in that window (the rate at t0 if empty)."""
+        if t1 <= t0:
+            return float(self.rate_at(t0))
+        return (self.bits_until(t1) - self.bits_until(t0)) / (t1 - t0)
+
+    def carry_seconds(self, t0: float, bits: float | np.ndarray) -> np.ndarray | float:
+        """Seconds from t0 until the link has carried `bits` (each of an array): the transfer waits out
+        any outage on its way. inf where it never would (a trace that ends in an outage, not looped)."""
+        bits = np.maximum(np.asarray(bits, dtype=float), 0.0)
+        target = self.bits_until(t0) + bits
+        total, carried = self.carried_bits[-1], self.carried_bits[1:]
+        if total <= 0 and (self.loop or self.rate_bps[-1] <= 0):
+            seconds = np.where(bits > 0, np.inf, 0.0)
+            return float(seconds) if seconds.ndim == 0 else seconds
+        if self.loop:  # the period in which the target is reached, and the bits into it (0, total]
+            periods = np.ceil(target / total) - 1
+            rest = target - periods * total
+        else:
+            periods, rest = np.zeros_like(target), np.minimum(target, total)
+        index = np.minimum(np.searchsorted(carried, rest, side="left"), len(carried) - 1)
+        rate = self.rate_bps[index]
+        into = np.divide(rest - self.carried_bits[index], rate, out=np.zeros_like(rest), where=rate > 0)
+        end = periods * self.duration_s + self.start_s[index] + into
+        if not self.loop:  # past the end the last rate holds
+            beyond = target - total
+            last = self.rate_bps[-1]
+            end = np.where(beyond > 0, self.duration_s + (beyond / last if last > 0 else np.inf), end)
+        seconds = np.where(bits > 0, np.maximum(end - t0, 0.0), 0.0)
+        return float(seconds) if seconds.ndim == 0 else seconds
 
     def scaled(self, factor: float) -> Trace:
         if factor <= 0:
@@ -83,8 +127,8 @@ class Trace:
         if step_s <= 0:
             raise UserError(f"resample step must be positive, got {step_s}", where=self.source)
         starts = np.arange(0.0, self.duration_s, step_s)
-        rates = np.array([self.mean_rate_over(s, min(s + step_s, self.duration_s), min(step_s / 20, 0.001))
-                          for s in starts])
+        ends = np.minimum(starts + step_s, self.duration_s)
+        rates = (self.bits_until(ends) - self.bits_until(starts)) / (ends - starts)
         return Trace(starts, rates, self.duration_s, self.source, self.loop)
 
     def floored(self, min_bps: float) -> Trace:
