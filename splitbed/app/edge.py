@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from splitbed.aglop.online import ModelJudge, make_policy, probe_bytes
@@ -31,6 +32,7 @@ from splitbed.app import protocol
 from splitbed.app.breakdown import NAMES, STAGES
 from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
+from splitbed.host.memory import MIB, resident_bytes
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
 from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
@@ -40,7 +42,7 @@ from splitbed.network.tcp_window import (
     send_window,
     slow_start_after_idle,
 )
-from splitbed.network.traces import load_link_trace
+from splitbed.network.traces import Trace, load_link_trace
 
 
 def ms(a: int, b: int) -> float:
@@ -57,10 +59,11 @@ class Edge:
                                              config.get("max_inputs", 512)))
         self.references = config["references"]  # the uncompressed model's top-1 per sample (runner-computed)
         trace = config.get("trace")
-        self.trace = load_link_trace(trace) if trace else None  # the uplink's, for rows and the oracle
+        self.trace = load_link_trace(trace) if trace else None  # the uplink's, for rows
+        # the uplink's truth for the oracle and the model's judge: its trace, or its fixed rate
+        self.uplink = self.trace or Trace(np.zeros(1), np.array([config.get("uplink_rate_bps") or 1e9]), 1.0)
         self.profile = json.loads(Path(config["profile"]).read_text()) if config.get("profile") else None
         self.heads: dict[str, torch.nn.Module] = {}
-        self.codecs: dict[str, object] = {}
         self.run_start_ns = 0
         self.slow_start_after_idle = slow_start_after_idle()  # this node's namespace's setting
         self.warm_up()
@@ -86,10 +89,9 @@ class Edge:
         return self.heads[split]
 
     def codec(self, option: Option):
-        if option.key not in self.codecs:
-            extra = {"calibration": self.store.get(self.model.name, option.split)} if option.codec == "disc" else {}
-            self.codecs[option.key] = get_codec(option.codec, **option.params, **extra)
-        return self.codecs[option.key]
+        """A codec object per use: its state (DISC's calibration and plans) lives in caches bounded in bytes."""
+        extra = {"calibration": self.store.get(self.model.name, option.split)} if option.codec == "disc" else {}
+        return get_codec(option.codec, **option.params, **extra)
 
     def connect(self) -> socket.socket:
         sock = connect(self.config["server"], self.config["port"], 10, self.config.get("tcp_congestion_control"))
@@ -111,14 +113,16 @@ class Edge:
         return row
 
     @torch.no_grad()
-    def request(self, sock: socket.socket | None, index: int, option: Option, t0: int) -> tuple[list[float], dict]:
-        """One request from the head on (t0: when the plan was asked); returns (stage times, fields)."""
+    def request(self, sock: socket.socket | None, index: int, option: Option, t0: int,
+                wall_started: int) -> tuple[list[float], dict]:
+        """One request from the head on (t0: when the plan was asked; wall_started: the same moment by
+        perf_counter, the second clock that checks the stages); returns (stage times, fields)."""
         sample = self.samples[index % len(self.samples)]
         activation = self.head(option.split)(sample.tensor[None])
         t1 = time.monotonic_ns()
         if not option.offloads:  # edge-only: the answer is already here
             prediction = int(activation.reshape(1, -1).argmax(1)[0])
-            stages, wire_bytes = [ms(t0, t1), 0, 0, 0, 0, 0, 0], 0
+            stages, wire_bytes, server_wall = [ms(t0, t1), 0, 0, 0, 0, 0, 0], 0, ""
         else:
             message = self.codec(option).encode(activation)
             body = protocol.request_body({"id": index, "split": option.split}, message)
@@ -127,16 +131,20 @@ class Edge:
             kind, reply_body = protocol.recv_frame(sock)
             t7 = time.monotonic_ns()
             reply = protocol.parse_json(reply_body)
+            server_wall = round(int(reply.get("server_wall_ns", 0)) / 1e6, 4)
             if kind == protocol.ERROR:
                 raise RuntimeError(f"server error: {reply.get('error')}")
             t3, t4, t5, t6 = (int(reply[k]) for k in ("t_received", "t_dequeued", "t_decoded", "t_computed"))
             stages = [ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4), ms(t4, t5), ms(t5, t6), ms(t6, t7)]
             prediction, wire_bytes = int(reply["prediction"]), len(body) + protocol.HEADER.size
+        wall_ms = (time.perf_counter_ns() - wall_started) / 1e6
         reference = self.references[index % len(self.references)]
         return stages, {
             "raw_bytes": int(activation.numel() * 4), "wire_bytes": wire_bytes,
             **{name: round(value, 4) for name, value in zip(STAGES, stages, strict=True)},
-            "e2e_ms": round(sum(stages), 4), "label": "" if sample.label is None else sample.label,
+            "e2e_ms": round(sum(stages), 4), "wall_ms": round(wall_ms, 4), "server_wall_ms": server_wall,
+            "edge_rss_mb": round(resident_bytes()["total"] / MIB, 1),
+            "label": "" if sample.label is None else sample.label,
             "prediction": prediction, "correct": "" if sample.label is None else int(prediction == sample.label),
             "agrees_with_reference": int(prediction == reference), "status": "ok"}
 
@@ -188,10 +196,9 @@ class PlanRun:
     def __init__(self, edge: Edge, plan: dict, group: list[PlanRun]):
         self.edge, self.plan, self.group = edge, plan, group
         self.workload = edge.config["workload"]
-        rate_at = edge.trace.rate_at if edge.trace else lambda t: edge.config.get("uplink_rate_bps") or 1e9
         one_way_ms = edge.config.get("one_way_ms", 0.0)
-        self.policy = make_policy(plan, edge.profile, rate_at, one_way_ms)
-        self.judge = ModelJudge(edge.profile, rate_at, edge.trace.mean_rate_over if edge.trace else None, one_way_ms)
+        self.policy = make_policy(plan, edge.profile, edge.uplink, one_way_ms)
+        self.judge = ModelJudge(edge.profile, edge.uplink, one_way_ms, self.workload.get("deadline_s", 10))
         self.sock: socket.socket | None = None
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
@@ -226,9 +233,9 @@ class PlanRun:
                 edge.probe(self.sock, self.policy)
                 self.probes += 1
             window = send_window(self.sock, edge.slow_start_after_idle)
-            started = time.monotonic_ns()
+            started, wall_started = time.monotonic_ns(), time.perf_counter_ns()
             choice = self.policy.choose(edge.since_start_s(started), window)
-            stages, fields = edge.request(self.sock, index, choice.option, started)
+            stages, fields = edge.request(self.sock, index, choice.option, started, wall_started)
             wire_bytes = fields["wire_bytes"]
             if choice.option.offloads:
                 self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window)

@@ -71,13 +71,15 @@ class Server:
             while True:
                 try:
                     kind, body = protocol.recv_frame(conn)
-                    received_ns = time.monotonic_ns()
+                    received_ns, wall_started = time.monotonic_ns(), time.perf_counter_ns()
                     if kind == protocol.PROBE:
                         reply = {"t_received": received_ns}
                     elif kind == protocol.REQUEST:
                         reply = self.answer(body, received_ns)
                     else:
                         raise protocol.ProtocolError(f"expected a request or a probe, got frame type {kind}")
+                    # a second clock over the server's whole turn, independent of its stage stamps
+                    reply["server_wall_ns"] = time.perf_counter_ns() - wall_started
                     reply["t_sent"] = time.monotonic_ns()
                     protocol.send_frame(conn, protocol.RESPONSE, protocol.json_body(reply))
                 except (protocol.ProtocolError, WireFormatError, UserError) as err:

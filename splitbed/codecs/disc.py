@@ -32,6 +32,7 @@ from splitbed.codecs.base import Codec, CorruptPayload, register
 from splitbed.codecs.disc_calibration import Calibration
 from splitbed.codecs.simple import check_level, zstd_decompress
 from splitbed.errors import UserError
+from splitbed.host.memory import MIB, BoundedCache, array_bytes
 
 MAX_SYMBOL = 1 << 15
 def quantised_symbols(codec: Disc, x: np.ndarray) -> np.ndarray:
@@ -59,6 +60,10 @@ class QuantPlan:
         self.classes = ScaleClasses(laplace_scales(cal, params, steps, rank))
         _, h, w = cal.fisher.shape
         self.dct_h, self.dct_w = dct_matrix(h), dct_matrix(w)
+
+    @property
+    def nbytes(self) -> int:
+        return array_bytes(self, self.classes, self.classes.tables)
 
     def scaled(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) activations -> (N, rank, H, W) float32 coefficients in units of their steps."""
@@ -106,17 +111,17 @@ def dct_2d(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.matmul(rows, (maps.reshape(k * h, w) @ cols.T).reshape(k, h, w))
 
 
-_plans: dict[tuple, QuantPlan] = {}
+# Plans kept per process, by bytes: an early split's plan holds several activation-sized arrays (a few
+# MB at block1 of Lite0), a late one a few KB. The bound is part of a node's memory budget
+# (splitbed.devices.memory); a plan evicted is derived again, in milliseconds.
+PLAN_CACHE_BYTES = 48 * MIB
+_plans = BoundedCache(PLAN_CACHE_BYTES, lambda plan: plan.nbytes)
 
 
 def quant_plan(cal: Calibration, params: dict, rank: int) -> QuantPlan:
     key = (cal.fingerprint, float(params["step"]), float(params["alpha"]), bool(params["dct"]),
            float(params["deadzone"]), rank)
-    if key not in _plans:
-        if len(_plans) >= 256:  # a long-running server sees few settings; stay bounded anyway
-            _plans.clear()
-        _plans[key] = QuantPlan(cal, params, rank)
-    return _plans[key]
+    return _plans.get(key, lambda: QuantPlan(cal, params, rank))
 
 
 def steps_for(cal: Calibration, params: dict, rank: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from scipy.fft import dctn
 from splitbed.codecs.base import CorruptPayload
 from splitbed.errors import UserError
 from splitbed.host.cache import cache_root
+from splitbed.host.memory import MIB, BoundedCache
 
 CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
@@ -45,6 +46,10 @@ class Calibration:
 
     FIELDS = ("mean", "analysis", "synthesis", "variance", "fisher", "fisher_pixel", "scale", "scale_pixel",
               "low", "high")
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.FIELDS)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -135,43 +140,45 @@ def tail_gradients(model, split: str, acts: np.ndarray, seed: int):
             yield grad.double().numpy()
 
 
+CALIBRATION_CACHE_BYTES = 96 * MIB  # per process; a Lite0 calibration is 0.1-13 MB (splitbed.devices.memory)
+
+
 class CalibrationStore:
-    """Calibration files under a cache folder, one per (model, split); fitted on first use."""
+    """Calibration files under a cache folder, one per (model, split); fitted on first use. Loaded ones
+    are kept up to CALIBRATION_CACHE_BYTES, least recently used out first (a server meets any split)."""
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else cache_root() / "calibration"
-        self.loaded: dict[tuple[str, str], Calibration] = {}
+        self.loaded = BoundedCache(CALIBRATION_CACHE_BYTES, lambda cal: cal.nbytes)
+        self.paths: dict[str, Path] = {}  # fingerprint -> file, for the files looked at
 
     def path(self, model_name: str, split: str) -> Path:
         safe = model_name.replace("/", "_").replace(":", "_")
         return self.root / f"v{CALIBRATION_VERSION}" / safe / f"{split}.npz"
 
     def by_fingerprint(self, fingerprint: str) -> Calibration:
-        """The calibration a message names: among those loaded, else any file under the root."""
-        for cal in self.loaded.values():
-            if cal.fingerprint == fingerprint:
-                return cal
-        for path in sorted(self.root.glob(f"v{CALIBRATION_VERSION}/*/*.npz")):
-            cal = Calibration.load(path)
-            self.loaded[(cal.model, cal.split)] = cal
-            if cal.fingerprint == fingerprint:
-                return cal
-        raise CorruptPayload(f"no DISC calibration with fingerprint {fingerprint} under {self.root}")
+        """The calibration a message names: its file, found by reading the files under the root once
+        (one at a time: only the one asked for stays loaded)."""
+        if fingerprint not in self.paths:
+            for path in sorted(self.root.glob(f"v{CALIBRATION_VERSION}/*/*.npz")):
+                if path not in self.paths.values():
+                    self.paths[Calibration.load(path).fingerprint] = path
+        if fingerprint not in self.paths:
+            raise CorruptPayload(f"no DISC calibration with fingerprint {fingerprint} under {self.root}")
+        return self.loaded.get(self.paths[fingerprint], lambda: Calibration.load(self.paths[fingerprint]))
 
     def get(self, model_name: str, split: str) -> Calibration:
-        key = (model_name, split)
-        if key not in self.loaded:
-            path = self.path(model_name, split)
-            if not path.exists():
-                raise UserError(f"no DISC calibration for {model_name} at {split}", where=str(path),
-                                fix="calibrate first: python -m splitbed.codecs calibrate MODEL")
-            self.loaded[key] = Calibration.load(path)
-        return self.loaded[key]
+        path = self.path(model_name, split)
+        if not path.exists():
+            raise UserError(f"no DISC calibration for {model_name} at {split}", where=str(path),
+                            fix="calibrate first: python -m splitbed.codecs calibrate MODEL")
+        return self.loaded.get(path, lambda: Calibration.load(path))
 
     def ensure(self, model, split: str, inputs_fn, refit: bool = False) -> Calibration:
         """Load, or fit on inputs_fn() and save."""
         path = self.path(model.name, split)
         if refit or not path.exists():
             fit(model, split, inputs_fn()).save(path)
-            self.loaded.pop((model.name, split), None)
+            self.loaded.clear()
+            self.paths.clear()
         return self.get(model.name, split)
