@@ -60,6 +60,7 @@ DELAY_WINDOW = 20
 # The plan is kept while within this of the best by the model: it may sit that far above the best
 # option by design, so it stays under the 5% a planner is judged by (benchmarks/aglop_grid.py)
 HYSTERESIS_PCT = 4.0
+DECISIONS_KEPT = 4096  # decision times kept for the run's median
 
 
 def probe_bytes(window: float | None, header_bytes: int) -> int:
@@ -160,13 +161,15 @@ class EstimatingPolicy(PlannedPolicy):
     def __init__(self, planner: Planner, probe_interval_s: float):
         self.planner, self.probe_interval_s = planner, probe_interval_s
         self.estimator = BandwidthEstimator()
-        self.decision_ms: list[float] = []
+        self.decision_ms: deque[float] = deque(maxlen=DECISIONS_KEPT)  # the last ones: memory stays flat
+        self.decision_ms_max = 0.0
 
     def choose(self, now_s: float, window: float | None = None) -> Choice:
         started = time.perf_counter_ns()
         rate = self.estimator.rate_bps() or 1e6  # only before the first probe has answered
         decision = self.planner.choose(rate, self.estimator.one_way_ms(), window)
         self.decision_ms.append((time.perf_counter_ns() - started) / 1e6)
+        self.decision_ms_max = max(self.decision_ms_max, self.decision_ms[-1])
         return Choice(decision.option, decision.predicted_ms, rate)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,

@@ -37,6 +37,24 @@ def run_context(run_dir: Path) -> tuple[str, str]:
     return name, f"{run_dir.name} | {note} | edge CPU: {device} via {manifest.get('cpu_backend', '?')}"
 
 
+def memory_notes(manifest: dict) -> list[str]:
+    """The edge's predicted memory against its device's, each node's measured peak, and any node that died."""
+    notes = []
+    predicted = manifest.get("edge_memory")
+    if predicted:
+        limit = predicted.get("limit_mb")
+        notes.append(f"Edge memory predicted before the run: {predicted['total_mb']} MB"
+                     + (f" of the device's {limit} MB" if limit else "") + ".")
+    peaks = {node: m["peak_mb"] for node, m in (manifest.get("node_memory") or {}).items()
+             if isinstance(m, dict) and m.get("peak_mb") is not None}
+    if peaks:
+        notes.append("Peak memory per node (cgroup): " + ", ".join(f"{n} {mb} MB" for n, mb in peaks.items()) + ".")
+    for failure in manifest.get("node_failures", []):
+        at = f" {failure['at_s']} s into the replay" if failure.get("at_s") is not None else " before the replay"
+        notes.append(f"Edge {failure['node']} died{at}: {failure['reason']}; its rows so far are kept.")
+    return notes
+
+
 def report(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -47,6 +65,7 @@ def report(run_dir: str | Path) -> dict:
     capacity = manifest.get("capacity", {})
     notes = ([f"Oversubscribed: the edges needed {capacity.get('needed_cores')} of {capacity.get('cores')} cores; "
               "they may have run slower than their device."] if manifest.get("oversubscribed") else [])
+    notes += memory_notes(manifest)
     write_summaries(run_dir, title, footer.split(" | ")[1], notes)
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)

@@ -1,5 +1,5 @@
 """summary.csv and summary.md of a run: per method, count, failures, p50/p90/p99 e2e, mean per stage,
-bytes on the wire, accuracy and agreement."""
+bytes on the wire, accuracy and agreement, and the edge program's peak resident memory."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from splitbed.app.breakdown import STAGES, read_rows
 
 SUMMARY_COLUMNS = ["method", "requests", "failed", "p50_e2e_ms", "p90_e2e_ms", "p99_e2e_ms", "mean_e2e_ms",
-                   *[f"mean_{s}" for s in STAGES], "mean_wire_bytes", "accuracy", "n_labelled", "agreement"]
+                   *[f"mean_{s}" for s in STAGES], "mean_wire_bytes", "accuracy", "n_labelled", "agreement",
+                   "peak_edge_rss_mb"]
 
 
 def summarise(rows: list[dict], key: str = "method") -> list[dict]:
@@ -29,7 +30,8 @@ def summarise(rows: list[dict], key: str = "method") -> list[dict]:
                "mean_wire_bytes": float(np.mean([float(r["wire_bytes"]) for r in ok])) if ok else np.nan,
                "accuracy": float(np.mean([int(r["correct"]) for r in labelled])) if labelled else "",
                "n_labelled": len(labelled),
-               "agreement": float(np.mean([int(r["agrees_with_reference"]) for r in ok])) if ok else ""}
+               "agreement": float(np.mean([int(r["agrees_with_reference"]) for r in ok])) if ok else "",
+               "peak_edge_rss_mb": max((float(r["edge_rss_mb"]) for r in mine if r["edge_rss_mb"]), default="")}
         out.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
     return out
 
@@ -51,9 +53,10 @@ def write_summaries(run_dir: Path, scenario_name: str, backend: str | None, note
 
 def markdown_table(summary: list[dict], key: str) -> list[str]:
     lines = [f"| {key} | requests | failed | p50 e2e ms | p90 | p99 | " + " | ".join(STAGES) +
-             " | wire bytes | accuracy (n) | agreement |", "|---" * (9 + len(STAGES)) + "|"]
+             " | wire bytes | accuracy (n) | agreement | peak edge RSS MB |", "|---" * (10 + len(STAGES)) + "|"]
     for s in summary:
         lines.append(f"| {s['method']} | {s['requests']} | {s['failed']} | {s['p50_e2e_ms']} | {s['p90_e2e_ms']} | "
                      f"{s['p99_e2e_ms']} | " + " | ".join(str(s[f'mean_{x}']) for x in STAGES) +
-                     f" | {s['mean_wire_bytes']} | {s['accuracy']} ({s['n_labelled']}) | {s['agreement']} |")
+                     f" | {s['mean_wire_bytes']} | {s['accuracy']} ({s['n_labelled']}) | {s['agreement']} | "
+                     f"{s['peak_edge_rss_mb']} |")
     return lines

@@ -49,6 +49,11 @@ def ms(a: int, b: int) -> float:
     return (b - a) / 1e6
 
 
+def memory_columns() -> dict:
+    resident = resident_bytes()
+    return {"edge_rss_mb": round(resident["total"] / MIB, 1), "edge_anon_mb": round(resident["anon"] / MIB, 1)}
+
+
 class Edge:
     def __init__(self, config: dict, node: str):
         self.config, self.node = config, node
@@ -143,7 +148,7 @@ class Edge:
             "raw_bytes": int(activation.numel() * 4), "wire_bytes": wire_bytes,
             **{name: round(value, 4) for name, value in zip(STAGES, stages, strict=True)},
             "e2e_ms": round(sum(stages), 4), "wall_ms": round(wall_ms, 4), "server_wall_ms": server_wall,
-            "edge_rss_mb": round(resident_bytes()["total"] / MIB, 1),
+            **memory_columns(),
             "label": "" if sample.label is None else sample.label,
             "prediction": prediction, "correct": "" if sample.label is None else int(prediction == sample.label),
             "agrees_with_reference": int(prediction == reference), "status": "ok"}
@@ -280,7 +285,7 @@ class PlanRun:
         decisions = getattr(self.policy, "decision_ms", [])
         return {"plan": self.plan["name"], "node": self.edge.node, "requests": self.index, "probes": self.probes,
                 "decision_ms_median": round(statistics.median(decisions), 4) if decisions else None,
-                "decision_ms_max": round(max(decisions), 4) if decisions else None,
+                "decision_ms_max": round(self.policy.decision_ms_max, 4) if decisions else None,
                 "tcp_slow_start_after_idle": self.edge.slow_start_after_idle, "tcp_congestion_control": congestion}
 
 

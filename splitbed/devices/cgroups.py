@@ -112,6 +112,17 @@ class NodeGroup:
         path = self.dirs["memory"] / name
         return int(path.read_text()) if path.exists() else None
 
+    def oom_kills(self) -> int | None:
+        """Processes of the group the kernel's OOM killer ended at its memory limit (None: not reported)."""
+        path = self.dirs["memory"] / ("memory.oom_control" if self.version == 1 else "memory.events")
+        if not path.exists():
+            return None
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return None
+
     # --- removal ----------------------------------------------------------------------------------
     def remove(self, timeout_s: float = 5.0) -> None:
         """Remove this node's directories once its processes are gone."""

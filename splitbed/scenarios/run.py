@@ -26,6 +26,7 @@ from splitbed import __version__
 from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
+from splitbed.app.footprint import edge_footprint
 from splitbed.app.plans import plan_groups
 from splitbed.app.server import read_start
 from splitbed.codecs import CalibrationStore, get_codec
@@ -38,6 +39,7 @@ from splitbed.host.cache import cache_root
 from splitbed.host.capabilities import probe
 from splitbed.host.containers import Container, ImageInfo, check_daemon, inspect_image
 from splitbed.host.images import source_digest
+from splitbed.host.memory import MIB
 from splitbed.host.state import EmulationLock, RunState, cleanup_dead_runs
 from splitbed.models import get_model
 from splitbed.models.datasets import FASHION_MNIST_DIR, batches, calibration_samples, load_dataset
@@ -96,6 +98,7 @@ class Run:
                 if plan["split"] != EDGE_ONLY:
                     get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
         self.edge_profile = get_profile(data["nodes"]["edge"]["device"])
+        self.edge_memory_mb = data["nodes"]["edge"].get("memory_mb", self.edge_profile.memory_mb)
         self.server_profile = get_profile(data["nodes"]["server"]["device"])
         self.images = self.check_images()
         self.containers: dict[str, Container] = {}
@@ -180,10 +183,12 @@ class Run:
         captures = []
         status = "interrupted"
         try:
+            self.check_memory(None, full=False)  # what is known without calibrations: refused at once
             device = self.calibrate_device(cgroups)
             self.check_capacity(device)
             self.calibrate_codecs()
             profile = self.aglop_profile(device, cgroups)
+            self.check_memory(profile)
             self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
             network = EmulatedNetwork(self.network_spec, self.backend, state)
             network.containers = self.start_containers(network, state)
@@ -214,10 +219,15 @@ class Run:
         steps += [(f"remove container {c.name}", c.remove) for c in self.containers.values()]
         usage: dict = {}
 
+        memory: dict = {}
+
         def account():
             for group in cgroups.groups:
                 try:
                     usage[group.name] = group.cpu_usage_s()
+                    peak = group.memory_peak_bytes()
+                    memory[group.name] = {"peak_mb": None if peak is None else round(peak / MIB, 1),
+                                          "oom_kills": group.oom_kills()}
                 except OSError as err:
                     usage[group.name] = f"unreadable: {err}"
 
@@ -229,7 +239,7 @@ class Run:
                 step()
             except Exception as err:  # keep going: the state file still lists what is left for --cleanup
                 problems.append(f"{name}: {type(err).__name__}: {err}")
-        self.write_manifest(status=status, node_cpu_seconds=usage, teardown_problems=problems,
+        self.write_manifest(status=status, node_cpu_seconds=usage, node_memory=memory, teardown_problems=problems,
                             finished_utc=datetime.datetime.now(datetime.timezone.utc).isoformat())
         for problem in problems:
             print(f"warning: {problem} (then: sudo python run_scenario.py --cleanup)", file=sys.stderr)
@@ -244,7 +254,7 @@ class Run:
         if profile.constrained:
             self.say(f"calibrating the CPU quota for {profile.name} (refined from this machine's cache)")
         result = node_settings(profile, cgroups)
-        self.write_manifest(edge_device=result, memory_mb=profile.memory_mb)
+        self.write_manifest(edge_device=result, memory_mb=self.edge_memory_mb)
         return result
 
     def check_capacity(self, device: dict) -> None:
@@ -272,6 +282,33 @@ class Run:
             raise UserError(message, where=str(self.scenario.path),
                             fix="fewer edges, a slower device, a larger machine, or --oversubscribe to run anyway")
         self.say(f"warning: {message}; running anyway (--oversubscribe), recorded in the manifest")
+
+    def edge_inputs(self) -> int:
+        return min(self.workload["requests"] + self.workload["warmup"], MAX_INPUTS)
+
+    def check_memory(self, profile: Path | None, full: bool = True) -> None:
+        """The edge program's memory, predicted from the model, the options it may run and its inputs
+        (splitbed.app.footprint), stated and recorded before any node starts; refused (exit 2) when it
+        exceeds the device's memory, where the node would be killed at its limit mid-run. full=False:
+        without the codecs' state (before calibrations), a first check that costs nothing to fail."""
+        options = [(p["split"], p.get("codec", "") if p["split"] != EDGE_ONLY else "", p.get("params", {}))
+                   for p in self.plans if p.get("type", "fixed") == "fixed"] if full else []
+        if profile is not None:
+            options += [(o["split"], o["codec"], o["params"]) for o in json.loads(profile.read_text())["options"]]
+        uplink = self.traces.get("uplink")
+        footprint = edge_footprint(self.model, options, self.edge_inputs(), CalibrationStore(),
+                                   len(uplink.start_s) if uplink is not None else 0)
+        limit_mb = self.edge_memory_mb
+        self.write_manifest(edge_memory={**footprint.to_dict(), "limit_mb": limit_mb})
+        if full:
+            self.say(f"edge memory: {footprint.describe()} predicted"
+                     + (f", of the device's {limit_mb} MB" if limit_mb else ""))
+        if limit_mb and footprint.total > limit_mb * MIB:
+            raise UserError(f"the edge program needs {footprint.describe()}, more than the node's {limit_mb} MB "
+                            f"({self.edge_profile.name}): it would be killed at its memory limit",
+                            where=str(self.scenario.path),
+                            fix="fewer distinct inputs (workload.requests), fewer DISC options (fixed plans "
+                                "instead of a planner), or a device with more memory")
 
     def calibrate_codecs(self) -> None:
         store = CalibrationStore()
@@ -361,8 +398,7 @@ class Run:
         """One edge program per edge node, in its cgroups at the device's CPU (its governor goes into
         `governors`); each runs every plan in turn."""
         uplink = self.scenario["links"].get("uplink", {})
-        count = self.workload["requests"] + self.workload["warmup"]
-        references = self.references(min(count, MAX_INPUTS))
+        references = self.references(self.edge_inputs())
         edges = []
         for name in network.edge_names:
             config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
@@ -379,8 +415,8 @@ class Run:
             if governor is not None:
                 state.process(governor.pid)
                 governors[name] = governor
-            if self.edge_profile.memory_mb:
-                group.set_memory(self.edge_profile.memory_mb << 20)
+            if self.edge_memory_mb:
+                group.set_memory(self.edge_memory_mb << 20)
             argv = self.python_in(network, name, "splitbed.app.edge", "--config", str(path), "--node", name)
             process = group.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             state.process(process.pid)
@@ -411,8 +447,8 @@ class Run:
         finished = []
         try:
             for group in plan_groups(self.plans):
-                for process in edges:
-                    self.expect(process, "ready")
+                for name, process in zip(network.edge_names, edges, strict=True):
+                    self.expect_from(name, process, "ready", cgroups)
                 label = "+".join(plan["name"] for plan in group)
                 for plan in group:
                     self.say(f"plan {plan['name']}: " + (
@@ -432,8 +468,8 @@ class Run:
                         process.stdin.write(f"go {int(run_start * 1e9)}\n")
                         process.stdin.flush()
                     with self.progress_bar(label, len(edges) * len(group), run_start) as advance:
-                        for process in edges:
-                            finished += self.expect(process, "finished", advance)
+                        for name, process in zip(network.edge_names, edges, strict=True):
+                            finished += self.expect_from(name, process, "finished", cgroups, advance, run_start)
                 finally:
                     if replayer:
                         replayer.stop()
@@ -468,6 +504,21 @@ class Run:
 
             yield advance
 
+    def expect_from(self, node: str, process, key: str, cgroups: CgroupManager, progress=lambda n: None,
+                    run_start: float | None = None):
+        """expect(), and when the edge program stops first: which node, when and why, in the manifest
+        (node_failures) and in the error; the kernel's OOM kill is read from the node's cgroup."""
+        try:
+            return self.expect(process, key, progress)
+        except EdgeStopped as err:
+            group = next((g for g in cgroups.groups if g.name == node), None)
+            at_s = None if run_start is None else round(time.monotonic() - run_start, 1)
+            failure = describe_stop(node, key, err.code, group, self.edge_memory_mb, at_s)
+            self.write_manifest(node_failures=[*self.manifest.get("node_failures", []), failure])
+            at = "" if at_s is None else f" {at_s} s into the replay"
+            raise RuntimeError(f"edge {node} stopped{at} before saying {key!r}: {failure['reason']}"
+                               + (f" (peak {failure['peak_mb']} MB)" if failure["peak_mb"] else "")) from None
+
     @staticmethod
     def expect(process, key: str, progress=lambda n: None):
         """Read the edge program's JSON lines until one has `key`; progress lines advance the bar."""
@@ -480,8 +531,23 @@ class Run:
                 return message[key]
             progress(1)
         code = process.wait()
-        hint = " (SIGKILL: over the node's memory limit? see the device's memory_mb)" if code == -9 else ""
-        raise RuntimeError(f"an edge program stopped (exit {code}) before saying {key!r}{hint}")
+        raise EdgeStopped(code)
+
+
+def describe_stop(node: str, key: str, code: int, group, limit_mb: int | None, at_s: float | None) -> dict:
+    """Why a node's program stopped, for the manifest: the kernel's OOM kills and the memory peak come
+    from its cgroup (a SIGKILL alone could be anything)."""
+    kills = group.oom_kills() if group is not None else None
+    peak = group.memory_peak_bytes() if group is not None else None
+    reason = f"killed by the kernel's OOM killer at its {limit_mb} MB memory limit" if kills else f"exit {code}"
+    return {"node": node, "waiting_for": key, "exit": code, "reason": reason, "oom_kills": kills,
+            "peak_mb": None if peak is None else round(peak / MIB, 1), "at_s": at_s}
+
+
+class EdgeStopped(RuntimeError):
+    def __init__(self, code: int):
+        super().__init__(f"an edge program stopped (exit {code})")
+        self.code = code
 
 
 def unique_folder(path: Path) -> Path:

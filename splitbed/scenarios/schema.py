@@ -34,7 +34,7 @@ PLAN_TYPES = tuple(POLICIES)
 SCHEMA = {
     "name": str,
     "topology": {"kind": str, "edges": int},
-    "nodes": {"edge": {"device": str, "image": str}, "server": {"device": str, "image": str}},
+    "nodes": {"edge": {"device": str, "image": str, "memory_mb": int}, "server": {"device": str, "image": str}},
     "links": {"uplink": LINK, "downlink": LINK, "wan_up": LINK, "wan_down": LINK},
     "backend": str,
     "model": str,
@@ -56,7 +56,7 @@ RANGES = {
     "trace_offset_s": (0, 1e7), "bin_ms": (1, 60_000), "floor_mbit": (0, 1e5), "requests": (1, 1_000_000),
     "warmup": (0, 10_000), "interval_s": (0, 3600), "deadline_s": (1e-3, 3600), "duration_s": (1e-3, 7 * 86400),
     "budget_pts": (1e-4, 100), "hysteresis_pct": (0, 1000), "explore_pct": (0, 1000), "probe_interval_s": (1e-3, 3600),
-    "seed": (0, 2**32 - 1),
+    "seed": (0, 2**32 - 1), "memory_mb": (16, 1 << 20),
 }
 MAX_FILE_BYTES = 1 << 20
 YAML12_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
