@@ -141,7 +141,7 @@ def summarise(run_dir: Path, trace: str, device: str, duration_s: float, delay_m
         row["expected_drop_pts"] = statistics.mean(drops) if mine and None not in drops else None
     trace_mean = load_trace(REPO / "traces" / "pensieve" / trace).mean_rate_over(0, duration_s)
     raw = [o for o in load_options(profile) if o.codec == "raw"]
-    predicted = LatencyModel(raw).predict(trace_mean, delay_ms)
+    predicted = LatencyModel(raw).predict(trace_mean, 2 * delay_ms)  # the same delay each way
     for row in out:
         row["original_po_by_split_predicted_ms"] = {o.split: round(float(p), 1) for o, p in zip(raw, predicted, strict=True)}
         row["trace_mean_mbps"] = trace_mean / 1e6

@@ -19,6 +19,7 @@ from splitbed.aglop.online import (
     STALLED_SAMPLE_MS,
     BandwidthEstimator,
     EstimatingPolicy,
+    KnownPath,
     ModelJudge,
     OraclePolicy,
     make_policy,
@@ -59,13 +60,13 @@ def synthetic_options(seed: int, count: int = 40) -> list[Option]:
     return options
 
 
-def brute_force(options, rate_bps, one_way_ms, budget):
+def brute_force(options, rate_bps, rtt_ms, budget):
     def e2e(o):
         if not o.offloads:
             return o.head_ms
         payload = o.bytes_mean + 80
         bits = 8 * (payload + 66 * -(-payload // 1448))
-        return o.head_ms + o.encode_ms + bits / rate_bps * 1e3 + 2 * one_way_ms + o.decode_ms + o.tail_ms
+        return o.head_ms + o.encode_ms + bits / rate_bps * 1e3 + rtt_ms + o.decode_ms + o.tail_ms
     allowed = [o for o in options if o.drop_pts < budget]
     return min(allowed, key=e2e), min(map(e2e, allowed))
 
@@ -73,9 +74,9 @@ def brute_force(options, rate_bps, one_way_ms, budget):
 @pytest.mark.parametrize("seed", range(5))
 def test_search_is_exact_and_respects_the_accuracy_budget(seed):
     options = synthetic_options(seed)
-    for rate, delay, budget in itertools.product((2e5, 1e6, 5e6, 1e8), (0, 20, 80), (0.5, 1.0, 5.0)):
-        decision = Planner(options, budget).choose(rate, delay)
-        best, best_ms = brute_force(options, rate, delay, budget)
+    for rate, rtt, budget in itertools.product((2e5, 1e6, 5e6, 1e8), (0, 40, 160), (0.5, 1.0, 5.0)):
+        decision = Planner(options, budget).choose(rate, rtt)
+        best, best_ms = brute_force(options, rate, rtt, budget)
         assert decision.predicted_ms == pytest.approx(best_ms)
         assert decision.option.drop_pts < budget
         assert decision.option is best
@@ -91,11 +92,11 @@ def test_slow_links_make_the_planner_stay_on_the_device_and_fast_links_offload()
     options = [Option("edge-only", "", head_ms=100),
                Option("block5", "disc", {"step": 0.3}, bytes_mean=1500, head_ms=30, encode_ms=2, decode_ms=1, tail_ms=8)]
     model = LatencyModel(options)
-    fast, slow = model.predict(10e6, 10), model.predict(0.1e6, 10)
+    fast, slow = model.predict(10e6, 20), model.predict(0.1e6, 20)
     assert fast[1] < fast[0] and slow[0] < slow[1]
     planner = Planner(options)
-    assert planner.choose(10e6, 10).option.split == "block5"
-    assert planner.choose(0.1e6, 10).option.split == "edge-only"
+    assert planner.choose(10e6, 20).option.split == "block5"
+    assert planner.choose(0.1e6, 20).option.split == "edge-only"
 
 
 def test_hysteresis_keeps_the_plan_through_estimate_noise_and_follows_a_real_change():
@@ -106,12 +107,12 @@ def test_hysteresis_keeps_the_plan_through_estimate_noise_and_follows_a_real_cha
     calm, jumpy = Planner(options, hysteresis_pct=10), Planner(options, hysteresis_pct=0)
     calm_choices, jumpy_choices = [], []
     for rate in 1.5e6 * (1 + 0.1 * rng.standard_normal(200)):
-        calm_choices.append(calm.choose(rate, 10).option.split)
-        jumpy_choices.append(jumpy.choose(rate, 10).option.split)
+        calm_choices.append(calm.choose(rate, 20).option.split)
+        jumpy_choices.append(jumpy.choose(rate, 20).option.split)
     def switches(choices):
         return sum(a != b for a, b in itertools.pairwise(choices))
     assert switches(calm_choices) < switches(jumpy_choices) / 4
-    assert calm.choose(20e6, 10).option.split == "block5" and calm.choose(0.2e6, 10).option.split == "edge-only"
+    assert calm.choose(20e6, 20).option.split == "block5" and calm.choose(0.2e6, 20).option.split == "edge-only"
 
 
 def test_estimator_ignores_idle_time_and_small_messages_and_drops_on_a_failure():
@@ -120,12 +121,25 @@ def test_estimator_ignores_idle_time_and_small_messages_and_drops_on_a_failure()
     # 20 KB that spent 20 ms + 10 ms delay on the link at 8 Mbit/s, ... then a minute of silence
     for now in (0.0, 0.1, 60.0):
         est.observe(20000, 10 + wire_bits(20000) / 8e6 * 1e3, 10.0, now)
-    assert est.one_way_ms() == 10.0
+    assert est.up_ms() == est.down_ms() == 10.0 and est.rtt_ms() == 20.0  # no TCP round trip yet: equal
     assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
     est.observe(MIN_SAMPLE_BYTES - 1, 10.01, 10.0, 61.0)  # too small and quick to say anything about the rate
     assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
     est.observe_failure(0, 10_000, 71.0)  # an outage: 10 s and nothing through
     assert est.rate_bps() < 8e6 * 0.1
+
+
+def test_an_asymmetric_path_is_measured_each_way_and_the_rate_from_the_uplinks_own_delay():
+    """40 ms up, 10 ms down (an LTE uplink): the reply's time gives the way down, TCP's smallest round
+    trip the sum; a transfer's time on the link is its uplink time less 40 ms, not less 10."""
+    est = BandwidthEstimator()
+    for now in (0.0, 0.5, 1.0):
+        est.observe(20000, 40 + wire_bits(20000) / 8e6 * 1e3, 10.0, now, tcp_rtt_ms=50.0)
+    assert est.down_ms() == 10.0 and est.up_ms() == 40.0 and est.rtt_ms() == 50.0
+    assert est.rate_bps() == pytest.approx(8e6, rel=1e-6)
+    link = Trace(np.zeros(1), np.array([8e6]), 1.0)
+    assert KnownPath(link, 40, 10).rtt_ms == 50 and KnownPath(link, 40, 10, wan_up_bps=2e6).carry_seconds(
+        0.0, 8e6) == pytest.approx(4.0)  # a slower WAN hop sets the pace
 
 
 def test_a_dip_leaves_the_estimate_once_its_sample_is_older_than_the_age_limit():
@@ -188,28 +202,28 @@ def test_edge_only_is_looked_at_again_and_its_looks_replace_the_profile():
     block11 = Option("block11", "disc", {"step": 0.4}, bytes_mean=2300, head_ms=75, encode_ms=0.2, decode_ms=0.2,
                      tail_ms=5)
     planner = Planner([local, block11], explore_pct=15)
-    rate, delay = 1e6, 2.0  # block11 about 104.5 ms predicted
-    assert planner.choose(rate, delay).option is block11
+    rate, rtt = 1e6, 4.0  # block11 about 104.5 ms predicted
+    assert planner.choose(rate, rtt).option is block11
     planner.observe(block11, {"head": 75.0, "tail": 5.0}, 2380)
-    look = planner.choose(rate, delay)
+    look = planner.choose(rate, rtt)
     assert look.option is local and look.explored
     planner.observe(local, {"head": 112.0})  # jitter: it runs at 94 most of the time
-    assert float(planner.model.predict(rate, delay, planner.drift)[0]) == pytest.approx(112.0, rel=1e-6)  # the look, not the profile
+    assert float(planner.model.predict(rate, rtt, planner.drift)[0]) == pytest.approx(112.0, rel=1e-6)  # the look, not the profile
     for _ in range(LOOK_SPACING):
-        assert planner.choose(rate, delay).option is block11
+        assert planner.choose(rate, rtt).option is block11
         planner.observe(block11, {"head": 75.0, "tail": 5.0}, 2380)
-    second = planner.choose(rate, delay)
+    second = planner.choose(rate, rtt)
     assert second.option is local and second.explored
     planner.observe(local, {"head": 94.0})
-    assert float(planner.model.predict(rate, delay, planner.drift)[0]) == pytest.approx(103.0, rel=1e-6)  # the looks' mean
-    chosen = planner.choose(rate, delay)
+    assert float(planner.model.predict(rate, rtt, planner.drift)[0]) == pytest.approx(103.0, rel=1e-6)  # the looks' mean
+    chosen = planner.choose(rate, rtt)
     assert chosen.option is local and not chosen.explored  # now chosen on its own
     # never more than EXPLORE_LOOKS looks, however close edge-only stays
     close = Planner([Option("edge-only", "", head_ms=110), block11], explore_pct=15)
-    close.choose(rate, delay)
+    close.choose(rate, rtt)
     looks = 0
     for _ in range(10 * LOOK_SPACING):
-        decision = close.choose(rate, delay)
+        decision = close.choose(rate, rtt)
         looks += decision.explored
         close.observe(decision.option, {"head": 110.0} if not decision.option.offloads else {"head": 75.0, "tail": 5.0},
                       0 if not decision.option.offloads else 2380)
@@ -223,7 +237,7 @@ def test_oracle_and_neurosurgeon_plans():
         Option("block5", "raw", bytes_mean=80_000, head_ms=30, tail_ms=8),
         Option("block5", "disc", {"step": 0.3}, bytes_mean=1500, drop_pts=0.4, head_ms=30, encode_ms=2, tail_ms=8))]}
     link = Trace(np.array([0.0, 10.0]), np.array([50e6, 0.1e6]), 20.0, loop=False)
-    oracle = make_policy({"type": "oracle"}, profile, link, one_way_ms=5)
+    oracle = make_policy({"type": "oracle"}, profile, KnownPath(link, up_ms=5, down_ms=5))
     assert isinstance(oracle, OraclePolicy)
     assert oracle.choose(1.0).option.codec == "disc" and oracle.choose(11.0).option.split == "edge-only"
     neurosurgeon = make_policy({"type": "neurosurgeon"}, profile)
@@ -323,12 +337,12 @@ def test_the_planner_follows_compute_drift_seen_in_answered_requests():
     local = Option("edge-only", "", head_ms=100)
     offload = Option("block5", "disc", bytes_mean=1500, head_ms=30, encode_ms=2, decode_ms=1, tail_ms=8)
     planner = Planner([local, offload])
-    assert planner.choose(1e6, 40).option is local  # 100 ms here vs 30 + 2 + 13 + 80 + 9 = 134 ms there
+    assert planner.choose(1e6, 80).option is local  # 100 ms here vs 30 + 2 + 13 + 80 + 9 = 134 ms there
     for _ in range(20):  # the edge turns out twice as slow as profiled (the host's speed drifted)
         planner.observe(local, {"head": 200.0})
     assert planner.drift.of("head", local) == pytest.approx(2.0, rel=0.02)
     assert planner.drift.of("head", offload) == pytest.approx(2.0, rel=0.02)  # the host's scale, carried over
-    decision = planner.choose(1e6, 40)
+    decision = planner.choose(1e6, 80)
     assert decision.option is offload and decision.predicted_ms == pytest.approx(2 * 30 + 2 + 13.5 + 80 + 9, abs=1)
     planner.observe(Option("stem", "raw", head_ms=0.1), {"head": 50.0})  # too short to say anything
     assert planner.drift.scale["head"] == pytest.approx(2.0, rel=0.02)
@@ -342,18 +356,18 @@ def test_one_hiccup_moves_the_prediction_by_a_bounded_step_and_a_lasting_change_
     local = Option("edge-only", "", head_ms=58)
     offload = Option("server-only", "jpeg", bytes_mean=15000, head_ms=0.0, encode_ms=2, decode_ms=2, tail_ms=39)
     planner = Planner([local, offload], hysteresis_pct=4)
-    rate, delay = 20e6, 20.0
+    rate, rtt = 20e6, 40.0
     for _ in range(10):
-        assert planner.choose(rate, delay).option is local
+        assert planner.choose(rate, rtt).option is local
         planner.observe(local, {"head": 58.0})
     planner.observe(local, {"head": 200.0})
-    predicted = float(planner.model.predict(rate, delay, planner.drift)[0])
+    predicted = float(planner.model.predict(rate, rtt, planner.drift)[0])
     assert predicted == pytest.approx(58 * (1 - ProfileDrift.SMOOTHING + ProfileDrift.SMOOTHING * ProfileDrift.MAX_STEP),
                                       rel=1e-6)
-    assert planner.choose(rate, delay).option is local
+    assert planner.choose(rate, rtt).option is local
     for _ in range(8):  # the host now runs the edge at 3x for good
         planner.observe(local, {"head": 174.0})
-    assert planner.drift.of("head", local) > 2 and planner.choose(rate, delay).option is offload
+    assert planner.drift.of("head", local) > 2 and planner.choose(rate, rtt).option is offload
 
 
 def test_drift_of_one_option_stays_with_it_once_another_is_seen():
@@ -382,7 +396,7 @@ def test_sizes_follow_the_runs_inputs_per_codec_setting_else_per_codec():
     assert planner.drift.size_of(jpeg85) == pytest.approx(1.4, rel=0.01)
     assert planner.drift.size_of(jpeg95) == pytest.approx(1.4, rel=0.01)  # never run: the codec's
     assert planner.drift.size_of(disc) == planner.drift.size_of(raw) == 1.0
-    fast = planner.model.stages(8e6, 5, planner.drift)["transfer"]
+    fast = planner.model.stages(8e6, 10, planner.drift)["transfer"]
     assert fast[0] == pytest.approx(float(wire_bits(14_000)) / 8e6 * 1e3 + 10, rel=1e-6)
 
 
@@ -391,7 +405,7 @@ def test_slow_start_after_idle_adds_round_trips_only_when_the_window_runs_out():
 
     def time_ms(message_bytes, window=None):
         bits, count = np.array([float(wire_bits(message_bytes))]), np.array([float(segments(message_bytes))])
-        return float(transfer_ms(bits, count, rate, rtt_ms / 2, window)[0])
+        return float(transfer_ms(bits, count, rate, rtt_ms, window)[0])
 
     def segment_ms(message_bytes):
         return float(wire_bits(message_bytes) / segments(message_bytes)) / rate * 1e3
@@ -453,25 +467,25 @@ def test_edge_only_never_run_is_tried_once_when_close_and_its_measured_time_take
     local = Option("edge-only", "", head_ms=71)
     block11 = Option("block11", "disc", {"step": 0.4}, bytes_mean=2300, head_ms=40, encode_ms=0.2, decode_ms=0.2, tail_ms=5)
     planner = Planner([local, block11], explore_pct=15)
-    rate, delay = 1.4e6, 2.0  # block11 ~64 ms predicted, edge-only 71 (within 15%)
-    first = planner.choose(rate, delay)
+    rate, rtt = 1.4e6, 4.0  # block11 ~64 ms predicted, edge-only 71 (within 15%)
+    first = planner.choose(rate, rtt)
     assert first.option is block11 and not first.explored
     planner.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
-    second = planner.choose(rate, delay)
+    second = planner.choose(rate, rtt)
     assert second.option is local and second.explored
     planner.observe(local, {"head": 55.0})  # it runs at 55 ms, not 71
-    assert all(planner.choose(rate, delay).option is local for _ in range(5))
+    assert all(planner.choose(rate, rtt).option is local for _ in range(5))
     far = Planner([local, block11], explore_pct=15)
-    far.choose(100e6, 2.0)
+    far.choose(100e6, 4.0)
     far.observe(block11, {"head": 40.0, "tail": 5.0}, 2300 + 80)
-    assert not far.choose(100e6, 2.0).explored  # edge-only is not within 15% of 47 ms
-    assert not Planner([local, block11]).choose(rate, delay).explored  # off unless asked
+    assert not far.choose(100e6, 4.0).explored  # edge-only is not within 15% of 47 ms
+    assert not Planner([local, block11]).choose(rate, rtt).explored  # off unless asked
     # one way only: from edge-only, an offloading option predicted close is not tried
     slow_local = Option("edge-only", "", head_ms=60)
     from_local = Planner([slow_local, block11], explore_pct=15)
-    assert [from_local.choose(rate, delay) for _ in range(2)][-1].option is slow_local  # 60 ms vs block11's 64
+    assert [from_local.choose(rate, rtt) for _ in range(2)][-1].option is slow_local  # 60 ms vs block11's 64
     from_local.observe(slow_local, {"head": 60.0})
-    assert not any(from_local.choose(rate, delay).explored for _ in range(5))
+    assert not any(from_local.choose(rate, rtt).explored for _ in range(5))
 
 
 def outage_profile() -> dict:
@@ -489,7 +503,7 @@ def test_through_an_outage_the_judge_and_the_oracle_wait_for_the_link_and_stay_s
     computed over the trace's bins (the judge once built an array per millisecond of the predicted
     time, 1 bit/s in an outage: 147 million floats for one 18 KB message)."""
     link = Trace(np.array([0.0, 0.5, 1.5, 3.0, 4.0]), np.array([5e6, 0.0, 5e6, 0.0, 5e6]), 5.0)
-    judge = ModelJudge(outage_profile(), link, one_way_ms=5, deadline_s=30)
+    judge = ModelJudge(outage_profile(), KnownPath(link, 5, 5), deadline_s=30)
     disc = Option("block5", "disc", {"step": 0.3})
     tracemalloc.start()
     judged = judge.stages(disc, 0.6, ProfileDrift(), None, 18_080)
@@ -498,10 +512,11 @@ def test_through_an_outage_the_judge_and_the_oracle_wait_for_the_link_and_stay_s
     assert peak < 1 << 20
     # 0.9 s of outage left, then 18 KB and its headers at 5 Mbit/s (~30 ms), then the delay both ways
     assert 900 + 29 < judged["transfer"] < 900 + 35 + 10 + 1
-    in_outage = make_policy({"type": "oracle"}, outage_profile(), link, one_way_ms=5)
+    in_outage = make_policy({"type": "oracle"}, outage_profile(), KnownPath(link, 5, 5))
     assert in_outage.choose(0.6).option.split == "edge-only"  # nothing crosses for 0.9 s
     assert in_outage.choose(1.6).option.codec == "disc"
     never = Trace(np.array([0.0, 1.0]), np.array([5e6, 0.0]), 2.0, loop=False)  # ends in an outage
-    assert ModelJudge(outage_profile(), never, 5, 30).stages(disc, 1.5, ProfileDrift(), None, 18_080)[
+    assert ModelJudge(outage_profile(), KnownPath(never, 5, 5), 30).stages(disc, 1.5, ProfileDrift(), None, 18_080)[
         "transfer"] == pytest.approx(30_000 + 10, rel=0.01)  # the deadline, not infinity
-    assert make_policy({"type": "oracle"}, outage_profile(), never, 5).choose(1.5).option.split == "edge-only"
+    assert make_policy({"type": "oracle"}, outage_profile(), KnownPath(never, 5, 5)).choose(1.5).option.split == \
+        "edge-only"

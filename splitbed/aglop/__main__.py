@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nplanner's choice (under 1 point, one-way delay {args.delay_ms} ms):")
     for mbps in (float(x) for x in args.mbps.split(",")):
         planner.current = None
-        d = planner.choose(mbps * 1e6, args.delay_ms)
+        d = planner.choose(mbps * 1e6, 2 * args.delay_ms)
         print(f"  {mbps:>5} Mbit/s: {d.option.split} {d.option.codec} {json.dumps(d.option.params)} "
               f"-> {d.predicted_ms:.1f} ms predicted")
     if args.sweep:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for delay in (2, 5, 10, 20):
                 for window in (10, None):
                     planner.current = None
-                    o = planner.choose(mbps * 1e6, delay, window).option
+                    o = planner.choose(mbps * 1e6, 2 * delay, window).option  # the delay each way
                     chosen[f"{o.split} {o.codec} {json.dumps(o.params)}".replace("  ", " ")] += 1
         print("\noptions chosen on 60 rates (0.3-200 Mbit/s) x 4 delays (2-20 ms) x 2 windows:")
         for option, count in chosen.most_common():

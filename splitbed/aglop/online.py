@@ -2,11 +2,14 @@
 
 The bandwidth estimator (what AGLOP and the Neurosurgeon baseline see; the oracle reads the trace):
 - a sample is one transfer (a request or a probe) of at least MIN_SAMPLE_BYTES, or of any size that
-  spent at least MIN_SAMPLE_MS on the link: its wire bits over that time, uplink_ms minus the one-way
+  spent at least MIN_SAMPLE_MS on the link: its wire bits over that time, uplink_ms minus the uplink's
   delay. The second rule lets the small DISC messages of a slow link count: once the link collapses
   they take 100 ms and more, and they are the only traffic AGLOP still sends;
-- the one-way delay is the smallest recent downlink time: replies are a few hundred bytes, so their
-  time is nearly all delay (this assumes the two directions have the same delay);
+- the path's delays: downward, the smallest recent downlink time (replies are a few hundred bytes, so
+  their time is nearly all delay); upward, TCP's own smallest round trip on the connection (the
+  kernel's tcpi_min_rtt) less that; the uplink's delay is what a sample's time on the link excludes.
+  The two directions may differ (an LTE uplink, a WAN hop); before TCP has a round trip, they are
+  taken as equal;
 - the estimate is the total bits over the total time of the last WINDOW samples that are at most
   MAX_SAMPLE_AGE_S older than the newest: a byte-weighted harmonic mean, as rate-based video
   adaptation uses. Only transfer time enters, never the wall clock between requests, so idle gaps do
@@ -76,11 +79,20 @@ class BandwidthEstimator:
     def __init__(self, window: int = WINDOW, max_age_s: float | None = MAX_SAMPLE_AGE_S):
         self.samples: deque[tuple[float, float, float]] = deque(maxlen=window)  # (taken at, bits, seconds on the link)
         self.max_age_s = max_age_s
-        self.delays: deque[float] = deque(maxlen=DELAY_WINDOW)
+        self.delays: deque[float] = deque(maxlen=DELAY_WINDOW)  # downlink times of answered transfers
+        self.round_trips: deque[float] = deque(maxlen=DELAY_WINDOW)  # TCP's smallest round trip, as read
         self.last_sample_s: float | None = None
 
-    def one_way_ms(self) -> float:
+    def down_ms(self) -> float:
         return min(self.delays) if self.delays else 0.0
+
+    def up_ms(self) -> float:
+        if not self.round_trips:
+            return self.down_ms()
+        return max(min(self.round_trips) - self.down_ms(), 0.0)
+
+    def rtt_ms(self) -> float:
+        return self.up_ms() + self.down_ms()
 
     def rate_bps(self) -> float | None:
         if not self.samples:
@@ -92,10 +104,13 @@ class BandwidthEstimator:
         return bits / max(seconds, 1e-4)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
-                window: float | None = None) -> None:
-        """`window`: the segments the connection could send at once when this transfer started."""
+                window: float | None = None, tcp_rtt_ms: float | None = None) -> None:
+        """`window`: the segments the connection could send at once when this transfer started;
+        `tcp_rtt_ms`: the connection's smallest round trip as TCP measured it (None: unknown)."""
         self.delays.append(downlink_ms)
-        on_link_ms = uplink_ms - self.one_way_ms()
+        if tcp_rtt_ms:
+            self.round_trips.append(tcp_rtt_ms)
+        on_link_ms = uplink_ms - self.up_ms()
         if window and segments(message_bytes) > window and on_link_ms < STALLED_SAMPLE_MS:
             return
         if message_bytes >= MIN_SAMPLE_BYTES or on_link_ms >= MIN_SAMPLE_MS:
@@ -126,7 +141,7 @@ class FixedPolicy:
         return Choice(self.option)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
-                window: float | None = None) -> None:
+                window: float | None = None, tcp_rtt_ms: float | None = None) -> None:
         pass
 
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
@@ -167,14 +182,14 @@ class EstimatingPolicy(PlannedPolicy):
     def choose(self, now_s: float, window: float | None = None) -> Choice:
         started = time.perf_counter_ns()
         rate = self.estimator.rate_bps() or 1e6  # only before the first probe has answered
-        decision = self.planner.choose(rate, self.estimator.one_way_ms(), window)
+        decision = self.planner.choose(rate, self.estimator.rtt_ms(), window)
         self.decision_ms.append((time.perf_counter_ns() - started) / 1e6)
         self.decision_ms_max = max(self.decision_ms_max, self.decision_ms[-1])
         return Choice(decision.option, decision.predicted_ms, rate)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
-                window: float | None = None) -> None:
-        self.estimator.observe(message_bytes, uplink_ms, downlink_ms, now_s, window)
+                window: float | None = None, tcp_rtt_ms: float | None = None) -> None:
+        self.estimator.observe(message_bytes, uplink_ms, downlink_ms, now_s, window, tcp_rtt_ms)
 
     def observe_failure(self, message_bytes: int, waited_ms: float, now_s: float) -> None:
         self.estimator.observe_failure(message_bytes, waited_ms, now_s)
@@ -184,31 +199,51 @@ class EstimatingPolicy(PlannedPolicy):
         return last is None or now_s - last >= self.probe_interval_s
 
 
-class OraclePolicy(PlannedPolicy):
-    """Knows the uplink's trace and delay: the same planner, each option's transfer taken at the rate the
-    trace will give it from now on (an outage delays a transfer until the link carries it again). A
-    planner told the truth about the link, not a method a device could run."""
+@dataclass(frozen=True)
+class KnownPath:
+    """The path as the scenario built it: what the oracle plans on and the model's judge predicts with.
+    The uplink's trace (a constant one for a fixed rate), each direction's delay with its WAN hop's,
+    and the WAN uplink's rate where there is one (a message crosses the slower of the two)."""
 
-    def __init__(self, planner: Planner, link: Trace, one_way_ms: float):
-        self.planner, self.link, self.one_way = planner, link, one_way_ms
+    uplink: Trace
+    up_ms: float = 0.0
+    down_ms: float = 0.0
+    wan_up_bps: float | None = None
+
+    @property
+    def rtt_ms(self) -> float:
+        return self.up_ms + self.down_ms
+
+    def carry_seconds(self, t: float, bits):
+        seconds = self.uplink.carry_seconds(t, bits)
+        return np.maximum(seconds, np.asarray(bits, dtype=float) / self.wan_up_bps) if self.wan_up_bps else seconds
+
+
+class OraclePolicy(PlannedPolicy):
+    """Knows the path: the same planner, each option's transfer taken at the rate the uplink's trace
+    will give it from now on (an outage delays a transfer until the link carries it again) and the
+    path's true delays. A planner told the truth about the link, not a method a device could run."""
+
+    def __init__(self, planner: Planner, path: KnownPath):
+        self.planner, self.path = planner, path
 
     def choose(self, now_s: float, window: float | None = None) -> Choice:
-        decision = self.planner.choose(None, self.one_way, window, carry_s=lambda bits: self.link.carry_seconds(
-            now_s, bits))
-        return Choice(decision.option, decision.predicted_ms, float(self.link.rate_at(now_s)))
+        decision = self.planner.choose(None, self.path.rtt_ms, window,
+                                       carry_s=lambda bits: self.path.carry_seconds(now_s, bits))
+        return Choice(decision.option, decision.predicted_ms, float(self.path.uplink.rate_at(now_s)))
 
 
 class ModelJudge:
     """What the latency model predicts, stage by stage, for the option a request actually ran, told
     the truth it cannot know when planning: when the trace carries the message's actual size from the
-    request's start (waiting out outages, up to the deadline), the link's delay, with the compute drift
+    request's start (waiting out outages, up to the deadline), the path's delays, with the compute drift
     its plan has seen. Recorded for every method's requests, so the model's terms are judged on every
     option (not only on those a planner chose), apart from the rate estimate and from the spread of
     sizes between images. Its cost never follows the predicted time: the trace is integrated bin by bin."""
 
-    def __init__(self, profile: dict | None, link: Trace, one_way_ms: float, deadline_s: float):
+    def __init__(self, profile: dict | None, path: KnownPath, deadline_s: float):
         self.options = {o.key: o for o in load_options(profile)} if profile else {}
-        self.link, self.one_way, self.deadline_s = link, one_way_ms, deadline_s
+        self.path, self.deadline_s = path, deadline_s
 
     def stages(self, option: Option, now_s: float, drift: ProfileDrift, window: float | None,
                wire_bytes: int) -> dict | None:
@@ -220,9 +255,9 @@ class ModelJudge:
         if option.offloads:
             message = max(wire_bytes - REQUEST_OVERHEAD, 0)
             bits, count = np.array([float(wire_bits(message))]), np.array([float(segments(message))])
-            seconds = min(float(self.link.carry_seconds(now_s, bits[0])), self.deadline_s)
+            seconds = min(float(self.path.carry_seconds(now_s, bits[0])), self.deadline_s)
             rate = float(bits[0]) / max(seconds, 1e-9)  # the mean rate the transfer meets
-            out["transfer"] = float(transfer_ms(bits, count, rate, self.one_way, window)[0])
+            out["transfer"] = float(transfer_ms(bits, count, rate, self.path.rtt_ms, window)[0])
         return {stage: out[stage] for stage in STAGES}
 
 
@@ -231,7 +266,7 @@ def plan_options(plan: dict, profile: dict) -> list[Option]:
     return load_options(profile, plan.get("criterion", DEFAULT_CRITERION))
 
 
-def fixed_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> FixedPolicy:
+def fixed_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> FixedPolicy:
     """The plan's option, with its profiled sizes and times when the profile has it (so its compute
     drift is measured against them)."""
     option = Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {}))
@@ -239,29 +274,29 @@ def fixed_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_m
     return FixedPolicy(profiled.get(option.key, option))
 
 
-def aglop_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> EstimatingPolicy:
+def aglop_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> EstimatingPolicy:
     planner = Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", HYSTERESIS_PCT),
                       plan.get("explore_pct", 15.0))
     return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
 
 
-def neurosurgeon_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> EstimatingPolicy:
+def neurosurgeon_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> EstimatingPolicy:
     raw = [o for o in plan_options(plan, profile) if o.codec in ("raw", "")]
     return EstimatingPolicy(Planner(raw, plan.get("budget_pts", 1.0)), plan.get("probe_interval_s", 1.0))
 
 
-def oracle_policy(plan: dict, profile: dict | None, link: Trace | None, one_way_ms: float) -> OraclePolicy:
-    return OraclePolicy(Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), 0.0), link, one_way_ms)
+def oracle_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> OraclePolicy:
+    return OraclePolicy(Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), 0.0), path)
 
 
 # Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile
-# and, for the oracle only, the uplink's truth. Every type but `fixed` needs the profile.
+# and, for the oracle only, the path's truth. Every type but `fixed` needs the profile.
 POLICIES = {"fixed": fixed_policy, "aglop": aglop_policy, "neurosurgeon": neurosurgeon_policy,
             "oracle": oracle_policy}
 METHODS = tuple(name for name in POLICIES if name != "fixed")
 
 
-def make_policy(plan: dict, profile: dict | None, link: Trace | None = None, one_way_ms: float = 0.0):
-    """The policy a plan dict (as validated by the scenario schema) asks for; `link` (the uplink's
-    trace, or a constant one) and one_way_ms are the link's truth, for the oracle only."""
-    return POLICIES[plan.get("type", "fixed")](plan, profile, link, one_way_ms)
+def make_policy(plan: dict, profile: dict | None, path: KnownPath | None = None):
+    """The policy a plan dict (as validated by the scenario schema) asks for; `path` is the link's
+    truth, for the oracle only."""
+    return POLICIES[plan.get("type", "fixed")](plan, profile, path)

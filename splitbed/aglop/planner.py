@@ -1,16 +1,17 @@
 """The latency model and the exact search over options.
 
-Predicted end-to-end latency of an option, for an uplink rate estimate R and a one-way delay d, stage
-by stage (the stages of requests.csv):
+Predicted end-to-end latency of an option, for an uplink rate estimate R and the path's round-trip
+delay D = d_up + d_down (each direction's propagation delay, WAN hops included), stage by stage (the
+stages of requests.csv):
 
     edge-only:  head
     offloaded:  head + encode + transfer + decode + tail
-    transfer:   wire_bits(bytes) / R + 2 d, plus one round trip for every round in which TCP's send
+    transfer:   wire_bits(bytes) / R + D, plus one round trip for every round in which TCP's send
                 window runs out before the first acknowledgement is back (slow start, see below)
 
 wire_bits counts what the shaped link carries: the protocol header, and 66 bytes of Ethernet, IP and
-TCP header per 1448-byte segment. The reply is a few hundred bytes on its own link: only its delay d
-counts. Server queueing is taken as zero (one client per server in the scenarios planned for).
+TCP header per 1448-byte segment. The reply is a few hundred bytes on its own link: only its delay
+d_down counts. The two directions' delays need not be equal (an LTE uplink, a WAN hop). Server queueing is taken as zero (one client per server in the scenarios planned for).
 
 Slow start after idle: Linux restarts a connection's congestion window after it sat idle for longer
 than its retransmission timeout (net.ipv4.tcp_slow_start_after_idle, on by default), so a request sent
@@ -51,18 +52,18 @@ def wire_bits(message_bytes: np.ndarray | float) -> np.ndarray:
     return 8 * (payload + SEGMENT_OVERHEAD * np.ceil(payload / MSS))
 
 
-def transfer_ms(bits: np.ndarray, segment_count: np.ndarray, uplink_bps: float, one_way_ms: float,
+def transfer_ms(bits: np.ndarray, segment_count: np.ndarray, uplink_bps: float, rtt_ms: float,
                 window: float | None = None) -> np.ndarray:
-    """Send to reply: serialisation at R, the delay both ways, and one round trip per slow-start round
-    whose window (doubling from `window` segments) is sent before the first acknowledgement returns.
-    R is one rate, or one per message (the rate each meets on a traced link)."""
+    """Send to reply: serialisation at R, the delay up and back (rtt_ms), and one round trip per
+    slow-start round whose window (doubling from `window` segments) is sent before the first
+    acknowledgement returns. R is one rate, or one per message (the rate each meets on a traced link)."""
     rate = np.maximum(uplink_bps, 1.0)
-    base = bits / rate * 1e3 + 2 * one_way_ms
+    base = bits / rate * 1e3 + rtt_ms
     if window is None:
         return base
     # round k sends w 2^k segments and stalls for the ACKs while segments remain after it (n > w (2^(k+1) - 1))
     # and its segments leave in less than a round trip (w 2^k p < rtt): the first K = min of both counts
-    rtt = 2 * one_way_ms
+    rtt = rtt_ms
     w = max(float(window), 1.0)
     per_segment_ms = np.divide(bits, np.maximum(segment_count, 1)) / rate * 1e3
     with np.errstate(divide="ignore"):
@@ -186,7 +187,7 @@ class LatencyModel:
             self.drift_version = drift.version
         return {stage: self.profiled[stage] * self.scales[stage] for stage in COMPUTE_STAGES}
 
-    def stages(self, uplink_bps: float | None, one_way_ms: float, drift: ProfileDrift | None = None,
+    def stages(self, uplink_bps: float | None, rtt_ms: float, drift: ProfileDrift | None = None,
                window: float | None = None, carry_s=None) -> dict[str, np.ndarray]:
         """carry_s(bits) -> seconds, when given, is the link's truth: each option's message meets the
         mean rate that carries it (an outage delays it) instead of the one rate uplink_bps."""
@@ -194,13 +195,13 @@ class LatencyModel:
         if carry_s is not None:
             seconds = np.asarray(carry_s(self.bits), dtype=float)
             uplink_bps = np.divide(self.bits, seconds, out=np.full(len(self.bits), np.inf), where=seconds > 0)
-        network = transfer_ms(self.bits, self.segments, uplink_bps, one_way_ms, window)
+        network = transfer_ms(self.bits, self.segments, uplink_bps, rtt_ms, window)
         out["transfer"] = np.where(self.offloads, network, 0.0)
         return {stage: out[stage] for stage in STAGES}
 
-    def predict(self, uplink_bps: float | None, one_way_ms: float, drift: ProfileDrift | None = None,
+    def predict(self, uplink_bps: float | None, rtt_ms: float, drift: ProfileDrift | None = None,
                 window: float | None = None, carry_s=None) -> np.ndarray:
-        return sum(self.stages(uplink_bps, one_way_ms, drift, window, carry_s).values())
+        return sum(self.stages(uplink_bps, rtt_ms, drift, window, carry_s).values())
 
 
 @dataclass
@@ -248,10 +249,10 @@ class Planner:
         looked = self.looks > 0 and not option.offloads and not self.ran_edge_only
         self.drift.observe(option, measured, wire_bytes, profile_weighs=not looked)
 
-    def choose(self, uplink_bps: float | None, one_way_ms: float, window: float | None = None,
+    def choose(self, uplink_bps: float | None, rtt_ms: float, window: float | None = None,
                carry_s=None) -> Decision:
         """uplink_bps: the rate estimate; or carry_s(bits) -> seconds, the link's truth (see LatencyModel)."""
-        predicted = self.model.predict(uplink_bps, one_way_ms, self.drift, window, carry_s)
+        predicted = self.model.predict(uplink_bps, rtt_ms, self.drift, window, carry_s)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)
         chosen = self.current if keep else best

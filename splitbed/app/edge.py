@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splitbed.aglop.online import ModelJudge, make_policy, probe_bytes
+from splitbed.aglop.online import KnownPath, ModelJudge, make_policy, probe_bytes
 from splitbed.aglop.planner import STAGES as MODEL_STAGES
 from splitbed.aglop.profile import Option
 from splitbed.app import protocol
@@ -39,6 +39,7 @@ from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
 from splitbed.network.tcp_window import (
     congestion_control,
     connect,
+    min_rtt_ms,
     send_window,
     slow_start_after_idle,
 )
@@ -65,8 +66,11 @@ class Edge:
         self.references = config["references"]  # the uncompressed model's top-1 per sample (runner-computed)
         trace = config.get("trace")
         self.trace = load_link_trace(trace) if trace else None  # the uplink's, for rows
-        # the uplink's truth for the oracle and the model's judge: its trace, or its fixed rate
-        self.uplink = self.trace or Trace(np.zeros(1), np.array([config.get("uplink_rate_bps") or 1e9]), 1.0)
+        # the path's truth for the oracle and the model's judge: the uplink's trace (or its fixed rate),
+        # each direction's delay and a WAN uplink's rate
+        path = config.get("path", {})
+        uplink = self.trace or Trace(np.zeros(1), np.array([config.get("uplink_rate_bps") or 1e9]), 1.0)
+        self.path = KnownPath(uplink, path.get("up_ms", 0.0), path.get("down_ms", 0.0), path.get("wan_up_bps"))
         self.profile = json.loads(Path(config["profile"]).read_text()) if config.get("profile") else None
         self.heads: dict[str, torch.nn.Module] = {}
         self.run_start_ns = 0
@@ -167,7 +171,7 @@ class Edge:
             raise RuntimeError(f"server error: {reply.get('error')}")
         received, replied = int(reply["t_received"]), int(reply["t_sent"])
         policy.observe(size + protocol.HEADER.size, ms(sent, received), ms(replied, back),
-                       self.since_start_s(back), window)
+                       self.since_start_s(back), window, min_rtt_ms(sock))
 
     def run(self) -> int:
         with Path(self.config["csv"]).open("a", newline="") as f:
@@ -201,9 +205,8 @@ class PlanRun:
     def __init__(self, edge: Edge, plan: dict, group: list[PlanRun]):
         self.edge, self.plan, self.group = edge, plan, group
         self.workload = edge.config["workload"]
-        one_way_ms = edge.config.get("one_way_ms", 0.0)
-        self.policy = make_policy(plan, edge.profile, edge.uplink, one_way_ms)
-        self.judge = ModelJudge(edge.profile, edge.uplink, one_way_ms, self.workload.get("deadline_s", 10))
+        self.policy = make_policy(plan, edge.profile, edge.path)
+        self.judge = ModelJudge(edge.profile, edge.path, self.workload.get("deadline_s", 10))
         self.sock: socket.socket | None = None
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
@@ -243,7 +246,8 @@ class PlanRun:
             stages, fields = edge.request(self.sock, index, choice.option, started, wall_started)
             wire_bytes = fields["wire_bytes"]
             if choice.option.offloads:
-                self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window)
+                self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window,
+                                    min_rtt_ms(self.sock))
             # judged after the request (off its clock) but before this request's times update the drift
             judged = self.judge.stages(choice.option, edge.since_start_s(started), self.policy.drift, window,
                                        wire_bytes)

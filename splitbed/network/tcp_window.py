@@ -20,9 +20,9 @@ SYSCTL = Path("/proc/sys/net/ipv4/tcp_slow_start_after_idle")
 CONGESTION_SYSCTL = Path("/proc/sys/net/ipv4/tcp_congestion_control")
 AVAILABLE_SYSCTL = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 HOST_DEFAULT = "default"  # a scenario's tcp.congestion_control that leaves sockets at the namespace's default
-# struct tcp_info: 8 one-byte fields, then u32s; the ones read here, by byte offset
-RTO_US, LAST_DATA_SENT_MS, SND_CWND = 8, 44, 80
-TCP_INFO_BYTES = 104
+# struct tcp_info: 8 one-byte fields, then u32s (and u64s from 104); the ones read here, by byte offset
+RTO_US, LAST_DATA_SENT_MS, SND_CWND, MIN_RTT_US = 8, 44, 80, 148
+TCP_INFO_BYTES = 152
 
 
 def slow_start_after_idle() -> bool:
@@ -92,6 +92,19 @@ def restart_window(cwnd: int, rto_ms: float, idle_ms: float, restarts: bool = Tr
         window //= 2
         left -= rto_ms
     return max(window, INITIAL_WINDOW)
+
+
+def min_rtt_ms(sock: socket.socket) -> float | None:
+    """The smallest round trip TCP measured on `sock` (tcpi_min_rtt, Linux 4.10+; its SYN's included):
+    the path's delay up and back; None if the kernel will not say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+    except OSError:
+        return None
+    if len(info) < MIN_RTT_US + 4:
+        return None
+    (rtt_us,) = struct.unpack_from("I", info, MIN_RTT_US)
+    return rtt_us / 1e3 if 0 < rtt_us < 0xFFFFFFFF else None
 
 
 def send_window(sock: socket.socket, restarts: bool = True) -> int | None:

@@ -393,6 +393,17 @@ class Run:
             captures.append(process)
         return captures
 
+    def path_facts(self) -> dict:
+        """Each direction's delay between an edge and the server (its WAN hop's included in edge-cloud),
+        and the WAN uplink's rate: the truth the oracle plans on and the model's judge predicts with."""
+        links = self.scenario["links"]
+        hops = {"up": ["uplink"], "down": ["downlink"]}
+        if self.network_spec.kind == "edge-cloud":
+            hops = {"up": ["uplink", "wan_up"], "down": ["downlink", "wan_down"]}
+        delay = {way: sum(links.get(name, {}).get("delay_ms", 0.0) for name in names) for way, names in hops.items()}
+        wan_rate = links.get("wan_up", {}).get("rate_mbit") if self.network_spec.kind == "edge-cloud" else None
+        return {"up_ms": delay["up"], "down_ms": delay["down"], "wan_up_bps": wan_rate * 1e6 if wan_rate else None}
+
     def start_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
                     profile: Path | None, governors: dict) -> list:
         """One edge program per edge node, in its cgroups at the device's CPU (its governor goes into
@@ -405,7 +416,7 @@ class Run:
                       "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plans": self.plans,
                       "workload": self.workload, "csv": str(self.dir / "requests.csv"),
                       "trace": {k: uplink[k] for k in LINK_TRACE_FIELDS if k in uplink} if "trace" in uplink else None,
-                      "one_way_ms": uplink.get("delay_ms", 0.0), "tcp_congestion_control": self.congestion,
+                      "path": self.path_facts(), "tcp_congestion_control": self.congestion,
                       "uplink_rate_bps": uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None, "profile": str(profile) if profile else None,
                       "threads": device["threads"] or 1, "max_inputs": len(references), "references": references}
             path = self.dir / f"edge-{name}.json"
