@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --study: run here one after another (local), or on a Dask cluster")
     parser.add_argument("--address", help="with --engine dask: the scheduler, tcp://HOST:8786 or tls://HOST:8786")
     parser.add_argument("--retries", type=int, default=1, help="with --study: tries again after a lost worker")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="with --study: run again the runs whose edge was killed at its memory limit")
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke test of any scenario")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
@@ -92,7 +94,8 @@ def run_study_file(args: argparse.Namespace) -> int:
     if os.geteuid() != 0 and args.engine == "local":
         raise UserError("needs root for namespaces, qdiscs and cgroups", fix=f"run: sudo python run_scenario.py --study {args.study}")
     return run_study(study, Path(args.out) if args.out else None, engine=args.engine, address=args.address,
-                     retries=args.retries, quiet=args.quiet, oversubscribe=args.oversubscribe)
+                     retries=args.retries, quiet=args.quiet, oversubscribe=args.oversubscribe,
+                     retry_failed=args.retry_failed)
 
 
 

@@ -144,3 +144,23 @@ def test_aglops_memory_stays_flat_through_a_long_run_of_outages(tmp_path):
     settled = anon[times >= times.max() / 4]
     assert len(rows) > 300 and settled.max() - settled[: len(settled) // 10].max() < 4
     assert settled.max() <= manifest["edge_memory"]["total_mb"]
+
+
+def test_a_study_does_not_repeat_a_run_whose_edge_died_of_its_memory_limit(tmp_path, capsys):
+    from splitbed.scenarios.engines import run_study
+    from splitbed.scenarios.study import load_study
+
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(f"name: dead\nscenario: {REPO / 'scenarios' / 'fixed-bandwidth.yaml'}\n"
+                          "grid: {nodes.edge.device: [pi_zero_2w]}\n")
+    study = load_study(study_file)
+    folder = tmp_path / "out" / "runs" / study.runs[0].run_id
+    folder.mkdir(parents=True)
+    failure = {"node": "e1", "reason": "killed by the kernel's OOM killer at its 512 MB memory limit",
+               "oom_kills": 1, "at_s": 0.5}
+    (folder / "manifest.json").write_text(json.dumps({"status": "failed: RuntimeError: edge e1 stopped",
+                                                      "node_failures": [failure]}))
+    assert run_study(study, tmp_path / "out") == 0  # nothing run: that death would come again
+    assert "not repeated" in capsys.readouterr().out
+    runs = json.loads((tmp_path / "out" / "runs.json").read_text())
+    assert runs[study.runs[0].run_id]["status"].startswith("failed")

@@ -92,11 +92,21 @@ def unpack(data: bytes, folder: Path) -> None:
         tar.extractall(folder, filter="data")
 
 
-def is_complete(folder: Path) -> bool:
+def read_manifest(folder: Path) -> dict:
     try:
-        return json.loads((folder / "manifest.json").read_text()).get("status") == "complete"
+        return json.loads((folder / "manifest.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return False
+        return {}
+
+
+def is_complete(folder: Path) -> bool:
+    return read_manifest(folder).get("status") == "complete"
+
+
+def killed_at_its_limit(folder: Path) -> bool:
+    """The run's edge died of its memory limit: the same code on the same point would die again (run
+    ids follow the code's version), so a study does not try it again unless asked."""
+    return any(f.get("oom_kills") for f in read_manifest(folder).get("node_failures", []))
 
 
 def spec_of(study: Study, run: StudyRun, oversubscribe: bool) -> dict:
@@ -151,8 +161,9 @@ def run_dask(study: Study, todo: list[StudyRun], runs_dir: Path, oversubscribe: 
 
 
 def run_study(study: Study, out: Path | None, engine: str = "local", address: str | None = None, retries: int = 1,
-              quiet: bool = False, oversubscribe: bool = False) -> int:
-    """Run every run not complete in the study folder, then write study.csv/.md and plots from all of them."""
+              quiet: bool = False, oversubscribe: bool = False, retry_failed: bool = False) -> int:
+    """Run every run not complete in the study folder, then write study.csv/.md and plots from all of them.
+    A run whose edge was killed at its memory limit is kept as failed, not repeated, unless retry_failed."""
     def say(text: str) -> None:
         if not quiet:
             print(text, flush=True)
@@ -162,6 +173,12 @@ def run_study(study: Study, out: Path | None, engine: str = "local", address: st
     runs_dir.mkdir(parents=True, exist_ok=True)
     (folder / "study.yaml").write_text(study.path.read_text())
     todo = [run for run in study.runs if not is_complete(runs_dir / run.run_id)]
+    if not retry_failed:
+        dead = [run for run in todo if killed_at_its_limit(runs_dir / run.run_id)]
+        for run in dead:
+            say(f"run {run.run_id}: its edge was killed at its memory limit last time; not repeated "
+                "(--retry-failed to try again)")
+        todo = [run for run in todo if run not in dead]
     say(f"study {study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo)} already complete, "
         f"{len(todo)} to run on the {engine} engine; folder {folder}")
     results: dict = {}
