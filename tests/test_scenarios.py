@@ -269,3 +269,12 @@ def test_ctrl_c_keeps_rows_marks_the_manifest_and_cleans_up(tmp_path):
     assert 5 <= len(rows) < 400
     assert our_processes_and_namespaces() == before
     assert not list(Path("/run/splitbed").glob(f"intr-*-{runner.pid}.jsonl"))
+
+
+def test_every_csv_column_is_in_the_docs_table_and_named_in_the_readme():
+    from splitbed.app.breakdown import markdown_table
+
+    assert markdown_table() in (REPO / "docs" / "analysis.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    missing = [name for name in NAMES if f"`{name}`" not in readme and not name.startswith("model_")]
+    assert missing == [] and "`model_*_ms`" in readme
