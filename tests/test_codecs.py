@@ -194,19 +194,43 @@ def test_fuzz_random_bytes_only_raise_typed_errors(data):
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
-def test_fuzz_mutated_messages_only_raise_typed_errors(fmnist_disc, data):
+def test_fuzz_mutated_messages_decode_to_their_shape_or_raise_typed_errors(fmnist_disc, data):
+    """Up to 8 bytes of a message changed: the CRC-32 refuses it (nothing damaged decodes). Resealed with a
+    fresh CRC, as a damaging sender would, the codec's own decoder meets the damage and must return
+    float32 of the header's shape or raise a WireFormatError (CorruptPayload), never anything else."""
     _, store, cal, acts, _ = fmnist_disc
     name = data.draw(st.sampled_from(sorted(REGISTRY)))
     codec = get_codec(name, calibration=cal) if REGISTRY[name].needs_calibration else get_codec(name)
-    message = bytearray(codec.encode(acts[:1]))
+    original = codec.encode(acts[:1])
+    crc_at = len(original) - len(wire.unpack(original).payload) - 4
+    message = bytearray(original)
     for _ in range(data.draw(st.integers(1, 8))):
         position = data.draw(st.integers(0, len(message) - 1))
         message[position] = data.draw(st.integers(0, 255))
+    resealed = data.draw(st.booleans())
+    if resealed:
+        message[crc_at : crc_at + 4] = wire.checksum(bytes(message[:crc_at]), bytes(message[crc_at + 4 :]))
     try:
         out = decode(bytes(message), store)
-        assert out.shape == acts[:1].shape or out.ndim >= 0
     except WireFormatError:
-        pass  # typed: fine
+        return  # typed: the only acceptable failure (any other exception fails the test)
+    if not resealed:
+        assert bytes(message) == original, "a damaged message decoded: the CRC let it through"
+    header_shape = wire.unpack(bytes(message)).shape
+    assert out.shape == header_shape and out.dtype == np.float32, (name, out.shape, out.dtype, header_shape)
+
+
+def test_any_damage_to_a_disc_message_is_refused(fmnist_disc):
+    """rANS alone cannot tell every damaged stream from a valid one (test below); the wire format's CRC-32
+    over header and payload can: every cut, an added byte and every single-bit flip anywhere raise
+    WireFormatError, so the server answers a damaged request with an error, never with a prediction."""
+    _, store, cal, acts, _ = fmnist_disc
+    message = get_codec("disc", calibration=cal, step=1.0).encode(acts[:1])
+    flips = [message[:i] + bytes([message[i] ^ 1 << bit]) + message[i + 1 :]
+             for i in range(len(message)) for bit in range(8)]
+    for bad in [message[:n] for n in range(len(message))] + [message + b"\0"] + flips:
+        with pytest.raises(WireFormatError):
+            decode(bad, store)
 
 
 def test_calibrate_cli_writes_one_file_per_split(tmp_path):
@@ -226,9 +250,13 @@ def test_calibrate_cli_writes_one_file_per_split(tmp_path):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 3), st.integers(1, 200), st.floats(0.5, 0.9), st.integers(0, 2**31 - 1))
-def test_rans_round_trips_any_values_and_refuses_any_damage(items, count, deadzone, seed):
+def test_rans_round_trips_any_values_and_refuses_streams_it_cannot_finish(items, count, deadzone, seed):
     """The compiled coder against the numpy rule it fuses: dead-zone rounding, escapes of every
-    length (one byte, three bytes), two interleaved states; and any cut or flipped byte is caught."""
+    length (one byte, three bytes), two interleaved states. On damage, rANS refuses an added byte and any
+    stream it cannot finish, and never reads out of bounds, but its only other check is the final states:
+    a flipped bit can decode to other values (13% of all single-bit flips did on 300 of these streams;
+    a cut, none of 40k, though nothing guarantees it). Catching damage is the wire format's CRC-32:
+    test_any_damage_to_a_disc_message_is_refused."""
     from splitbed.codecs import rans
     from splitbed.codecs.disc import laplace_table
 
@@ -253,6 +281,7 @@ def test_rans_round_trips_any_values_and_refuses_any_damage(items, count, deadzo
     assert np.array_equal(decoded, expected.astype(np.float32))
     position = int(rng.integers(0, len(data)))
     damaged = data[:position] + bytes([data[position] ^ (1 << int(rng.integers(0, 8)))]) + data[position + 1 :]
-    for bad in (data[:position], damaged, data + b"\0"):
+    assert rans.decode(data + b"\0", (items, count), deadzone, steps, order, ranges, bounds, tables) is None
+    for bad in (data[:position], damaged):
         result = rans.decode(bad, (items, count), deadzone, steps, order, ranges, bounds, tables)
-        assert result is None or not np.array_equal(result, decoded) or bad == data
+        assert result is None or result.shape == decoded.shape

@@ -91,7 +91,13 @@ def pack(codec_id: int, dtype, shape: tuple[int, ...], params: bytes, payload: b
     header = struct.pack(">2sBBB", MAGIC, VERSION, codec_id, DTYPE_IDS[np.dtype(dtype)] << 4 | ndim)
     header += b"".join(varint(n) for n in (*shape, len(encoded_params))) + encoded_params
     header += varint(len(payload))
-    return header + struct.pack(">I", zlib.crc32(payload, zlib.crc32(header))) + payload
+    return header + checksum(header, payload) + payload
+
+
+def checksum(header: bytes, payload: bytes) -> bytes:
+    """The 4-byte CRC-32 that sits between a message's header and its payload: one rule for packing and
+    checking, so a damaged header or payload is refused before any codec reads it."""
+    return struct.pack(">I", zlib.crc32(payload, zlib.crc32(header)))
 
 
 def varint(n: int) -> bytes:
@@ -148,11 +154,11 @@ def unpack(data: bytes | bytearray | memoryview) -> Message:
         raise TooLarge(f"payload length {payload_len} exceeds {MAX_PAYLOAD}")
     if len(data) < offset + 4:
         raise TruncatedMessage("message ends inside the checksum")
-    (crc,) = struct.unpack_from(">I", data, offset)
+    crc, header = data[offset : offset + 4], data[:offset]
     offset += 4
     if len(data) - offset != payload_len:
         raise TruncatedMessage(f"payload length says {payload_len} bytes, {len(data) - offset} follow")
     payload = data[offset:]
-    if zlib.crc32(payload, zlib.crc32(data[: offset - 4])) != crc:
+    if checksum(header, payload) != crc:
         raise ChecksumMismatch("CRC-32 of header and payload does not match")
     return Message(codec_id, np.dtype(DTYPES[dtype_id]), tuple(shape), params, payload)
