@@ -10,6 +10,7 @@ from splitbed.devices.governor import SENSITIVITY, Governor, cpu_list, node_cpus
 from splitbed.devices.profiles import load_profiles
 from splitbed.errors import UserError
 from splitbed.host.capabilities import CgroupInfo
+from tests.conftest import assert_quarter_core_quota
 
 MB = 1 << 20
 PERIOD = 5000
@@ -137,24 +138,20 @@ def test_memory_limit_kills_a_program_started_in_the_node(manager):
 @pytest.mark.timing
 def test_cpu_quota_and_accounting(manager):
     group = manager.create("edge")
-    group.set_cpu(0.25, period_us=5000)
-    spin = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass"
-    before = group.cpu_usage_s()
-    started = time.monotonic()
-    group.popen([sys.executable, "-c", spin]).wait(timeout=30)
-    wall = time.monotonic() - started
-    used = group.cpu_usage_s() - before
-    # a 1 s busy loop under a quarter core gets about a quarter of its wall time (plus start-up)
-    assert 0.15 <= used / wall <= 0.35, (used, wall)
+    assert_quarter_core_quota(group, [sys.executable])
     assert group.pids() == []
 
 
 @pytest.mark.root
 @pytest.mark.timing
-def test_a_two_thread_node_is_not_slower_than_one_thread(manager):
-    """Two torch threads in a node's cpu group with both cores to spare. With spinning waits (libgomp's
-    default) they took 2.3 s per Lite0 pass against 40 ms for one thread on our VM host; sleeping
-    waits (OMP_WAIT_POLICY=PASSIVE, set by splitbed) give about 30-40 ms."""
+def test_a_two_thread_node_sleeps_while_it_waits(manager):
+    """Two torch threads in a node's cpu group (2 cores, a 2-core quota). Spinning waits (libgomp's
+    default) burn the quota on nothing: a waiting thread spun a whole core while the node was idle
+    (0.997-1.002 cores, 5 tries; sleeping waits, OMP_WAIT_POLICY=PASSIVE as splitbed sets it: 0.000), and
+    on our VM host two spinning threads took 2.3 s per Lite0 pass against 40 ms for one thread.
+    Pass times, in turn with one free thread, only guard against such a collapse: on this 2-core VM a
+    healthy two-thread node took 1.05-1.9x one thread's time (ratio of medians over 20 passes, 15 runs;
+    its threads' wake-ups across cores are slow when the host is idle), and spinning ones 0.9-2.7x."""
     import statistics
 
     from splitbed.devices.calibration import WorkloadWorker
@@ -163,11 +160,19 @@ def test_a_two_thread_node_is_not_slower_than_one_thread(manager):
     group = manager.create("edge")
     group.set_cpuset(node_cpus(2))
     group.set_cpu(2.0, PERIOD)
-    with WorkloadWorker("efficientnet_lite0", 1, None) as alone:
-        one = statistics.median(alone.run(6))
-    with WorkloadWorker("efficientnet_lite0", 2, group) as node:
-        two = statistics.median(node.run(6))
-    assert two < 2 * one, (two, one)
+    with WorkloadWorker("efficientnet_lite0", 1, None) as alone, WorkloadWorker("efficientnet_lite0", 2, group) as node:
+        alone.run(2)  # settle
+        node.run(2)
+        one, two = [], []
+        for _ in range(10):  # in turn: a slow moment of the host meets both
+            one += alone.run(2)
+            two += node.run(2)
+        before, started = group.cpu_usage_s(), time.monotonic()
+        time.sleep(0.5)
+        idle_cores = (group.cpu_usage_s() - before) / (time.monotonic() - started)
+    assert idle_cores < 0.05, f"the idle node used {idle_cores:.2f} cores: its threads spin while they wait"
+    one_ms, two_ms = statistics.median(one), statistics.median(two)
+    assert two_ms <= 2.5 * one_ms, f"two threads took {two_ms / one_ms:.2f}x one thread's {one_ms:.1f} ms per pass"
 
 
 def test_node_cpus_pin_single_threaded_nodes_apart():
