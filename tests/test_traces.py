@@ -119,3 +119,16 @@ def test_carrying_bits_waits_out_outages_and_integrates_bins_exactly():
     assert silent.carry_seconds(1.5, 1.0) == np.inf and silent.carry_seconds(0.5, 1e6) == pytest.approx(0.25)
     many = trace.carry_seconds(0.5, np.array([0.0, 2e6, 3e6]))
     assert many == pytest.approx([0.0, 0.5, 2.0])
+
+
+def test_a_window_inside_an_outage_has_rate_zero_not_rounding_residue(tmp_path):
+    """The replayer steps 100 ms windows over 100 ms bins: a window inside an outage must read 0 (a tiny
+    positive rate would be set on HTB, whose floor then blocks the link well past the outage)."""
+    stamps = "\n".join(str(t) for t in range(0, 12_000, 2) if not 500 <= t < 1500 and not 6000 <= t < 7000)
+    path = tmp_path / "outages.up"
+    path.write_text(stamps + "\n")
+    trace = load_trace(path, "mahimahi")
+    windows = [trace.mean_rate_over(k * 0.1, k * 0.1 + 0.1) for k in range(0, 120)]
+    assert [k for k, rate in enumerate(windows) if rate == 0] == [*range(5, 15), *range(60, 70)]
+    assert {rate for rate in windows if rate} == {6e6}
+    assert trace.mean_rate_over(1e6 * trace.duration_s + 0.6, 1e6 * trace.duration_s + 0.7) == 0.0
