@@ -161,11 +161,12 @@ def test_uplink_time_grows_when_the_rate_shrinks(tmp_path):
             assert 0 <= float(r["server_wall_ms"]) - server <= 0.5 + 0.01 * server
             assert 30 < float(r["edge_anon_mb"]) <= float(r["edge_rss_mb"])
         assert (run_dir / "summary.md").exists() and (run_dir / "summary.csv").exists()
-        # the report ran at the end: four plots for a single edge, each drawn from this run's rows
+        # the report ran at the end: five plots for a single edge, each drawn from this run's rows
         drawn = json.loads((run_dir / "plots" / "plots.json").read_text())
         assert drawn["rows"] == len(rows) and drawn["points"]["timeline"] == len(rows)
-        assert drawn["points"]["cdf"] == drawn["points"]["bytes"] == len(rows) and "nodes" not in drawn["points"]
-        for name in ("timeline", "breakdown", "cdf", "bytes"):
+        assert drawn["points"]["cdf"] == drawn["points"]["bytes"] == drawn["points"]["memory"] == len(rows)
+        assert "nodes" not in drawn["points"]
+        for name in ("timeline", "breakdown", "cdf", "bytes", "memory"):
             assert (run_dir / "plots" / f"{name}.png").stat().st_size > 10_000
     out = tmp_path / "compared"
     done = subprocess.run([sys.executable, "-m", "splitbed.analysis", "compare", str(fast), str(slow), "--out",

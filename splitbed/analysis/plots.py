@@ -1,4 +1,5 @@
-"""The run's pictures: timeline, stacked breakdown, e2e CDF, bytes per request, per-node breakdown.
+"""The run's pictures: timeline, stacked breakdown, e2e CDF, bytes per request, per-node breakdown, the
+edge's memory over time.
 
 Each function draws from the rows it is given and returns how many data points it drew, so a test
 can tell a plot of the run's data from an empty frame. Every figure carries a footer: the scenario
@@ -120,6 +121,33 @@ def wire_bytes(rows: list[dict], path: Path, title: str, footer: str) -> int:
     ax.set_xlabel("time since the run started (s)")
     ax.set_ylabel("bytes on the wire per request (KiB, log)")
     ax.set_title(f"{title}: request size")
+    legend(ax, 8)
+    finish(fig, path, footer)
+    return points
+
+
+def memory(rows: list[dict], path: Path, title: str, footer: str, limit_mb: float | None = None,
+           predicted_mb: float | None = None) -> int:
+    """The edge program's resident memory (and its anonymous part) per request over time, per node,
+    against the node's limit and the memory predicted before the run."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    points = 0
+    for node in dict.fromkeys(r["node"] for r in rows):
+        mine = sorted((float(r["start_s"]), float(r["edge_rss_mb"]), float(r["edge_anon_mb"]))
+                      for r in rows if r["node"] == node and r["edge_rss_mb"])
+        if mine:
+            t, rss, anon = zip(*mine, strict=True)
+            ax.plot(t, rss, ".", markersize=3, label=f"{node}: resident (VmRSS, with shared library pages)")
+            ax.plot(t, anon, ".", markersize=3, label=f"{node}: anonymous (what the limit holds)")
+            points += len(mine)
+    for value, style, label in ((limit_mb, "r-", "the node's memory limit"),
+                                (predicted_mb, "k--", "predicted before the run (anonymous)")):
+        if value:
+            ax.axhline(value, color=style[0], linestyle=style[1:], linewidth=1, label=label)
+    ax.set_xlabel("time since the first plan started (s)")
+    ax.set_ylabel("MB")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{title}: the edge program's memory")
     legend(ax, 8)
     finish(fig, path, footer)
     return points

@@ -74,6 +74,8 @@ def report(run_dir: str | Path) -> dict:
         "breakdown": plots.breakdown(rows, out / "breakdown.png", title, footer),
         "cdf": plots.cdf(rows, out / "cdf.png", title, footer),
         "bytes": plots.wire_bytes(rows, out / "bytes.png", title, footer),
+        "memory": plots.memory(rows, out / "memory.png", title, footer, (manifest.get("edge_memory") or {}).get(
+            "limit_mb"), (manifest.get("edge_memory") or {}).get("total_mb")),
     }
     if len({r["node"] for r in rows}) > 1:
         drawn["nodes"] = plots.breakdown(rows, out / "nodes.png", title, footer, key="node")
