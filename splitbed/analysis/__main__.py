@@ -1,11 +1,15 @@
-"""python -m splitbed.analysis {report RUN_DIR | compare RUN_DIR RUN_DIR ... --out DIR}"""
+"""python -m splitbed.analysis {report RUN_DIR | compare RUN_DIR RUN_DIR ... --out DIR | model RUN_DIR}"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
+from splitbed.analysis.judgement import model_errors
 from splitbed.analysis.report import compare, report
+from splitbed.app.breakdown import read_rows
 from splitbed.errors import run_reporting_user_errors
 
 
@@ -17,6 +21,8 @@ def main(argv: list[str]) -> int:
     cmp_ = sub.add_parser("compare", help="one table and one figure across run folders")
     cmp_.add_argument("run_dirs", nargs="+")
     cmp_.add_argument("--out", required=True)
+    mod = sub.add_parser("model", help="the latency model against the run's measured requests (JSON), per method")
+    mod.add_argument("run_dir")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
 
@@ -24,6 +30,12 @@ def main(argv: list[str]) -> int:
         if args.command == "report":
             drawn = report(args.run_dir)
             print(f"plots: {', '.join(drawn)} in {args.run_dir}/plots")
+        elif args.command == "model":
+            rows = read_rows(Path(args.run_dir) / "requests.csv")
+            per_method = {m: model_errors([r for r in rows if r["method"] == m]) for m in dict.fromkeys(
+                r["method"] for r in rows)}
+            print(json.dumps({"all": model_errors(rows)["overall"],
+                              **{m: e["overall"] for m, e in per_method.items()}}, indent=1))
         else:
             rows = compare(args.run_dirs, args.out)
             print(f"{len(rows)} row(s): {args.out}/compare.md, compare.csv, compare.png")

@@ -99,7 +99,11 @@ def model_errors(rows: list[dict]) -> dict:
         model, measured = (np.array([float(r[c]) for r in group]) for c in ("model_ms", "e2e_ms"))
         stage_error = {stage: np.array([float(r[f"model_{stage}_ms"]) - sum(float(r[c]) for c in columns)
                                         for r in group]) for stage, columns in MEASURED.items()}
+        network = np.array([float(r["uplink_ms"]) + float(r["downlink_ms"]) for r in group])
+        transfer = np.array([float(r["model_transfer_ms"]) for r in group])
         return {"n": len(group), "median_abs_error_pct": float(np.median(abs(model - measured) / measured) * 100),
+                # the transfer term alone, against uplink + downlink: the path model's own error
+                "median_transfer_abs_error_pct": float(np.median(abs(transfer - network) / network) * 100),
                 # the error of the option's mean: what a choice between options rests on
                 "mean_error_pct": float((model.mean() / measured.mean() - 1) * 100),
                 "median_e2e_ms": float(np.median(measured)),
