@@ -295,6 +295,7 @@ class Run:
                    for p in self.plans if p.get("type", "fixed") == "fixed"] if full else []
         if profile is not None:
             options += [(o["split"], o["codec"], o["params"]) for o in json.loads(profile.read_text())["options"]]
+        options = list({json.dumps(o, sort_keys=True): o for o in options}.values())  # a plan the profile has
         uplink = self.traces.get("uplink")
         footprint = edge_footprint(self.model, options, self.edge_inputs(), CalibrationStore(),
                                    len(uplink.start_s) if uplink is not None else 0)
