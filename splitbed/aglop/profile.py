@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from splitbed.codecs import CalibrationStore, get_codec, wire
 from splitbed.codecs.criteria import ViewLosses
@@ -135,8 +136,9 @@ def criterion_drops(losses: ViewLosses) -> dict[str, float]:
 
 @torch.no_grad()
 def codec_table(model: SplitModel, options: list[Option], store: CalibrationStore, rebuild: bool = False,
-                say=print) -> dict[str, dict]:
-    """option key -> {bytes_mean, bytes_p90, drops, n_items}; measured once, cached by digest."""
+                say=print, progress: bool = True) -> dict[str, dict]:
+    """option key -> {bytes_mean, bytes_p90, drops, n_items}; measured once, cached by digest (minutes on
+    a fresh 2-core machine: a progress bar counts the options, with the rate and the time left)."""
     digest = ensure_calibrations(model, options, store, say)
     path = cache_dir() / f"codecs-{model.name.replace('/', '_')}-{digest}.json"
     if path.exists() and not rebuild:
@@ -147,6 +149,7 @@ def codec_table(model: SplitModel, options: list[Option], store: CalibrationStor
     reference = torch.cat([full(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).softmax(1).numpy()
     lossless = {c: 0.0 for c in PLAN_CRITERIA}
     table = {}
+    bar = tqdm(total=len(options), desc="options measured", unit="option", disable=not progress)
     for split in dict.fromkeys(o.split for o in options):
         here = [o for o in options if o.split == split]
         lossy = [o for o in here if o.codec not in ("", "raw")]
@@ -155,6 +158,7 @@ def codec_table(model: SplitModel, options: list[Option], store: CalibrationStor
         if lossy:
             acts = torch.cat([head(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).numpy()
         for option in here:
+            bar.update(1)
             if option.codec == "":
                 table[option.key] = {"bytes_mean": 0.0, "bytes_p90": 0.0, "drops": lossless, "n_items": len(inputs)}
                 continue
@@ -168,6 +172,7 @@ def codec_table(model: SplitModel, options: list[Option], store: CalibrationStor
             drops = criterion_drops(ViewLosses.of(reference, out.argmax(1).numpy(), labels))
             table[option.key] = {"bytes_mean": row["wire_bytes"], "bytes_p90": row["wire_bytes_p90"],
                                  "drops": drops, "n_items": len(inputs)}
+    bar.close()
     write_json(path, {"model": model.name, "version": TABLE_VERSION, "options": table})
     return table
 
@@ -198,12 +203,12 @@ def measure_times(side: str, model: SplitModel, options: list[Option], threads: 
 
 
 def build_profile(model: SplitModel, device: dict, cgroups, store: CalibrationStore | None = None,
-                  rebuild: bool = False, say=print) -> dict:
+                  rebuild: bool = False, say=print, progress: bool = True) -> dict:
     """The full profile for this model on this calibrated edge device (the runner's device dict:
     device, quota_cores, threads): options with sizes, losses and times. Cached per machine."""
     store = store or CalibrationStore()
     options = candidate_options(model)
-    table = codec_table(model, options, store, rebuild, say)
+    table = codec_table(model, options, store, rebuild, say, progress)
     path = cache_dir() / f"times-{model.name.replace('/', '_')}-{device['device']}-{machine_key()}.json"
     times = None if rebuild or not path.exists() else json.loads(path.read_text())
     # the same option keys time differently once the codecs' implementation or the device emulation changes

@@ -325,7 +325,7 @@ class Run:
         """The planners' profile (sizes, losses, times on this device), when a plan re-plans."""
         if all(plan.get("type", "fixed") == "fixed" for plan in self.plans):
             return None
-        profile = build_profile(self.model, device, cgroups, say=self.say)
+        profile = build_profile(self.model, device, cgroups, say=self.say, progress=not self.quiet)
         path = self.dir / "aglop-profile.json"
         path.write_text(json.dumps(profile, indent=1))
         return path
