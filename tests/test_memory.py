@@ -166,3 +166,24 @@ def test_a_study_does_not_repeat_a_run_whose_edge_died_of_its_memory_limit(tmp_p
     assert "not repeated" in capsys.readouterr().out
     runs = json.loads((tmp_path / "out" / "runs.json").read_text())
     assert runs[study.runs[0].run_id]["status"].startswith("failed")
+
+
+def test_the_memory_table_reads_each_runs_prediction_peak_and_death(tmp_path):
+    from splitbed.analysis.report import memory_table
+    from splitbed.app.breakdown import NAMES
+
+    run = tmp_path / "run1"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({
+        "status": "failed: RuntimeError", "edge_device": {"device": "pi_zero_2w"},
+        "edge_memory": {"total_mb": 400.3, "limit_mb": 512}, "node_memory": {"e1": {"peak_mb": 396.4},
+                                                                              "srv": {"peak_mb": 900.0}},
+        "node_failures": [{"node": "e1", "at_s": 3.5, "reason": "exit 1"}]}))
+    row = dict.fromkeys(NAMES, "")
+    row.update(edge_anon_mb="391.5", edge_rss_mb="569.0")
+    with (run / "requests.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=NAMES)
+        writer.writeheader()
+        writer.writerow(row)
+    assert memory_table([run]).splitlines()[-1] == (
+        "| run1 | pi_zero_2w | failed: RuntimeError | 400.3 | 512 | 396.4 | 391.5 | 569.0 | e1 at 3.5 s: exit 1 |")

@@ -1,4 +1,5 @@
-"""python -m splitbed.analysis {report RUN_DIR | compare RUN_DIR RUN_DIR ... --out DIR | model RUN_DIR}"""
+"""python -m splitbed.analysis {report RUN_DIR | compare RUN_DIR RUN_DIR ... --out DIR | model RUN_DIR |
+memory RUN_DIR ...}"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 from splitbed.analysis.judgement import model_errors
-from splitbed.analysis.report import compare, report
+from splitbed.analysis.report import compare, memory_table, report
 from splitbed.app.breakdown import read_rows
 from splitbed.errors import run_reporting_user_errors
 
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> int:
     cmp_.add_argument("--out", required=True)
     mod = sub.add_parser("model", help="the latency model against the run's measured requests (JSON), per method")
     mod.add_argument("run_dir")
+    mem = sub.add_parser("memory", help="the edge's memory per run: predicted, limit, node peak, status (a table)")
+    mem.add_argument("run_dirs", nargs="+", help="run folders (a study's runs/*)")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
 
@@ -30,6 +33,8 @@ def main(argv: list[str]) -> int:
         if args.command == "report":
             drawn = report(args.run_dir)
             print(f"plots: {', '.join(drawn)} in {args.run_dir}/plots")
+        elif args.command == "memory":
+            print(memory_table([Path(d) for d in args.run_dirs]))
         elif args.command == "model":
             rows = read_rows(Path(args.run_dir) / "requests.csv")
             per_method = {m: model_errors([r for r in rows if r["method"] == m]) for m in dict.fromkeys(

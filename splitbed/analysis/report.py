@@ -55,6 +55,29 @@ def memory_notes(manifest: dict) -> list[str]:
     return notes
 
 
+def memory_table(run_dirs: list[Path]) -> str:
+    """A markdown row per run: device, status, the edge's predicted memory, its limit, the node's cgroup
+    peak, the largest anonymous and resident memory any request saw, and any node that died."""
+    lines = ["| run | device | status | predicted MB | limit MB | node peak MB | max anon MB | max RSS MB | died |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run_dir in run_dirs:
+        manifest = read_manifest(run_dir)
+        try:
+            rows = [r for r in read_rows(run_dir / "requests.csv") if r["edge_anon_mb"]]
+        except UserError:
+            rows = []
+        predicted = manifest.get("edge_memory") or {}
+        peaks = [m.get("peak_mb") for node, m in (manifest.get("node_memory") or {}).items()
+                 if isinstance(m, dict) and node != "srv"]
+        died = "; ".join(f"{f['node']} at {f.get('at_s')} s: {f['reason']}" for f in manifest.get("node_failures", []))
+        lines.append(f"| {run_dir.name} | {(manifest.get('edge_device') or {}).get('device', '?')} | "
+                     f"{manifest.get('status', '?')[:40]} | {predicted.get('total_mb', '')} | {predicted.get('limit_mb', '')} | "
+                     f"{max((p for p in peaks if p is not None), default='')} | "
+                     f"{max((float(r['edge_anon_mb']) for r in rows), default='')} | "
+                     f"{max((float(r['edge_rss_mb']) for r in rows), default='')} | {died or '-'} |")
+    return "\n".join(lines)
+
+
 def report(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
