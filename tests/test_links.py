@@ -1,7 +1,9 @@
+import statistics
 import subprocess
 
 import pytest
 
+from splitbed.host.state import EmulationLock
 from splitbed.network.fidelity import (
     GOODPUT_EFFICIENCY,
     fixed_rate_goodput,
@@ -81,17 +83,19 @@ def test_impossible_delay_parameters_are_user_errors():
 @pytest.mark.slow
 @pytest.mark.timing
 def test_headline_link_without_netem_rate_rtt_and_loss():
-    """10 Mbit/s, 20 ms each way, 1% loss: the issue's bar, on HTB + the NFQUEUE delay stage. Up to
-    three tries: the host's slow moments only lower goodput and raise the RTT (a stage starved of CPU
-    for a second cost 6-9% of the rate here), so one try within the bar shows the link is right, and
-    a link configured wrong fails all three."""
+    """10 Mbit/s, 20 ms each way, 1% loss: the issue's bar, on HTB + the NFQUEUE delay stage. Three tries,
+    judged by the median try's goodput and RTT and by the loss over all 3000 probes, so a slow moment of
+    the host (it lowers the goodput and raises the RTT of the try it meets) does not decide alone, and a
+    link configured wrong (half the rate: 50% off; no delay: 40 ms off; no loss: 1 point off) fails.
+    Measured here, 18 tries: goodput 0.3-3.2% off; RTT 0.45-1.45 ms off, but 2.1-3.2 ms in 3 tries beside
+    another job's profiling, and a median of 2.0 ms beside a scenario run: the test waits for running
+    scenarios, as they wait for each other (the emulation lock)."""
     before = our_namespaces()
-
-    def within_bar(row: dict) -> bool:
-        return row["rate_error_pct"] < 5 and row["rtt_error_ms"] <= 1 + 0.02 * 40 and row["loss_error_pts"] <= 0.5
-
-    tries = []
-    while len(tries) < 3 and not any(within_bar(row) for row in tries):
-        tries.append(measure_link(10e6, 20, 1.0, seconds=5, probes=3000))
-    assert any(within_bar(row) for row in tries), tries
+    with EmulationLock():
+        tries = [measure_link(10e6, 20, 1.0, seconds=5, probes=1000) for _ in range(3)]
+    rate_error = statistics.median(row["rate_error_pct"] for row in tries)
+    rtt_error = statistics.median(row["rtt_error_ms"] for row in tries)
+    loss_error = abs(statistics.mean(row["measured_loss_pct"] for row in tries) - 1.0)
+    summary = f"goodput {rate_error:.1f}% off, RTT {rtt_error:.2f} ms off (medians), loss {loss_error:.2f} points off"
+    assert rate_error < 5 and rtt_error <= 1 + 0.02 * 40 and loss_error <= 0.5, (summary, tries)
     assert our_namespaces() == before  # namespaces, rules and the delay programs went with them
