@@ -34,6 +34,9 @@ study: setup
 	$(PY) run_scenario.py --study studies/example.yaml --quick $(ARGS)
 
 # The netem + cgroup v2 paths in Debian's kernel under QEMU (behaviour only; timing tests skip there).
+# pytest's junit XML lands in $(GUEST_OUT)/junit.xml (CI checks its skips: scripts/check_skips.py).
 GUEST_TESTS := tests/test_in_guest.py tests/test_capabilities.py tests/test_cleanup.py tests/test_nodes.py tests/test_links.py
+GUEST_OUT ?= /var/tmp/splitbed-guest-test
 guest-test: setup
-	python3 scripts/guest.py --timeout 1200 -- $(abspath $(PY)) -m pytest -q -rfs -p no:cacheprovider $(GUEST_TESTS)
+	python3 scripts/guest.py --timeout 1200 --out $(GUEST_OUT) -- $(abspath $(PY)) -m pytest -q -rfs -p no:cacheprovider \
+		--junitxml=/guest-job/out/junit.xml $(GUEST_TESTS)

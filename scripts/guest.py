@@ -6,6 +6,8 @@ machine's own root filesystem (read-only over virtio-9p, with a tmpfs overlay on
     sudo make guest-test
 
 Prints the command's output and exits with its exit status (124 when the guest ran out of time).
+With --out DIR, what the command writes under /guest-job/out (e.g. pytest's --junitxml) is copied
+to DIR on this machine: everything else the guest writes lives in its tmpfs and goes with it.
 The kernel package comes from Debian's archive (`apt-get download`), nothing else is downloaded;
 kernel, modules and initramfs are cached under ~/.cache/splitbed/guest. Needs qemu-system-x86,
 busybox-static and cpio (scripts/setup.sh installs them). QEMU runs with TCG (`-accel tcg -cpu
@@ -152,12 +154,14 @@ def stage2(command: list[str], init: str) -> str:
     return STAGE2_SYSTEMD.format(login=shlex.quote(login))
 
 
-def boot(command: list[str], memory_mb: int, timeout_s: float, cpus: int, init: str = "systemd") -> int:
+def boot(command: list[str], memory_mb: int, timeout_s: float, cpus: int, init: str = "systemd",
+         out: Path | None = None) -> int:
     root = kernel()
     version = (root / "ready").read_text().strip()
     image = initramfs(root)
     with tempfile.TemporaryDirectory(prefix="splitbed-guest-") as job:
         (Path(job) / "stage2.sh").write_text(stage2(command, init))
+        (Path(job) / "out").mkdir()
         argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(cpus),
                 "-m", str(memory_mb), "-nographic", "-no-reboot", "-net", "none",
                 "-kernel", str(root / "tree" / "boot" / f"vmlinuz-{version}"), "-initrd", str(image),
@@ -174,6 +178,9 @@ def boot(command: list[str], memory_mb: int, timeout_s: float, cpus: int, init: 
         except subprocess.TimeoutExpired:
             print(f"guest: no answer within {timeout_s:.0f} s", file=sys.stderr)
             return 124
+        finally:
+            if out is not None:
+                shutil.copytree(Path(job) / "out", out, dirs_exist_ok=True)
         output = Path(job) / "output"
         if output.exists():
             sys.stdout.write(output.read_text(errors="replace"))
@@ -192,6 +199,7 @@ def main() -> int:
     parser.add_argument("--init", choices=["systemd", "shell"], default="systemd",
                         help="PID 1 of the guest: systemd with the command in a root login session (default), "
                              "or a plain shell")
+    parser.add_argument("--out", type=Path, help="copy what the command writes under /guest-job/out to this folder")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -204,7 +212,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"error: {tool} is missing: run 'sudo make setup'", file=sys.stderr)
             return 2
-    return boot(command, args.memory, args.timeout, args.cpus, args.init)
+    return boot(command, args.memory, args.timeout, args.cpus, args.init, args.out)
 
 
 if __name__ == "__main__":
