@@ -27,5 +27,5 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # Threads waiting at the end of a parallel section sleep instead of spinning. Spinning burns a node's
 # CPU quota on nothing, and inside a cgroup v1 cpu group on our VM host two spinning torch threads
-# took 2.3 s for a 40 ms inference (tests/test_nodes.py measures a two-thread node against one).
+# took 2.3 s for a 40 ms inference (tests/test_nodes.py: an idle two-thread node uses no CPU).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
