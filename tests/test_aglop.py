@@ -42,7 +42,9 @@ from splitbed.network.tcp_window import (
     HOST_DEFAULT,
     check_congestion_control,
     congestion_control,
+    min_rtt_ms,
     restart_window,
+    send_window,
     use_congestion_control,
 )
 from splitbed.network.traces import Trace
@@ -426,6 +428,21 @@ def test_linux_restarts_the_window_after_an_idle_rto():
     assert restart_window(80, rto_ms=204, idle_ms=5000) == 10  # never under the initial window
     assert restart_window(80, rto_ms=204, idle_ms=5000, restarts=False) == 80  # sysctl off
     assert restart_window(6, rto_ms=204, idle_ms=5000) == 10
+
+
+def test_tcps_smallest_round_trip_is_read_from_the_kernel():
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    try:
+        client.sendall(bytes(20_000))
+        peer.recv(20_000)
+        rtt = min_rtt_ms(client)
+        assert rtt is not None and 0 < rtt < 50  # loopback: well under a millisecond, a loaded host aside
+        assert send_window(client) >= 10
+    finally:
+        for s in (client, peer, server):
+            s.close()
 
 
 def test_the_congestion_control_read_is_the_connections_own():

@@ -94,28 +94,31 @@ def restart_window(cwnd: int, rto_ms: float, idle_ms: float, restarts: bool = Tr
     return max(window, INITIAL_WINDOW)
 
 
-def min_rtt_ms(sock: socket.socket) -> float | None:
-    """The smallest round trip TCP measured on `sock` (tcpi_min_rtt, Linux 4.10+; its SYN's included):
-    the path's delay up and back; None if the kernel will not say."""
+def tcp_info_u32(sock: socket.socket, *offsets: int) -> tuple[int, ...] | None:
+    """The u32 fields of the connection's struct tcp_info at these byte offsets; None if the kernel will
+    not say (no TCP_INFO, or an older kernel's shorter struct)."""
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
     except OSError:
         return None
-    if len(info) < MIN_RTT_US + 4:
+    if len(info) < max(offsets) + 4:
         return None
-    (rtt_us,) = struct.unpack_from("I", info, MIN_RTT_US)
-    return rtt_us / 1e3 if 0 < rtt_us < 0xFFFFFFFF else None
+    return tuple(struct.unpack_from("I", info, offset)[0] for offset in offsets)
+
+
+def min_rtt_ms(sock: socket.socket) -> float | None:
+    """The smallest round trip TCP measured on `sock` (tcpi_min_rtt, Linux 4.10+; its SYN's included):
+    the path's delay up and back; None if the kernel will not say."""
+    fields = tcp_info_u32(sock, MIN_RTT_US)
+    if fields is None:
+        return None
+    return fields[0] / 1e3 if 0 < fields[0] < 0xFFFFFFFF else None
 
 
 def send_window(sock: socket.socket, restarts: bool = True) -> int | None:
     """Segments the next send on `sock` may have in flight at once; None if the kernel will not say."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
-    except OSError:
+    fields = tcp_info_u32(sock, RTO_US, LAST_DATA_SENT_MS, SND_CWND)
+    if fields is None:
         return None
-    if len(info) < SND_CWND + 4:
-        return None
-    (rto_us,) = struct.unpack_from("I", info, RTO_US)
-    (idle_ms,) = struct.unpack_from("I", info, LAST_DATA_SENT_MS)
-    (cwnd,) = struct.unpack_from("I", info, SND_CWND)
+    rto_us, idle_ms, cwnd = fields
     return restart_window(cwnd, rto_us / 1e3, idle_ms, restarts)
