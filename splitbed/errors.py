@@ -24,6 +24,13 @@ class UserError(Exception):
         return " ".join(line.strip() for line in text.splitlines() if line.strip())  # always one line
 
 
+class RunFailed(UserError):
+    """A run that started and could not finish (a node's program died): one line, exit 1; its rows so
+    far, its manifest and its summary say the rest."""
+
+    exit_code = 1
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what a job engine sends): handled like Ctrl-C, rows kept and everything removed."""
 

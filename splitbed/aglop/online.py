@@ -214,7 +214,8 @@ class KnownPath:
     def rtt_ms(self) -> float:
         return self.up_ms + self.down_ms
 
-    def carry_seconds(self, t: float, bits):
+    def carry_seconds(self, t, bits):
+        """Seconds from t (one time, or one per message) until the path has carried `bits`."""
         seconds = self.uplink.carry_seconds(t, bits)
         return np.maximum(seconds, np.asarray(bits, dtype=float) / self.wan_up_bps) if self.wan_up_bps else seconds
 
@@ -229,7 +230,7 @@ class OraclePolicy(PlannedPolicy):
 
     def choose(self, now_s: float, window: float | None = None) -> Choice:
         decision = self.planner.choose(None, self.path.rtt_ms, window,
-                                       carry_s=lambda bits: self.path.carry_seconds(now_s, bits))
+                                       carry_s=lambda bits, lead_s: self.path.carry_seconds(now_s + lead_s, bits))
         return Choice(decision.option, decision.predicted_ms, float(self.path.uplink.rate_at(now_s)))
 
 
@@ -247,6 +248,7 @@ class ModelJudge:
 
     def stages(self, option: Option, now_s: float, drift: ProfileDrift, window: float | None,
                wire_bytes: int) -> dict | None:
+        """now_s: when the message left (the transfer meets the link from then on)."""
         profiled = self.options.get(option.key)
         if profiled is None:
             return None

@@ -189,11 +189,12 @@ class LatencyModel:
 
     def stages(self, uplink_bps: float | None, rtt_ms: float, drift: ProfileDrift | None = None,
                window: float | None = None, carry_s=None) -> dict[str, np.ndarray]:
-        """carry_s(bits) -> seconds, when given, is the link's truth: each option's message meets the
-        mean rate that carries it (an outage delays it) instead of the one rate uplink_bps."""
+        """carry_s(bits, lead_s) -> seconds, when given, is the link's truth: each option's message,
+        sent lead_s from now (after its head and encode), meets the mean rate that carries it (an
+        outage delays it) instead of the one rate uplink_bps."""
         out = self.scaled(drift)
         if carry_s is not None:
-            seconds = np.asarray(carry_s(self.bits), dtype=float)
+            seconds = np.asarray(carry_s(self.bits, (out["head"] + out["encode"]) / 1e3), dtype=float)
             uplink_bps = np.divide(self.bits, seconds, out=np.full(len(self.bits), np.inf), where=seconds > 0)
         network = transfer_ms(self.bits, self.segments, uplink_bps, rtt_ms, window)
         out["transfer"] = np.where(self.offloads, network, 0.0)
@@ -251,7 +252,8 @@ class Planner:
 
     def choose(self, uplink_bps: float | None, rtt_ms: float, window: float | None = None,
                carry_s=None) -> Decision:
-        """uplink_bps: the rate estimate; or carry_s(bits) -> seconds, the link's truth (see LatencyModel)."""
+        """uplink_bps: the rate estimate; or carry_s(bits, lead_s) -> seconds, the link's truth (see
+        LatencyModel.stages)."""
         predicted = self.model.predict(uplink_bps, rtt_ms, self.drift, window, carry_s)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)

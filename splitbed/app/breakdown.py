@@ -33,7 +33,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("edge_rss_mb", "the edge program's resident memory after the request (VmRSS)"),
     ("edge_anon_mb", "... of which anonymous (allocated, not library pages): what its memory limit holds"),
     ("trace_rate_mbps", "the uplink trace's rate at send time (empty for a fixed link)"),
-    ("estimate_mbps", "the uplink rate the planner planned with (the oracle: the trace's; empty for fixed plans)"),
+    ("estimate_mbps", "the uplink rate the planner planned with (the oracle: the trace's at decision time; empty for fixed plans)"),
     ("predicted_ms", "the latency model's predicted e2e for the chosen option (empty for fixed plans)"),
     ("send_window_segments", "TCP window the request's send started with, segments (after Linux's restart after idle)"),
     ("model_ms", "the latency model's e2e for the option run, told the link's true rate and delay and the message's size (every method)"),

@@ -249,8 +249,8 @@ class PlanRun:
                 self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window,
                                     min_rtt_ms(self.sock))
             # judged after the request (off its clock) but before this request's times update the drift
-            judged = self.judge.stages(choice.option, edge.since_start_s(started), self.policy.drift, window,
-                                       wire_bytes)
+            sent_s = edge.since_start_s(started) + (stages[0] + stages[1]) / 1e3  # after the head and encode
+            judged = self.judge.stages(choice.option, sent_s, self.policy.drift, window, wire_bytes)
             self.policy.observe_answer(choice.option, {"head": stages[0], "encode": stages[1], "decode": stages[4],
                                                        "tail": stages[5]}, wire_bytes)
             row = edge.row(index, self.plan["name"], choice.option, started)

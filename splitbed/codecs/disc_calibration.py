@@ -140,7 +140,7 @@ def tail_gradients(model, split: str, acts: np.ndarray, seed: int):
             yield grad.double().numpy()
 
 
-CALIBRATION_CACHE_BYTES = 96 * MIB  # per process; a Lite0 calibration is 0.1-13 MB (splitbed.devices.memory)
+CALIBRATION_CACHE_BYTES = 96 * MIB  # per process; Lite0's are 0.6-2.3 MB each (splitbed.app.footprint)
 
 
 class CalibrationStore:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from splitbed.analysis.report import read_manifest
 from splitbed.analysis.study import table_rows, write_table
 from splitbed.errors import Terminated, UserError
 from splitbed.scenarios.study import REPO, Study, StudyRun, portable
@@ -90,13 +91,6 @@ def unpack(data: bytes, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         tar.extractall(folder, filter="data")
-
-
-def read_manifest(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def is_complete(folder: Path) -> bool:
@@ -173,14 +167,13 @@ def run_study(study: Study, out: Path | None, engine: str = "local", address: st
     runs_dir.mkdir(parents=True, exist_ok=True)
     (folder / "study.yaml").write_text(study.path.read_text())
     todo = [run for run in study.runs if not is_complete(runs_dir / run.run_id)]
-    if not retry_failed:
-        dead = [run for run in todo if killed_at_its_limit(runs_dir / run.run_id)]
-        for run in dead:
-            say(f"run {run.run_id}: its edge was killed at its memory limit last time; not repeated "
-                "(--retry-failed to try again)")
-        todo = [run for run in todo if run not in dead]
-    say(f"study {study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo)} already complete, "
-        f"{len(todo)} to run on the {engine} engine; folder {folder}")
+    dead = [] if retry_failed else [run for run in todo if killed_at_its_limit(runs_dir / run.run_id)]
+    for run in dead:
+        say(f"run {run.run_id}: its edge was killed at its memory limit last time; not repeated "
+            "(--retry-failed to try again)")
+    todo = [run for run in todo if run not in dead]
+    say(f"study {study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo) - len(dead)} already complete, "
+        f"{len(dead)} not repeated, {len(todo)} to run on the {engine} engine; folder {folder}")
     results: dict = {}
     try:
         if engine == "dask":
@@ -199,9 +192,7 @@ def write_study_table(study: Study, folder: Path, results: dict) -> None:
     records = []
     for run in study.runs:
         run_dir = folder / "runs" / run.run_id
-        manifest = {}
-        if (run_dir / "manifest.json").exists():
-            manifest = json.loads((run_dir / "manifest.json").read_text())
+        manifest = read_manifest(run_dir)
         status = results.get(run.run_id, {}).get("status") or manifest.get("status", "not run")
         records.append({"run_id": run.run_id, "values": run.values, "status": status,
                         "folder": f"runs/{run.run_id}", "dir": run_dir})

@@ -34,7 +34,7 @@ from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import limit_cpu
 from splitbed.devices.profiles import get_profile
-from splitbed.errors import Terminated, UserError
+from splitbed.errors import RunFailed, Terminated, UserError
 from splitbed.host.cache import cache_root
 from splitbed.host.capabilities import probe
 from splitbed.host.containers import Container, ImageInfo, check_daemon, inspect_image
@@ -188,7 +188,7 @@ class Run:
             self.check_capacity(device)
             self.calibrate_codecs()
             profile = self.aglop_profile(device, cgroups)
-            self.check_memory(profile)
+            self.check_memory(profile, threads=device.get("threads") or 1)
             self.say(f"network: {self.network_spec.kind}, link backend {self.backend}")
             network = EmulatedNetwork(self.network_spec, self.backend, state)
             network.containers = self.start_containers(network, state)
@@ -286,7 +286,7 @@ class Run:
     def edge_inputs(self) -> int:
         return min(self.workload["requests"] + self.workload["warmup"], MAX_INPUTS)
 
-    def check_memory(self, profile: Path | None, full: bool = True) -> None:
+    def check_memory(self, profile: Path | None, full: bool = True, threads: int = 1) -> None:
         """The edge program's memory, predicted from the model, the options it may run and its inputs
         (splitbed.app.footprint), stated and recorded before any node starts; refused (exit 2) when it
         exceeds the device's memory, where the node would be killed at its limit mid-run. full=False:
@@ -295,10 +295,12 @@ class Run:
                    for p in self.plans if p.get("type", "fixed") == "fixed"] if full else []
         if profile is not None:
             options += [(o["split"], o["codec"], o["params"]) for o in json.loads(profile.read_text())["options"]]
-        options = list({json.dumps(o, sort_keys=True): o for o in options}.values())  # a plan the profile has
+        # once each, by their full settings: a plan's {step: 0.4} is the profile's {step: 0.4, alpha: 1.0}
+        options = list({(split, codec, json.dumps(get_codec(codec, **params).params if codec else {}, sort_keys=True)):
+                        (split, codec, params) for split, codec, params in options}.values())
         uplink = self.traces.get("uplink")
         footprint = edge_footprint(self.model, options, self.edge_inputs(), CalibrationStore(),
-                                   len(uplink.start_s) if uplink is not None else 0)
+                                   len(uplink.start_s) if uplink is not None else 0, threads)
         limit_mb = self.edge_memory_mb
         self.write_manifest(edge_memory={**footprint.to_dict(), "limit_mb": limit_mb})
         if full:
@@ -528,8 +530,9 @@ class Run:
             failure = describe_stop(node, key, err.code, group, self.edge_memory_mb, at_s)
             self.write_manifest(node_failures=[*self.manifest.get("node_failures", []), failure])
             at = "" if at_s is None else f" {at_s} s into the replay"
-            raise RuntimeError(f"edge {node} stopped{at} before saying {key!r}: {failure['reason']}"
-                               + (f" (peak {failure['peak_mb']} MB)" if failure["peak_mb"] else "")) from None
+            raise RunFailed(f"edge {node} stopped{at} before saying {key!r}: {failure['reason']}"
+                            + (f" (peak {failure['peak_mb']} MB)" if failure["peak_mb"] else ""),
+                            where=str(self.dir), fix="its rows so far and the reason are in the run folder") from None
 
     @staticmethod
     def expect(process, key: str, progress=lambda n: None):
