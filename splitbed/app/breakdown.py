@@ -30,7 +30,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("e2e_ms", "end to end: the sum of the seven stage columns"),
     ("wall_ms", "end to end by a second clock (perf_counter), read apart from the stages: e2e_ms should match it"),
     ("server_wall_ms", "the server's turn by its second clock, receive to reply: queue + decode + compute should match it"),
-    ("edge_rss_mb", "the edge program's resident memory after the request (VmRSS)"),
+    ("edge_rss_mb", "the edge program's resident memory after the request (VmRSS; empty on a container node, whose /proc is the container's)"),
     ("edge_anon_mb", "... of which anonymous (allocated, not library pages): what its memory limit holds"),
     ("trace_rate_mbps", "the uplink trace's rate at send time (empty for a fixed link)"),
     ("estimate_mbps", "the uplink rate the planner planned with (the oracle: the trace's at decision time; empty for fixed plans)"),

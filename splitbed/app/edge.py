@@ -51,7 +51,12 @@ def ms(a: int, b: int) -> float:
 
 
 def memory_columns() -> dict:
-    resident = resident_bytes()
+    """The edge program's resident memory now; empty on a container node, whose /proc belongs to the
+    container's PID namespace, which the program does not enter: no row is lost for want of it."""
+    try:
+        resident = resident_bytes()
+    except OSError:
+        return {"edge_rss_mb": "", "edge_anon_mb": ""}
     return {"edge_rss_mb": round(resident["total"] / MIB, 1), "edge_anon_mb": round(resident["anon"] / MIB, 1)}
 
 
