@@ -58,10 +58,14 @@ class Trace:
         return float(rates) if rates.ndim == 0 else rates
 
     @functools.cached_property
+    def ends(self) -> np.ndarray:
+        """Where each rate stops holding: the next start, duration_s for the last."""
+        return np.append(self.start_s[1:], self.duration_s)
+
+    @functools.cached_property
     def carried_bits(self) -> np.ndarray:
         """Bits the trace carries from 0 to each start_s, and to duration_s last (n + 1 values)."""
-        ends = np.append(self.start_s[1:], self.duration_s)
-        return np.concatenate([[0.0], np.cumsum(self.rate_bps * (ends - self.start_s))])
+        return np.concatenate([[0.0], np.cumsum(self.rate_bps * (self.ends - self.start_s))])
 
     def bits_until(self, t: float | np.ndarray) -> np.ndarray | float:
         """Bits carried from 0 to t: the exact integral of the rate over the trace's own bins (looped, or
@@ -143,9 +147,8 @@ class Trace:
 
     def outages(self) -> list[tuple[float, float]]:
         """Zero-rate periods as (start, end) seconds, neighbouring zero samples merged."""
-        ends = np.append(self.start_s[1:], self.duration_s)
         merged: list[tuple[float, float]] = []
-        for a, b, r in zip(self.start_s, ends, self.rate_bps, strict=True):
+        for a, b, r in zip(self.start_s, self.ends, self.rate_bps, strict=True):
             if r != 0:
                 continue
             if merged and merged[-1][1] == a:
@@ -160,8 +163,7 @@ class Trace:
 
     @property
     def mean_bps(self) -> float:
-        ends = np.append(self.start_s[1:], self.duration_s)
-        return float(np.sum(self.rate_bps * (ends - self.start_s)) / self.duration_s)
+        return float(self.carried_bits[-1] / self.duration_s)
 
 
 def numbers(path: Path, line_number: int, fields: list[str], count: int) -> list[float]:
