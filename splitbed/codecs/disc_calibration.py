@@ -169,10 +169,14 @@ class CalibrationStore:
 
     def get(self, model_name: str, split: str) -> Calibration:
         path = self.path(model_name, split)
-        if not path.exists():
-            raise UserError(f"no DISC calibration for {model_name} at {split}", where=str(path),
-                            fix="calibrate first: python -m splitbed.codecs calibrate MODEL")
-        return self.loaded.get(path, lambda: Calibration.load(path))
+
+        def load() -> Calibration:  # only on a miss: the edge asks once per request
+            if not path.exists():
+                raise UserError(f"no DISC calibration for {model_name} at {split}", where=str(path),
+                                fix="calibrate first: python -m splitbed.codecs calibrate MODEL")
+            return Calibration.load(path)
+
+        return self.loaded.get(path, load)
 
     def ensure(self, model, split: str, inputs_fn, refit: bool = False) -> Calibration:
         """Load, or fit on inputs_fn() and save."""
