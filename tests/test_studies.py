@@ -89,7 +89,7 @@ def test_example_study_local_then_rerun_skips_complete_runs(tmp_path):
     assert (out / "study.md").exists() and (out / "plots" / "p50_e2e.png").exists()
     again = subprocess.run([*RUN, "--study", str(EXAMPLE), "--quick", "--out", str(out)], capture_output=True,
                            text=True, timeout=300)
-    assert again.returncode == 0 and "8 already complete, 0 to run" in again.stdout
+    assert again.returncode == 0 and "8 already complete, 0 not repeated, 0 to run" in again.stdout
     assert table(out) == rows
 
 
