@@ -3,6 +3,7 @@
 
     sudo .venv/bin/python scripts/results.py                    # run every benchmark, then write
     sudo .venv/bin/python scripts/results.py --only fidelity    # rerun some, keep the others' JSON
+    python scripts/results.py --only aglop_report --from DIR --commit C   # judge a study run at commit C
     python scripts/results.py --render                          # only rewrite from data/bench
 
 Each benchmark writes data/bench/NAME.json and NAME.meta.json (command, full commit, clean, date,
@@ -41,9 +42,11 @@ BENCHMARKS = {  # name -> arguments after the interpreter; each writes --json DA
     "aglop": ["benchmarks/aglop.py", "--quick"],
     "estimator_window": ["benchmarks/estimator_window.py"],
     "aglop_grid": ["benchmarks/aglop_grid.py"],
+    "aglop_report": ["benchmarks/aglop_grid.py", "--study", "studies/aglop-report.yaml"],
     "studies": ["benchmarks/studies.py"],
     "containers": ["benchmarks/containers.py", "--build"],  # needs a Docker daemon
 }
+STUDY_BENCHMARKS = ("aglop_grid", "aglop_report")  # judge a study folder with --from (benchmarks/aglop_grid.py)
 
 
 def rerun_command(name: str) -> str:
@@ -69,12 +72,16 @@ def tree_state() -> tuple[str, bool]:
     return head or "unknown", bool(head) and not changes
 
 
-def run_benchmark(name: str) -> None:
+def run_benchmark(name: str, study_runs: tuple[str, str] | None = None) -> None:
     """One benchmark, its JSON and a meta file beside it; a failed benchmark keeps its previous JSON.
-    The result is clean only if the tree equalled one commit at the start and still did at the end."""
+    The result is clean only if the tree equalled one commit at the start and still did at the end.
+    `study_runs` (folder, commit): judge a study folder whose runs were made at that commit (the
+    benchmark checks their ids against it) instead of running the study; the meta names both the
+    command that reruns the study and the commit its runs were made at."""
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     out = DATA_DIR / f"{name}.json"
-    argv = [sys.executable, *BENCHMARKS[name], "--json", str(out.with_suffix(".new.json"))]
+    judge = ["--from", study_runs[0], "--commit", study_runs[1]] if study_runs else []
+    argv = [sys.executable, *BENCHMARKS[name], *judge, "--json", str(out.with_suffix(".new.json"))]
     shown = " ".join(["sudo .venv/bin/python", *BENCHMARKS[name], "--json", os.path.relpath(out, REPO)])
     print(f"== {shown}", flush=True)
     started, (head, clean) = time.time(), tree_state()
@@ -84,6 +91,7 @@ def run_benchmark(name: str) -> None:
         return
     out.with_suffix(".new.json").replace(out)
     meta = {"command": shown, "commit": head, "clean": clean and tree_state() == (head, True),
+            **({"runs_commit": git("rev-parse", study_runs[1])} if study_runs else {}),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "seconds": round(time.time() - started)}
     (DATA_DIR / f"{name}.meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -104,7 +112,9 @@ def is_clean(meta: dict) -> bool:
 
 def provenance(meta: dict) -> list[str]:
     dirty = "" if is_clean(meta) else " **Measured with uncommitted changes**: the commit alone does not repeat it."
-    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, commit {meta['commit'][:10]}, "
+    made = (f"runs made at commit {meta['runs_commit'][:10]} (checked against their ids), judged at "
+            if meta.get("runs_commit") else "")
+    return [f"`{meta['command']}` ({meta['seconds']} s), {meta['date']}, {made}commit {meta['commit'][:10]}, "
             f"{meta['machine']}.{dirty}", ""]
 
 
@@ -268,6 +278,40 @@ def estimator_window_section(data: dict) -> list[str]:
             *table(["probes", "noise sd", "samples kept", "median abs error", "worst trace", "mean log bias"], rows)]
 
 
+GRID_SUMMARY = [  # (label, summary key, format) of the tune and report grids' side-by-side table
+    ("points judged", "judged_points", "{:d}"),
+    ("AGLOP lowest or within the interval of the lowest other method", "lowest_or_within_ci_share", "{:.0%}"),
+    ("points AGLOP is over the best fixed option by more than 5% (point estimate)",
+     "points_over_5pct_of_best_fixed", "{:d}"),
+    ("... of them with the interval's low end over 5%", "points_interval_above_5pct", "{:d}"),
+    ("AGLOP over the best fixed option, median (max)", ("median_over_best_fixed_pct", "max_over_best_fixed_pct"),
+     "{:+.1f}% ({:+.1f}%)"),
+    ("the same, chosen and judged on the same rounds (median)", "median_over_best_fixed_insample_pct", "{:+.1f}%"),
+    ("latency model error, median over every option's requests", "model_error_pct", "{:.1f}%"),
+    ("... its floor from the host's request-to-request jitter", "model_error_jitter_floor_pct", "{:.1f}%"),
+    ("AGLOP's own prediction error (its rate estimate included)", "aglop_own_prediction_error_pct", "{:.1f}%"),
+    ("largest share of AGLOP's requests outside the fixed sweep", "aglop_outside_sweep_share_max", "{:.0%}"),
+    ("the same option run by two methods, means apart (median)", "same_option_spread_median_pct", "{:.1f}%"),
+    ("decision time, median ms", "decision_ms_median", "{:.3f}"),
+]
+
+
+def grid_summary_cell(summary: dict, key, form: str) -> str:
+    values = [summary.get(k) for k in (key if isinstance(key, tuple) else (key,))]
+    return "-" if any(v is None for v in values) else form.format(*values)
+
+
+def aglop_grids_side_by_side(found: dict) -> list[str]:
+    """The tune grid (where AGLOP was developed) and the report grid (never run before the planner's
+    freeze) in one table; a grid not measured at this commit shows as such."""
+    grids = [("tune grid", found.get("aglop_grid")), ("report grid", found.get("aglop_report"))]
+    rows = [[label] + ["not measured" if g is None else grid_summary_cell(g[0]["summary"], key, form)
+                       for _, g in grids] for label, key, form in GRID_SUMMARY]
+    return ["Both grids judged alike; the report grid's traces, delays and points were never run with the "
+            "planner before its freeze (runs commit in its provenance line).", "",
+            *table(["", *(label for label, _ in grids)], rows)]
+
+
 def aglop_grid_section(data: dict) -> list[str]:
     s = data["summary"]
     rows = []
@@ -275,51 +319,35 @@ def aglop_grid_section(data: dict) -> list[str]:
         if "methods" not in p:
             rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", "", "", "", ""])
             continue
-        m, (low, high) = p["methods"], p["margin_vs_lowest_other_ci95_pct"]
-        rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", f"{m['aglop']['mean_e2e_ms']:.1f}",
+        m, coverage = p["methods"], p["hindsight_coverage"]["aglop"]["outside_share"] or 0
+        rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", str(p["rounds"]), f"{m['aglop']['mean_e2e_ms']:.1f}",
                      f"{p['lowest_other']} {m[p['lowest_other']]['mean_e2e_ms']:.1f}",
-                     f"{p['margin_vs_lowest_other_pct']:+.1f}% ({low:+.1f}, {high:+.1f})",
+                     "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_lowest_other_pct"], *p["over_lowest_other_ci95_pct"]),
                      f"{p['best_fixed']} {m[p['best_fixed']]['mean_e2e_ms']:.1f}",
                      "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_best_fixed_pct"], *p["over_best_fixed_ci95_pct"]),
-                     f"{p['over_best_fixed_crossfit_pct']:+.1f}%",
-                     "-" if p["gap_to_oracle_pct"] is None else f"{p['gap_to_oracle_pct']:+.1f}%",
-                     "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}",
-                     "-" if p.get("same_option_spread_pct") is None else f"{p['same_option_spread_pct']:.1f}%"])
+                     f"{p['over_best_fixed_insample_pct']:+.1f}%",
+                     "-" if p["oracle_over_planner_pct"] is None else f"{p['oracle_over_planner_pct']:+.1f}%",
+                     f"{100 * coverage:.0f}%",
+                     "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}"])
     options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['mean_error_pct']:+.1f}%",
                 f"{e['median_e2e_ms']:.1f}", *(f"{v:+.1f} ({a:.1f})" for v, a in zip(
                     e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True))]
                for option, e in sorted(data["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"])]
-    return [f"{s['judged_points']} of {s['points']} grid points complete (`studies/aglop-grid.yaml`; every method takes "
-            "turns on one replay per point). Margin = 1 - AGLOP / lowest other non-oracle method (positive = AGLOP "
-            "faster), bootstrap 95% interval; best fixed = the fixed plan with the lowest measured mean on that replay "
-            "(in hindsight), cross-fitted = chosen on the even rounds and judged on the odd ones, and the other way "
-            "round (the lowest of seven noisy means flatters the fixed plans); AGLOP's estimate / trace rate = the "
-            "median of its bandwidth estimate over the trace's rate at send time (1 = unbiased); same option apart = "
-            "the host's noise between methods: of the options two or more methods ran (10 requests or more each), the "
-            "largest gap between their means on that replay, which has one true mean (a margin under it is not "
-            "resolved by the run).",
-            "", *table(["trace", "device", "one-way ms", "AGLOP mean", "lowest other", "margin (95% CI)", "best fixed",
-                        "AGLOP over best fixed (95% CI)", "cross-fitted", "gap to oracle",
-                        "AGLOP's estimate / trace rate", "same option apart"], rows),
-            f"AGLOP lowest or within the interval of the lowest in {100 * s['lowest_or_within_ci_share']:.0f}% of points; "
-            f"over the best fixed option by at most {s['max_over_best_fixed_pct']:+.1f}% (median "
-            f"{s['median_over_best_fixed_pct']:+.1f}%), cross-fitted at most {s['max_over_best_fixed_crossfit_pct']:+.1f}% "
-            f"(median {s['median_over_best_fixed_crossfit_pct']:+.1f}%); more than 5% over it in "
-            f"{s['points_over_5pct_of_best_fixed']} points, beyond the noise (the interval's low end over 5%) in "
-            f"{s['points_surely_over_5pct_of_best_fixed']}; largest profiled loss of an option it ran "
-            f"{s['aglop_max_profiled_drop_pts']:.2f} points (budget {s['budget_pts']:g}); decision "
-            f"{s['decision_ms_median']:.3f} ms median."
-            + ("" if s.get("same_option_spread_median_pct") is None else
-               f" The same option run by two methods: means apart by {s['same_option_spread_median_pct']:.1f}% "
-               f"(median over points), up to {s['same_option_spread_max_pct']:.1f}%."), "",
-            "Latency model against every method's offloaded requests (told the trace's rate and the link's delay): "
-            f"median |model - measured| / measured {pct(s['model_error_pct'], 1)} overall, against a floor of "
-            f"{pct(s['model_error_jitter_floor_pct'], 1)} set by the host's request-to-request jitter (the same model "
-            "given each option's median measured head and tail of the run); AGLOP's own predictions "
-            f"(its rate estimate included) {pct(s['aglop_own_prediction_error_pct'], 1)}. Per option: the median "
-            "|error| per request, the error of the option's mean, and per stage the median signed error, model - "
-            "measured, ms (a wrong term shows here), with the median |error| in brackets (the request-to-request "
-            "noise):", "",
+    return [f"{s['judged_points']} of {s['points']} points complete (`studies/{s.get('study', 'aglop-grid.yaml')}`; every "
+            "method takes turns on one replay per point, a round = one request of each). Over = AGLOP's mean over the "
+            "other's, minus 1 (positive = AGLOP slower), with the other chosen on half the rounds and judged on the "
+            "other half (both ways, averaged); 95% interval from a moving-block bootstrap over whole rounds (paired, "
+            "the selection redone in each resample). Best fixed = the run's fixed plans (the sweep its scenario "
+            "declares); in-sample = chosen and judged on all rounds. Oracle = the oracle's mean over AGLOP's (the "
+            "planner told the trace's true rate and the link's delay: a reference, not a bound). Outside = AGLOP's "
+            "requests on options no fixed plan ran. Estimate / rate = AGLOP's bandwidth estimate over the trace's "
+            "rate at send time (median).",
+            "", *table(["trace", "device", "one-way ms", "rounds", "AGLOP mean", "lowest other", "over it (95% CI)",
+                        "best fixed", "over it (95% CI)", "in-sample", "oracle", "outside", "estimate / rate"], rows),
+            "Latency model against every option's requests (edge-only and server-only included; the model told the "
+            "trace's rate and the link's delays): per option the median |error| per request, the error of the "
+            "option's mean, and per stage the median signed error, model - measured, ms, with the median |error| in "
+            "brackets:", "",
             *table(["option", "requests", "median abs error", "error of the mean", "median e2e ms", "head", "encode",
                     "transfer", "decode", "tail"], options)]
 
@@ -366,7 +394,8 @@ SECTIONS = {"fidelity": ("Links: emulated against configured", fidelity_section)
             "devices": ("Devices: emulated against published latency", devices_section),
             "aglop": ("AGLOP against every baseline", aglop_section),
             "estimator_window": ("AGLOP: which samples its rate estimate keeps", estimator_window_section),
-            "aglop_grid": ("AGLOP over a study grid", aglop_grid_section),
+            "aglop_grid": ("AGLOP over its tune grid", aglop_grid_section),
+            "aglop_report": ("AGLOP over its report grid", aglop_grid_section),
             "studies": ("Studies: local engine against Dask", studies_section),
             "containers": ("Container nodes against host nodes", containers_section)}
 
@@ -405,17 +434,14 @@ def headline_rows(found: dict) -> list[list[str]]:
         rows.append(["AGLOP", f"{min(red):.1f}-{max(red):.1f}% lower e2e than original partition-offloading; "
                      f"{min(gap):+.1f}% to {max(gap):+.1f}% from the oracle ({len(checks)} trace x device points)",
                      "aglop"])
-    if "aglop_grid" in found:
-        s = found["aglop_grid"][0]["summary"]
-        rows.append(["AGLOP over a grid", f"lowest or within noise of the lowest method in "
-                     f"{100 * s['lowest_or_within_ci_share']:.0f}% of {s['judged_points']} (trace, device, delay) points; "
-                     f"at most {s['max_over_best_fixed_pct']:+.1f}% over the best fixed option in hindsight "
-                     f"(over +5% beyond the noise at {s['points_surely_over_5pct_of_best_fixed']} of them); latency "
-                     f"model error {pct(s['model_error_pct'], 1)} (median, every method's requests; jitter floor "
-                     f"{pct(s['model_error_jitter_floor_pct'], 1)})"
-                     + ("" if s.get("same_option_spread_median_pct") is None else
-                        f"; the same option run by two methods lay {s['same_option_spread_median_pct']:.1f}% apart "
-                        f"(median over points, up to {s['same_option_spread_max_pct']:.1f}%)"), "aglop_grid"])
+    if "aglop_report" in found:
+        s = found["aglop_report"][0]["summary"]
+        rows.append(["AGLOP on a report grid it was never run on", f"lowest or within the interval of the lowest "
+                     f"other method at {100 * s['lowest_or_within_ci_share']:.0f}% of {s['judged_points']} (trace, "
+                     f"device, delay) points; over the best fixed option in hindsight by more than 5% at "
+                     f"{s['points_over_5pct_of_best_fixed']} (median {s['median_over_best_fixed_pct']:+.1f}%; paired, "
+                     f"cross-fitted); latency model error {pct(s['model_error_pct'], 1)} (median, every option)",
+                     "aglop_report"])
     if "containers" in found:
         d = found["containers"][0]
         e2e = [r for r in d["table"] if r["measure"] == "e2e_ms"]
@@ -477,6 +503,8 @@ def results_page(found: dict) -> str:
              "times across tables.", ""]
     for name, (title, section) in SECTIONS.items():
         lines += [f"## {title}", ""]
+        if name == "aglop_report":
+            lines += aglop_grids_side_by_side(found) + [""]
         if name in found:
             lines += provenance(found[name][1]) + section(found[name][0])
         else:
@@ -516,6 +544,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--render", action="store_true", help="do not run anything; rewrite from data/bench")
+    parser.add_argument("--from", dest="source", help="with --only NAME (a study benchmark): judge this study "
+                        "folder instead of running the study")
+    parser.add_argument("--commit", help="with --from: the commit the folder's runs were made at")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="show results measured with uncommitted changes in the README too (labelled)")
     args = parser.parse_args()
@@ -525,12 +556,16 @@ def main() -> int:
         print(f"error: --only: unknown benchmark {', '.join(unknown)} (expected some of {', '.join(BENCHMARKS)})",
               file=sys.stderr)
         return 2
+    if args.source and (len(names) != 1 or names[0] not in STUDY_BENCHMARKS or not args.commit):
+        print(f"error: --from needs --commit and --only with one study benchmark ({', '.join(STUDY_BENCHMARKS)})",
+              file=sys.stderr)
+        return 2
     if not args.render:
-        if os.geteuid() != 0:
+        if os.geteuid() != 0 and not args.source:
             print("error: the benchmarks need root: sudo .venv/bin/python scripts/results.py", file=sys.stderr)
             return 2
         for name in names:
-            run_benchmark(name)
+            run_benchmark(name, (args.source, args.commit) if args.source else None)
     return render(args.allow_dirty)
 
 

@@ -1,18 +1,25 @@
 """Judging a planner against every other method, and its latency model against every option.
 
-Per run (one point of a study grid): each method's mean e2e with a bootstrap interval of its margin
-over the lowest non-oracle method, and the best fixed option in hindsight (the fixed plan with the
-lowest measured mean over the same replay). The lowest of several noisy means is lower than the
-chosen plan's true mean (it was chosen for being low on these very requests), so the comparison is
-also made cross-fitted: the best fixed plan is chosen on the even rounds and judged on the odd ones,
-and the other way round (methods take turns, so round i is the same moment of the trace for all). Over any set of rows: the latency model's error per
-option and per stage, from the model_*_ms columns every method's requests carry (the model told the
-link's true rate and delay, so its error is apart from the bandwidth estimate's).
+Per run (one point of a study grid), methods take turns request by request, so round i (request_id i
+of every method) is one moment of the trace and of the host's speed for all of them. Margins are
+therefore paired: resampling whole rounds keeps that pairing, and resampling them in blocks of
+consecutive rounds keeps the trace's time correlation (a moving-block bootstrap over rounds).
+
+Every selection is made on one half of the rounds and judged on the other: the best fixed option in
+hindsight and the lowest other method are chosen on the even rounds and measured on the odd ones, and
+the other way round; the point estimate is the mean of the two ratios, and the bootstrap repeats the
+selection in every resample. The in-sample numbers (chosen and judged on the same rounds, which
+flatters the chosen plan: the lowest of several noisy means is low partly by chance) stay beside them.
+
+Over any set of rows: the latency model's error per option and per stage, from the model_*_ms columns
+every method's requests carry (the model told the link's true rate and delay, so its error is apart
+from the bandwidth estimate's), over every option, edge-only and server-only included.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import numpy as np
@@ -21,11 +28,12 @@ import numpy as np
 # queueing shows up as error in the tail
 MEASURED = {"head": ("edge_compute_ms",), "encode": ("encode_ms",), "transfer": ("uplink_ms", "downlink_ms"),
             "decode": ("decode_ms",), "tail": ("server_queue_ms", "server_compute_ms")}
+RESAMPLES = 2000
 
 
 def margin_ci95_pct(ours: list[float], theirs: list[float], rounds: int = 2000) -> tuple[float, float]:
-    """Bootstrap 95% interval of 1 - mean(ours) / mean(theirs), in percent: when it spans 0, the two
-    methods' means differ by no more than the noise (on shared machines, host speed drifts)."""
+    """Bootstrap 95% interval of 1 - mean(ours) / mean(theirs), in percent, for two unpaired samples
+    (methods that did not take turns); paired runs use `paired_margin`."""
     rng = np.random.default_rng(0)
     a, b = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
     ratios = [rng.choice(a, len(a)).mean() / rng.choice(b, len(b)).mean() for _ in range(rounds)]
@@ -37,73 +45,132 @@ def option_of(row: dict) -> str:
     return f"{row['split']} {row['codec']} {row['codec_params'] if row['codec'] else ''}".strip()
 
 
+class Rounds:
+    """The run as a matrix: one row per round every method finished (answered or failed; a failed
+    request counts with the time it took), one column per method, e2e in ms."""
+
+    def __init__(self, rows: list[dict]):
+        by_round: dict[int, dict[str, float]] = {}
+        for r in rows:
+            by_round.setdefault(int(r["request_id"]), {})[r["method"]] = float(r["e2e_ms"])
+        self.methods = list(dict.fromkeys(r["method"] for r in rows))
+        complete = sorted(i for i, got in by_round.items() if len(got) == len(self.methods))
+        self.ids = np.array(complete, dtype=int)
+        self.e2e = np.array([[by_round[i][m] for m in self.methods] for i in complete], dtype=float).reshape(
+            len(complete), len(self.methods))
+
+    def column(self, method: str) -> int:
+        return self.methods.index(method)
+
+
+def block_length(rounds: int) -> int:
+    """Blocks of about n^(1/3) consecutive rounds (the usual rate for a moving-block bootstrap); a
+    round of a dozen methods lasts a few seconds, so a block spans about the trace's own swings."""
+    return max(1, round(rounds ** (1 / 3)))
+
+
+def block_resamples(rounds: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Row indices of `resamples` moving-block resamples of `rounds` consecutive rounds."""
+    rng = np.random.default_rng(seed)
+    length = block_length(rounds)
+    blocks = math.ceil(rounds / length)
+    starts = rng.integers(0, rounds - length + 1, size=(resamples, blocks))
+    return (starts[:, :, None] + np.arange(length)).reshape(resamples, -1)[:, :rounds]
+
+
+def crossfit_ratio(e2e: np.ndarray, ids: np.ndarray, ours: int, candidates: list[int]) -> float:
+    """mean(ours) / mean(chosen) with the chosen candidate (lowest mean) picked on the even rounds and
+    judged on the odd ones, and the other way round; the mean of the two ratios."""
+    ratios = []
+    for choose_on, judge_on in ((0, 1), (1, 0)):
+        chosen, judged = ids % 2 == choose_on, ids % 2 == judge_on
+        if not chosen.any() or not judged.any():
+            return math.nan
+        best = candidates[int(np.argmin(e2e[chosen][:, candidates].mean(axis=0)))]
+        ratios.append(e2e[judged, ours].mean() / e2e[judged, best].mean())
+    return float(np.mean(ratios))
+
+
+def insample_ratio(e2e: np.ndarray, ids: np.ndarray, ours: int, candidates: list[int]) -> float:
+    means = e2e.mean(axis=0)
+    return float(means[ours] / min(means[c] for c in candidates))
+
+
+def paired_margin(table: Rounds, ours: str, candidates: list[str], statistic=crossfit_ratio) -> dict:
+    """`ours` over the lowest of `candidates`, in % (positive: ours is slower), with a 95% interval
+    from the moving-block bootstrap over whole rounds (the selection repeated in every resample)."""
+    column, picks = table.column(ours), [table.column(c) for c in candidates]
+    point = 100 * (statistic(table.e2e, table.ids, column, picks) - 1)
+    if len(table.ids) < 4:
+        return {"pct": point, "ci95_pct": (math.nan, math.nan)}
+    draws = [statistic(table.e2e[rows], table.ids[rows], column, picks)
+             for rows in block_resamples(len(table.ids))]
+    low, high = np.nanpercentile(100 * (np.array(draws) - 1), [2.5, 97.5])
+    return {"pct": point, "ci95_pct": (float(low), float(high))}
+
+
+def hindsight_coverage(rows: list[dict], fixed: list[str], planners: list[str]) -> dict:
+    """Per planner, the share of its requests on options no fixed plan of the run ran, and those
+    options with their counts: the hindsight set cannot speak for them."""
+    swept = {option_of(r) for r in rows if r["method"] in fixed}
+    out = {}
+    for method in planners:
+        mine = [option_of(r) for r in rows if r["method"] == method]
+        outside = {o: mine.count(o) for o in dict.fromkeys(mine) if o not in swept}
+        out[method] = {"outside_share": sum(outside.values()) / len(mine) if mine else None, "outside": outside}
+    return out
+
+
 def judge_point(rows: list[dict], plan_types: dict[str, str], planner: str = "aglop", oracle: str = "oracle") -> dict:
     """One run's methods: rows of requests.csv; plan_types: method -> plan type (fixed, aglop, ...).
-    Failed requests count with the time they took."""
-    e2e = {m: [float(r["e2e_ms"]) for r in rows if r["method"] == m] for m in dict.fromkeys(r["method"] for r in rows)}
-    e2e = {m: v for m, v in e2e.items() if v}
+    The oracle is the planner told the trace's true rate and the link's delay: a reference, not a
+    bound (its model can be wrong, and a planner can beat it)."""
+    table = Rounds(rows)
+    e2e = {m: [float(r["e2e_ms"]) for r in rows if r["method"] == m] for m in table.methods}
     means = {m: statistics.fmean(v) for m, v in e2e.items()}
-    others = [m for m in means if m not in (planner, oracle)]
-    fixed = [m for m in means if plan_types.get(m) == "fixed"]
-    lowest = min(others, key=means.get)
-    best_fixed = min(fixed, key=means.get)
-    ci = margin_ci95_pct(e2e[planner], e2e[lowest])
-    over_low, over_high = (-m for m in reversed(margin_ci95_pct(e2e[planner], e2e[best_fixed])))
-    return {"over_best_fixed_crossfit_pct": crossfit_over_best_fixed(rows, fixed, planner),
+    others = [m for m in table.methods if m not in (planner, oracle)]
+    fixed = [m for m in table.methods if plan_types.get(m) == "fixed"]
+    vs_lowest = paired_margin(table, planner, others)
+    vs_fixed = paired_margin(table, planner, fixed)
+    return {
+        "rounds": len(table.ids), "block_rounds": block_length(len(table.ids)),
         "methods": {m: {"n": len(v), "mean_e2e_ms": means[m], "p50_e2e_ms": float(np.median(v)),
                         "failed": sum(r["status"] != "ok" for r in rows if r["method"] == m)} for m, v in e2e.items()},
-        "lowest_other": lowest, "best_fixed": best_fixed,
-        "margin_vs_lowest_other_pct": 100 * (1 - means[planner] / means[lowest]),
-        "margin_vs_lowest_other_ci95_pct": ci,
-        # lowest, or the lowest other is not faster beyond the noise
-        "lowest_or_within_ci": means[planner] <= means[lowest] or ci[1] >= 0,
-        "over_best_fixed_pct": 100 * (means[planner] / means[best_fixed] - 1),
-        "over_best_fixed_ci95_pct": (over_low, over_high),
-        "gap_to_oracle_pct": 100 * (means[planner] / means[oracle] - 1) if oracle in means else None,
+        "lowest_other": min(others, key=means.get), "best_fixed": min(fixed, key=means.get),
+        # cross-fitted, paired: positive = the planner is slower
+        "over_lowest_other_pct": vs_lowest["pct"], "over_lowest_other_ci95_pct": vs_lowest["ci95_pct"],
+        "lowest_or_within_ci": vs_lowest["pct"] <= 0 or vs_lowest["ci95_pct"][0] <= 0,
+        "over_best_fixed_pct": vs_fixed["pct"], "over_best_fixed_ci95_pct": vs_fixed["ci95_pct"],
+        "over_best_fixed_insample_pct": 100 * (insample_ratio(table.e2e, table.ids, table.column(planner),
+                                                              [table.column(m) for m in fixed]) - 1),
+        "oracle_over_planner_pct": 100 * (means[oracle] / means[planner] - 1) if oracle in means else None,
+        "hindsight_coverage": hindsight_coverage(rows, fixed, [m for m in table.methods if m not in fixed]),
     }
 
 
-def crossfit_over_best_fixed(rows: list[dict], fixed: list[str], planner: str) -> float | None:
-    """The planner's mean over the fixed plan chosen on the other half of the rounds, both on the same
-    half, averaged over the two halves; in percent over (positive: the planner is slower)."""
-    def mean(method: str, parity: int) -> float | None:
-        values = [float(r["e2e_ms"]) for r in rows if r["method"] == method and int(r["request_id"]) % 2 == parity]
-        return statistics.fmean(values) if values else None
-
-    ratios = []
-    for choose_on, judge_on in ((0, 1), (1, 0)):
-        chosen = {m: mean(m, choose_on) for m in fixed}
-        chosen = {m: v for m, v in chosen.items() if v is not None}
-        if not chosen:
-            return None
-        best = min(chosen, key=chosen.get)
-        ours, theirs = mean(planner, judge_on), mean(best, judge_on)
-        if ours is None or theirs is None:
-            return None
-        ratios.append(ours / theirs)
-    return 100 * (statistics.fmean(ratios) - 1)
-
-
-def offloaded_with_model(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r["status"] == "ok" and r["model_ms"] not in ("", None) and r["split"] != "edge-only"]
+def with_model(rows: list[dict]) -> list[dict]:
+    """Answered requests that carry the model's prediction, every option (edge-only and server-only too)."""
+    return [r for r in rows if r["status"] == "ok" and r["model_ms"] not in ("", None)]
 
 
 def model_errors(rows: list[dict]) -> dict:
-    """The latency model against what was measured, over offloaded, answered requests that carry the
-    model's prediction: overall and per option, the median of |model - measured| / measured (e2e), the
+    """The latency model against what was measured, over every option's answered requests that carry
+    the model's prediction (edge-only and server-only included): overall and per option, the median of |model - measured| / measured (e2e), the
     error of the mean, and per stage the median signed error (model - measured, ms: a wrong term) and
     the median absolute one (ms: where the request-to-request noise is)."""
-    judged = offloaded_with_model(rows)
+    judged = with_model(rows)
 
     def stats(group: list[dict]) -> dict:
         model, measured = (np.array([float(r[c]) for r in group]) for c in ("model_ms", "e2e_ms"))
         stage_error = {stage: np.array([float(r[f"model_{stage}_ms"]) - sum(float(r[c]) for c in columns)
                                         for r in group]) for stage, columns in MEASURED.items()}
-        network = np.array([float(r["uplink_ms"]) + float(r["downlink_ms"]) for r in group])
-        transfer = np.array([float(r["model_transfer_ms"]) for r in group])
+        sent = [r for r in group if r["split"] != "edge-only"]
+        network = np.array([float(r["uplink_ms"]) + float(r["downlink_ms"]) for r in sent])
+        transfer = np.array([float(r["model_transfer_ms"]) for r in sent])
         return {"n": len(group), "median_abs_error_pct": float(np.median(abs(model - measured) / measured) * 100),
                 # the transfer term alone, against uplink + downlink: the path model's own error
-                "median_transfer_abs_error_pct": float(np.median(abs(transfer - network) / network) * 100),
+                "median_transfer_abs_error_pct": float(np.median(abs(transfer - network) / network) * 100)
+                if sent else None,
                 # the error of the option's mean: what a choice between options rests on
                 "mean_error_pct": float((model.mean() / measured.mean() - 1) * 100),
                 "median_e2e_ms": float(np.median(measured)),
@@ -122,7 +189,7 @@ def jitter_floor_errors(rows: list[dict]) -> list[float]:
     about the two stages the host's speed moves from one request to the next: its head and tail terms
     replaced by the run's median measured head and tail of the same option. What is left is the
     request-to-request spread no prediction made before the request can remove (one run's rows)."""
-    judged = offloaded_with_model(rows)
+    judged = with_model(rows)
 
     def measured(r: dict, stage: str) -> float:
         return sum(float(r[c]) for c in MEASURED[stage])

@@ -105,8 +105,10 @@ def axes(study: dict, where: str, lines: dict) -> list[list[dict]]:
     return out
 
 
-def load_study(path: str | Path, quick: bool = False) -> Study:
-    """Read a study file and resolve + check every run's scenario before anything starts."""
+def load_study(path: str | Path, quick: bool = False, version: str | None = None) -> Study:
+    """Read a study file and resolve + check every run's scenario before anything starts. `version`:
+    the code version the run ids are made for (default: this checkout's; a judge names the commit a
+    folder's runs were made at and checks their ids)."""
     path = Path(path)
     root = compose(read_text(path), path)
     if not isinstance(root, yaml.MappingNode):
@@ -143,7 +145,7 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         total *= len(axis)
     if total > MAX_RUNS:
         raise UserError(f"the grid has {total} combinations, more than {MAX_RUNS}", where=str(path))
-    version, runs, seen = code_version(), [], set()
+    version, runs, seen = version or code_version(), [], set()
     for combo in itertools.product(*choices):
         values = {k: v for choice in combo for k, v in choice.items()}  # as written: the table's columns
         if any(all(values.get(k) == v for k, v in entry.items()) for entry in excludes):
