@@ -42,7 +42,7 @@ from splitbed.aglop.profile import DEFAULT_CRITERION, candidate_options, codec_t
 from splitbed.analysis.judgement import margin_ci95_pct  # noqa: E402
 from splitbed.app.breakdown import read_rows  # noqa: E402
 from splitbed.codecs import CalibrationStore  # noqa: E402
-from splitbed.devices.profiles import get_profile  # noqa: E402
+from splitbed.devices.catalog import get_profile  # noqa: E402
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.partition import SERVER_ONLY  # noqa: E402

@@ -45,9 +45,9 @@ from splitbed.devices.calibration import (  # noqa: E402
     calibrated,
     cpu_model,
 )
+from splitbed.devices.catalog import load_profiles  # noqa: E402
 from splitbed.devices.cgroups import CgroupManager  # noqa: E402
 from splitbed.devices.governor import limit_cpu  # noqa: E402
-from splitbed.devices.profiles import load_profiles  # noqa: E402
 from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.host.containers import Container, check_daemon, check_image_name, inspect_image  # noqa: E402
 

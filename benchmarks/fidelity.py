@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.host.capabilities import choose_link_backend, probe  # noqa: E402
 from splitbed.host.containers import check_daemon, check_image_name, inspect_image  # noqa: E402
-from splitbed.network.fidelity import (  # noqa: E402
+from splitbed.testing.fidelity import (  # noqa: E402
     fixed_rate_goodput,
     follow_trace,
     measure_link,

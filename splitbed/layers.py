@@ -1,13 +1,16 @@
 """The package layers, bottom to top, and a checker that finds imports running back up.
 
 A package may import itself and any package on a lower floor; two packages on one floor are
-independent of each other. tests/test_layers.py runs the checker over the tree, and
+independent of each other. Each package's docstring declares, on its "May import:" line, the
+packages it imports (a subset of the floors below it); the checker holds the code to that line and
+the line to the floors. tests/test_layers.py runs the checker over the tree, and
 `python -m splitbed.layers` prints what it finds.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +24,7 @@ FLOORS: list[list[str]] = [
     ["analysis"],
     ["scenarios"],
     ["cli"],
+    ["testing"],  # the harness of link tests and benchmarks: no runtime package imports it
 ]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 
@@ -50,6 +54,16 @@ def imported_modules(tree: ast.AST, module: str) -> list[tuple[int, str]]:
     return found
 
 
+def declared_imports(package_init: Path) -> set[str] | None:
+    """The packages a package's docstring says it may import (its "May import:" line; notes in
+    brackets are comments); None when the docstring has no such line."""
+    doc = ast.get_docstring(ast.parse(package_init.read_text())) or ""
+    line = next((ln for ln in doc.splitlines() if ln.startswith("May import:")), None)
+    if line is None:
+        return None
+    return {word for word in re.findall(r"[a-z_]+", re.sub(r"\([^)]*\)", "", line[len("May import:"):]))}
+
+
 def back_imports(root: Path) -> list[str]:
     """'file:line: a imports b' for every import from a package to one on its floor or above it."""
     problems = []
@@ -62,6 +76,12 @@ def back_imports(root: Path) -> list[str]:
         if unit not in FLOOR:
             problems.append(f"{path}: package {unit!r} is on no floor (add it to splitbed.layers.FLOORS)")
             continue
+        declared = declared_imports(init) if (init := root / unit / "__init__.py").is_file() else None
+        if declared is not None:
+            problems += [f"{init}: May import names {name!r}, which is no package on a floor below {unit}'s"
+                         for name in sorted(declared) if FLOOR.get(name, len(FLOORS)) >= FLOOR[unit]]
+        elif init.is_file():
+            problems.append(f"{init}: the docstring has no 'May import:' line")
         tree = ast.parse(path.read_text(), filename=str(path))
         for line, name in imported_modules(tree, module):
             target = unit_of(name)
@@ -70,6 +90,8 @@ def back_imports(root: Path) -> list[str]:
             if FLOOR[target] >= FLOOR[unit]:
                 problems.append(f"{path}:{line}: {unit} (floor {FLOOR[unit]}) imports {target} "
                                 f"(floor {FLOOR[target]})")
+            elif declared is not None and target not in declared and target != "__init__":
+                problems.append(f"{path}:{line}: {unit} imports {target}, which its May import line leaves out")
     return sorted(set(problems))
 
 

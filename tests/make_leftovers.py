@@ -7,7 +7,7 @@ import sys
 import time
 
 from splitbed.devices.cgroups import CgroupManager
-from splitbed.host.netns import NetnsSet
+from splitbed.testing.netns import NetnsSet
 from splitbed.host.state import RunState
 from splitbed.network.delay import DelayStage
 from splitbed.network.shaping import HtbShaper

@@ -32,3 +32,20 @@ def test_a_back_import_is_found(tmp_path):
     assert any("network/links.py" in line and "imports scenarios" in line for line in found)
     assert any("codecs/base.py:1:" in line and "imports devices" in line for line in found)
     assert len(found) == 2
+
+
+def test_an_import_a_package_does_not_declare_and_a_declared_floor_above_are_found(tmp_path):
+    """Each package's "May import:" line is held to its code and to the floors."""
+    copy = tmp_path / "splitbed"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
+    traces = copy / "network" / "traces.py"
+    traces.write_text("from splitbed.models import registry\n" + traces.read_text())  # models: the same floor
+    analysis_init = copy / "analysis" / "__init__.py"
+    analysis_init.write_text(analysis_init.read_text().replace("May import: app, errors.", "May import: app, scenarios."))
+    summary = copy / "analysis" / "summary.py"
+    summary.write_text("from splitbed.host import cache\n" + summary.read_text())
+    found = back_imports(copy)
+    assert any("analysis/__init__.py" in line and "'scenarios'" in line for line in found)
+    assert any("analysis/summary.py:1:" in line and "imports host, which its May import line leaves out" in line
+               for line in found)
+    assert any("network/traces.py:1:" in line and "imports models" in line for line in found)

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from splitbed.host.state import EmulationLock
-from splitbed.network.fidelity import (
+from splitbed.testing.fidelity import (
     GOODPUT_EFFICIENCY,
     fixed_rate_goodput,
     follow_trace,

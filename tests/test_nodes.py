@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from splitbed.devices.catalog import load_profiles
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import SENSITIVITY, Governor, cpu_list, node_cpus
-from splitbed.devices.profiles import load_profiles
 from splitbed.errors import UserError
 from splitbed.host.capabilities import CgroupInfo
 from tests.conftest import assert_quarter_core_quota

@@ -21,8 +21,8 @@ import numpy as np
 from splitbed.aglop.planner import Planner
 from splitbed.aglop.profile import build_profile, load_options
 from splitbed.devices.calibration import node_settings
+from splitbed.devices.catalog import get_profile
 from splitbed.devices.cgroups import CgroupManager
-from splitbed.devices.profiles import get_profile
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
 from splitbed.models import get_model
 

@@ -23,7 +23,7 @@ from splitbed.codecs import CalibrationStore, decode, get_codec
 from splitbed.models import get_model
 from splitbed.models.datasets import evaluation_samples
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY
-from splitbed.models.profile import median_ms
+from splitbed.models.split_costs import median_ms
 
 RUNS = 9
 

@@ -3,5 +3,5 @@
 summary.py computes per-method statistics, plots.py draws them, report.py writes a run's summary and
 plots (and compares runs), capture.py joins packet captures to requests. The CSV's columns are
 defined once in splitbed.app.breakdown, below this package, because the edge writes them.
-May import: app and everything below it.
+May import: app, errors.
 """

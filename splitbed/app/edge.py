@@ -3,7 +3,8 @@ answer, and writes one CSV row.
 
     python -m splitbed.app.edge --config JSON_FILE --node e1
 
-The config (written by the runner) names the server, model, dataset, plans, workload and the CSV path.
+The config (an EdgeConfig, written by the runner) names the server, model, dataset, plans, workload,
+the path's facts and the CSV path.
 The program loads everything, then runs the plans one after another: for each it prints
 {"ready": PLAN} and waits for "go RUN_START_NS" on stdin, so that every plan starts with the trace
 replay at its beginning. Rows are appended and flushed one by one: an interrupted run keeps them.
@@ -30,12 +31,13 @@ from splitbed.aglop.planner import STAGES as MODEL_STAGES
 from splitbed.aglop.profile import Option
 from splitbed.app import protocol
 from splitbed.app.breakdown import NAMES, STAGES
+from splitbed.app.edge_config import EdgeConfig
 from splitbed.app.plans import plan_groups
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.host.memory import MIB, resident_bytes
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
-from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
+from splitbed.models.split_costs import WARMUP_PASSES, pass_times_ms
 from splitbed.network.tcp_window import (
     congestion_control,
     connect,
@@ -61,22 +63,19 @@ def memory_columns() -> dict:
 
 
 class Edge:
-    def __init__(self, config: dict, node: str):
+    def __init__(self, config: EdgeConfig, node: str):
         self.config, self.node = config, node
-        torch.set_num_threads(config.get("threads", 1))
-        self.model = get_model(config["model"])
-        self.store = CalibrationStore(config.get("cal_dir"))
-        self.samples = list(itertools.islice(load_dataset(config["dataset"], self.model, config.get("seed", 0)),
-                                             config.get("max_inputs", 512)))
-        self.references = config["references"]  # the uncompressed model's top-1 per sample (runner-computed)
-        trace = config.get("trace")
-        self.trace = load_link_trace(trace) if trace else None  # the uplink's, for rows
+        torch.set_num_threads(config.threads)
+        self.model = get_model(config.model)
+        self.store = CalibrationStore()
+        self.samples = list(itertools.islice(load_dataset(config.dataset, self.model, config.seed), config.max_inputs))
+        self.references = config.references  # the uncompressed model's top-1 per sample (runner-computed)
+        self.trace = load_link_trace(config.trace) if config.trace else None  # the uplink's, for rows
         # the path's truth for the oracle and the model's judge: the uplink's trace (or its fixed rate),
         # each direction's delay and a WAN uplink's rate
-        path = config.get("path", {})
-        uplink = self.trace or Trace(np.zeros(1), np.array([config.get("uplink_rate_bps") or 1e9]), 1.0)
-        self.path = KnownPath(uplink, path.get("up_ms", 0.0), path.get("down_ms", 0.0), path.get("wan_up_bps"))
-        self.profile = json.loads(Path(config["profile"]).read_text()) if config.get("profile") else None
+        uplink = self.trace or Trace(np.zeros(1), np.array([config.uplink_rate_bps or 1e9]), 1.0)
+        self.path = KnownPath(uplink, config.path.up_ms, config.path.down_ms, config.path.wan_up_bps)
+        self.profile = json.loads(Path(config.profile).read_text()) if config.profile else None
         self.heads: dict[str, torch.nn.Module] = {}
         self.run_start_ns = 0
         self.slow_start_after_idle = slow_start_after_idle()  # this node's namespace's setting
@@ -89,8 +88,8 @@ class Edge:
         x = self.samples[0].tensor[None]
         pass_times_ms(self.model.full(), x, WARMUP_PASSES - 1)
         activations = self.model.activations(x)
-        options = [Option(p["split"], p.get("codec", ""), p.get("params", {})) for p in self.config["plans"]
-                   if p.get("type", "fixed") == "fixed"]
+        options = [Option(p["split"], p.get("codec", ""), p.get("params", {})) for p in self.config.plans
+                   if p["type"] == "fixed"]
         if self.profile:
             options += [Option.from_dict(o) for o in self.profile["options"]]
         for option in options:
@@ -108,9 +107,9 @@ class Edge:
         return get_codec(option.codec, **option.params, **extra)
 
     def connect(self) -> socket.socket:
-        sock = connect(self.config["server"], self.config["port"], 10, self.config.get("tcp_congestion_control"))
+        sock = connect(self.config.server, self.config.port, 10, self.config.tcp_congestion_control)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.config["workload"].get("deadline_s", 10))
+        sock.settimeout(self.config.workload.deadline_s)
         return sock
 
     def since_start_s(self, ns: int) -> float:
@@ -179,9 +178,9 @@ class Edge:
                        self.since_start_s(back), window, min_rtt_ms(sock))
 
     def run(self) -> int:
-        with Path(self.config["csv"]).open("a", newline="") as f:
+        with Path(self.config.csv).open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=NAMES)
-            for group in plan_groups(self.config["plans"]):
+            for group in plan_groups(self.config.plans):
                 runs: list[PlanRun] = []
                 runs += [PlanRun(self, plan, runs) for plan in group]
                 for run in runs:  # connected before the replay starts: the trace's first second counts
@@ -191,7 +190,7 @@ class Edge:
                 if len(command) != 2 or command[0] != "go":
                     return 1
                 self.run_start_ns = int(command[1])
-                order = random.Random(self.config.get("seed", 0))
+                order = random.Random(self.config.seed)
                 while not all(run.done for run in runs):  # one plan alone, or several in turn
                     # a fresh (seeded) order each round: no plan always follows the same other one
                     # (a request that loads the server's cores leaves the caches cold for the next)
@@ -209,9 +208,9 @@ class PlanRun:
 
     def __init__(self, edge: Edge, plan: dict, group: list[PlanRun]):
         self.edge, self.plan, self.group = edge, plan, group
-        self.workload = edge.config["workload"]
+        self.workload = edge.config.workload
         self.policy = make_policy(plan, edge.profile, edge.path)
-        self.judge = ModelJudge(edge.profile, edge.path, self.workload.get("deadline_s", 10))
+        self.judge = ModelJudge(edge.profile, edge.path, self.workload.deadline_s)
         self.sock: socket.socket | None = None
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
@@ -228,8 +227,7 @@ class PlanRun:
         """One request (after a probe, when the policy wants one); returns its row, or None when there
         is nothing to write (a warm-up request, or the plan has ended: then done is set)."""
         edge, workload, index = self.edge, self.workload, self.index
-        total, warmup = workload["requests"], workload.get("warmup", 0)
-        duration = workload.get("duration_s")  # optional: ends the plan before `requests` when reached
+        total, warmup, duration = workload.requests, workload.warmup, workload.duration_s
         started = time.monotonic_ns()
         if index == warmup:
             self.measured_from = started
@@ -264,14 +262,14 @@ class PlanRun:
             option = choice.option if choice else Option(self.plan.get("split", ""), self.plan.get("codec", ""))
             row = edge.row(index, self.plan["name"], option, started)
             now = time.monotonic_ns()
-            reason = (f"no answer within the {workload.get('deadline_s', 10)} s deadline"
+            reason = (f"no answer within the {workload.deadline_s} s deadline"
                       if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
             row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {reason}"[:200]})
             self.policy.observe_failure(wire_bytes, ms(started, now), edge.since_start_s(now))
             if self.sock is not None:
                 self.sock.close()
             self.sock = None
-            time.sleep(min(1.0, workload.get("deadline_s", 10) / 10))
+            time.sleep(min(1.0, workload.deadline_s / 10))
         if choice is not None and choice.predicted_ms is not None:
             row["predicted_ms"] = round(choice.predicted_ms, 4)
         if choice is not None and choice.estimate_bps is not None:
@@ -282,7 +280,7 @@ class PlanRun:
         row["request_id"] = index - warmup
         self.index += 1
         print(json.dumps({"done": index + 1, "of": total + warmup, "status": row["status"][:6]}), flush=True)
-        interval = workload.get("interval_s", 0)
+        interval = workload.interval_s
         if interval:
             time.sleep(max(0.0, interval - (time.monotonic_ns() - started) / 1e9))
         return row if index >= warmup else None
@@ -303,7 +301,7 @@ def main() -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--node", required=True)
     args = parser.parse_args()
-    return Edge(json.loads(Path(args.config).read_text()), args.node).run()
+    return Edge(EdgeConfig.read(Path(args.config)), args.node).run()
 
 
 if __name__ == "__main__":

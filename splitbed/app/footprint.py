@@ -135,7 +135,7 @@ def measure(model_name: str, threads: int = 1) -> dict:
     from splitbed.codecs import rans
     from splitbed.host.memory import resident_bytes
     from splitbed.models import get_model
-    from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
+    from splitbed.models.split_costs import WARMUP_PASSES, pass_times_ms
 
     torch.set_num_threads(threads)
     rans.warm_up()

@@ -25,7 +25,7 @@ from splitbed.app import protocol
 from splitbed.codecs import CalibrationStore, WireFormatError, decode, rans
 from splitbed.errors import UserError
 from splitbed.models import get_model
-from splitbed.models.profile import WARMUP_PASSES, pass_times_ms
+from splitbed.models.split_costs import WARMUP_PASSES, pass_times_ms
 from splitbed.network.tcp_window import use_congestion_control
 
 

@@ -19,10 +19,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from splitbed.devices.catalog import DeviceProfile
 from splitbed.devices.cgroups import CgroupManager, NodeGroup
 from splitbed.devices.child import PipedChild
 from splitbed.devices.governor import SENSITIVITY, Governor, node_cpus
-from splitbed.devices.profiles import DeviceProfile
 from splitbed.errors import UserError
 from splitbed.host.cache import cache_root
 

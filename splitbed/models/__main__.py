@@ -9,8 +9,8 @@ import sys
 from splitbed.errors import check_output_path, run_reporting_user_errors
 from splitbed.models.datasets import DATASET_NAMES
 from splitbed.models.evaluate import evaluate
-from splitbed.models.profile import format_profile, profile_model
 from splitbed.models.registry import get_model, model_names
+from splitbed.models.split_costs import format_profile, profile_model
 
 
 def write_json(path: str | None, data: dict) -> None:

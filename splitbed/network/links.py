@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from splitbed.errors import UserError
 from splitbed.host.state import RunState
 from splitbed.network.delay import DelayStage
-from splitbed.network.shaping import HtbShaper
+from splitbed.network.shaping import HtbShaper, TcBatch, TraceReplayer
+from splitbed.network.traces import Trace
 
 BACKENDS = ("netem", "htb+nfqueue")
 
@@ -110,3 +111,11 @@ class LinkDirection:
             self.stage.remove()
         if self.shaper:
             self.shaper.remove()
+
+
+def replay(links: list[LinkDirection], traces: list[Trace], step_s: float = 0.1) -> TraceReplayer:
+    """A replayer (not started) of each link's trace from its start, all on one clock: the rate is set
+    on the link's HTB class in its sender's namespace, and its delay stage (if any) is told each new
+    rate, so it serialises at it and holds frames through outages."""
+    return TraceReplayer([link.shaper for link in links], traces, [TcBatch(link.sender.prefix) for link in links],
+                         step_s, stages=[link.stage for link in links])

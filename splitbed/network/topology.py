@@ -24,7 +24,9 @@ from mininet.node import Host
 from splitbed.errors import UserError
 from splitbed.host.containers import Container
 from splitbed.host.state import RunState
-from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
+from splitbed.network.links import Endpoint, LinkDirection, LinkSpec, replay
+from splitbed.network.shaping import TraceReplayer
+from splitbed.network.traces import Trace
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,13 @@ class EmulatedNetwork:
         self.direction("wan_down", self.spec.wan_down, host_endpoint(cloud, "cloud-eth0"), host_endpoint(es, "es-eth1"))
 
     # --- teardown -----------------------------------------------------------------------------------
+    def replay(self, traces: dict[str, Trace]) -> TraceReplayer | None:
+        """A replayer (not started) of every named link's trace, on one clock; None when no link of
+        this network replays one (a rate-less link has no shaper to drive)."""
+        traced = {name: trace for name, trace in traces.items()
+                  if name in self.directions and self.directions[name].shaper is not None}
+        return replay([self.directions[name] for name in traced], list(traced.values())) if traced else None
+
     def stop(self) -> None:
         for direction in reversed(list(self.directions.values())):
             direction.remove()

@@ -3,5 +3,5 @@
 schema.py validates a scenario file (file:line:field for every problem) and applies defaults; run.py
 builds the network and nodes, calibrates, starts the server and edges, replays traces, and writes the
 run folder (manifest, requests.csv, summary, plots), removing everything it created at the end.
-May import: every package below it (analysis, app, aglop, codecs, devices, models, network, host).
+May import: analysis, app, aglop, codecs, devices, models, network, host, errors.
 """

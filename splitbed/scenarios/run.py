@@ -26,14 +26,15 @@ from splitbed import __version__
 from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
+from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
 from splitbed.app.footprint import edge_footprint
 from splitbed.app.plans import plan_groups
 from splitbed.app.server import read_start
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
+from splitbed.devices.catalog import get_profile
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import limit_cpu
-from splitbed.devices.profiles import get_profile
 from splitbed.errors import RunFailed, Terminated, UserError
 from splitbed.host.cache import cache_root
 from splitbed.host.capabilities import probe
@@ -45,7 +46,6 @@ from splitbed.models import get_model
 from splitbed.models.datasets import FASHION_MNIST_DIR, batches, calibration_samples, load_dataset
 from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.links import LinkSpec
-from splitbed.network.shaping import TcBatch, TraceReplayer
 from splitbed.network.tcp_window import check_congestion_control
 from splitbed.network.topology import EmulatedNetwork, NetworkSpec
 from splitbed.network.traces import LINK_TRACE_FIELDS, Trace, load_link_trace
@@ -74,8 +74,8 @@ class Run:
         self.scenario, self.quick, self.quiet = scenario, quick, quiet
         self.oversubscribe, self.extra_manifest = oversubscribe, extra_manifest or {}
         data = scenario.data
-        self.plans = [{"name": data["plan"].get("name", "plan"), **data["plan"]}] + [
-            {"name": b.get("name", f"baseline{i + 1}"), **b} for i, b in enumerate(data["baselines"])]
+        self.plans = [{"name": data["plan"].get("name", "plan"), "type": "fixed", **data["plan"]}] + [
+            {"name": b.get("name", f"baseline{i + 1}"), "type": "fixed", **b} for i, b in enumerate(data["baselines"])]
         self.workload = dict(data["workload"])
         if quick:
             self.workload["requests"] = min(self.workload["requests"], 10)
@@ -93,7 +93,7 @@ class Run:
             raise UserError("this machine cannot run a scenario: " + "; ".join(self.caps.problems))
         self.model = get_model(data["model"])
         for plan in self.plans:
-            if plan.get("type", "fixed") == "fixed":
+            if plan["type"] == "fixed":
                 self.model.index(plan["split"])
                 if plan["split"] != EDGE_ONLY:
                     get_codec(plan["codec"], **plan.get("params", {}))  # parameters checked now, not mid-run
@@ -292,7 +292,7 @@ class Run:
         exceeds the device's memory, where the node would be killed at its limit mid-run. full=False:
         without the codecs' state (before calibrations), a first check that costs nothing to fail."""
         options = [(p["split"], p.get("codec", "") if p["split"] != EDGE_ONLY else "", p.get("params", {}))
-                   for p in self.plans if p.get("type", "fixed") == "fixed"] if full else []
+                   for p in self.plans if p["type"] == "fixed"] if full else []
         if profile is not None:
             options += [(o["split"], o["codec"], o["params"]) for o in json.loads(profile.read_text())["options"]]
         # once each, by their full settings: a plan's {step: 0.4} is the profile's {step: 0.4, alpha: 1.0}
@@ -325,7 +325,7 @@ class Run:
 
     def aglop_profile(self, device: dict, cgroups: CgroupManager) -> Path | None:
         """The planners' profile (sizes, losses, times on this device), when a plan re-plans."""
-        if all(plan.get("type", "fixed") == "fixed" for plan in self.plans):
+        if all(plan["type"] == "fixed" for plan in self.plans):
             return None
         profile = build_profile(self.model, device, cgroups, say=self.say, progress=not self.quiet)
         path = self.dir / "aglop-profile.json"
@@ -396,7 +396,7 @@ class Run:
             captures.append(process)
         return captures
 
-    def path_facts(self) -> dict:
+    def path_facts(self) -> PathFacts:
         """Each direction's delay between an edge and the server (its WAN hop's included in edge-cloud),
         and the WAN uplink's rate: the truth the oracle plans on and the model's judge predicts with."""
         links = self.scenario["links"]
@@ -405,7 +405,7 @@ class Run:
             hops = {"up": ["uplink", "wan_up"], "down": ["downlink", "wan_down"]}
         delay = {way: sum(links.get(name, {}).get("delay_ms", 0.0) for name in names) for way, names in hops.items()}
         wan_rate = links.get("wan_up", {}).get("rate_mbit") if self.network_spec.kind == "edge-cloud" else None
-        return {"up_ms": delay["up"], "down_ms": delay["down"], "wan_up_bps": wan_rate * 1e6 if wan_rate else None}
+        return PathFacts(delay["up"], delay["down"], wan_rate * 1e6 if wan_rate else None)
 
     def start_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
                     profile: Path | None, governors: dict) -> list:
@@ -415,15 +415,17 @@ class Run:
         references = self.references(self.edge_inputs())
         edges = []
         for name in network.edge_names:
-            config = {"server": network.server_ip(), "port": PORT, "model": self.model.name,
-                      "dataset": self.scenario["dataset"], "seed": self.scenario["seed"], "plans": self.plans,
-                      "workload": self.workload, "csv": str(self.dir / "requests.csv"),
-                      "trace": {k: uplink[k] for k in LINK_TRACE_FIELDS if k in uplink} if "trace" in uplink else None,
-                      "path": self.path_facts(), "tcp_congestion_control": self.congestion,
-                      "uplink_rate_bps": uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None, "profile": str(profile) if profile else None,
-                      "threads": device["threads"] or 1, "max_inputs": len(references), "references": references}
+            config = EdgeConfig(
+                server=network.server_ip(), port=PORT, model=self.model.name, dataset=self.scenario["dataset"],
+                seed=self.scenario["seed"], plans=self.plans, csv=str(self.dir / "requests.csv"),
+                workload=Workload.from_scenario(self.workload),
+                trace={k: uplink[k] for k in LINK_TRACE_FIELDS if k in uplink} if "trace" in uplink else None,
+                uplink_rate_bps=uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None,
+                path=self.path_facts(), tcp_congestion_control=self.congestion,
+                profile=str(profile) if profile else None, threads=device["threads"] or 1,
+                max_inputs=len(references), references=references)
             path = self.dir / f"edge-{name}.json"
-            path.write_text(json.dumps(config))
+            config.write(path)
             group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)
             governor = limit_cpu(group, device, index=len(edges))
             if governor is not None:
@@ -456,8 +458,6 @@ class Run:
     def run_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
                   profile: Path | None, governors: dict) -> None:
         edges = self.start_edges(network, cgroups, state, device, profile, governors)
-        traced = [(network.directions[name], trace) for name, trace in self.traces.items()
-                  if name in network.directions and network.directions[name].shaper is not None]
         finished = []
         try:
             for group in plan_groups(self.plans):
@@ -467,13 +467,9 @@ class Run:
                 for plan in group:
                     self.say(f"plan {plan['name']}: " + (
                         f"split {plan['split']}, codec {plan.get('codec', '-')} {plan.get('params', {})}"
-                        if plan.get("type", "fixed") == "fixed" else f"{plan['type']} (re-planned per request)")
+                        if plan["type"] == "fixed" else f"{plan['type']} (re-planned per request)")
                         + (" (in turn with the others of its group)" if len(group) > 1 else ""))
-                replayer = None
-                if traced:  # every traced link replays from its start together, on one clock
-                    replayer = TraceReplayer([d.shaper for d, _ in traced], [trace for _, trace in traced],
-                                             [TcBatch(d.sender.prefix) for d, _ in traced],
-                                             stages=[d.stage for d, _ in traced])
+                replayer = network.replay(self.traces)  # every traced link from its start, on one clock
                 try:
                     run_start = replayer.start() if replayer else time.monotonic()
                     self.write_manifest(run_start_ns={**self.manifest.get("run_start_ns", {}),

@@ -16,7 +16,7 @@ import yaml
 
 from splitbed.aglop.online import POLICIES
 from splitbed.aglop.profile import PLAN_CRITERIA
-from splitbed.devices.profiles import load_profiles
+from splitbed.devices.catalog import load_profiles
 from splitbed.errors import UserError
 from splitbed.host.containers import check_image_name
 from splitbed.network.traces import LINK_TRACE_FIELDS, READERS, UNITS, load_link_trace

@@ -1,12 +1,12 @@
 """Bulk TCP transfer for link measurements: `recv` counts bytes per 10 ms on the monotonic clock
 (shared by every namespace), `send` writes as fast as the link takes it.
 
-    python -m splitbed.network.bulk recv PORT SECONDS      -> one JSON line [[t_ns, bytes], ...]
-    python -m splitbed.network.bulk send HOST PORT SECONDS
-    python -m splitbed.network.bulk udprecv PORT SECONDS   -> the same JSON, for UDP datagrams
-    python -m splitbed.network.bulk udpsend HOST PORT SECONDS RATE_BPS   (paced at RATE_BPS)
-    python -m splitbed.network.bulk msgrecv PORT COUNT SIZE  -> JSON [delivery ms, ...]
-    python -m splitbed.network.bulk msgsend HOST PORT COUNT SIZE GAP_S   (one message every GAP_S)
+    python -m splitbed.testing.bulk recv PORT SECONDS      -> one JSON line [[t_ns, bytes], ...]
+    python -m splitbed.testing.bulk send HOST PORT SECONDS
+    python -m splitbed.testing.bulk udprecv PORT SECONDS   -> the same JSON, for UDP datagrams
+    python -m splitbed.testing.bulk udpsend HOST PORT SECONDS RATE_BPS   (paced at RATE_BPS)
+    python -m splitbed.testing.bulk msgrecv PORT COUNT SIZE  -> JSON [delivery ms, ...]
+    python -m splitbed.testing.bulk msgsend HOST PORT COUNT SIZE GAP_S   (one message every GAP_S)
 """
 
 from __future__ import annotations

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from splitbed.host.containers import Container, ImageInfo
-from splitbed.host.netns import NetnsSet, in_netns
-from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
-from splitbed.network.shaping import TcBatch, TraceReplayer
+from splitbed.testing.netns import NetnsSet, in_netns
+from splitbed.network.links import Endpoint, LinkDirection, LinkSpec, replay
 from splitbed.network.traces import Trace
 
 _bench_ids = itertools.count()
@@ -81,8 +80,8 @@ class Bench:
 
     def python(self, ns: str, *args: str) -> list[str]:
         if ns == self.b and self.container is not None:
-            return [*self.container.prefix(), self.container.image.python, "-m", "splitbed.network.bulk", *args]
-        return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.network.bulk", *args])
+            return [*self.container.prefix(), self.container.image.python, "-m", "splitbed.testing.bulk", *args]
+        return in_netns(ns, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "splitbed.testing.bulk", *args])
 
     def transfer(self, seconds: float, on_start=None, udp_rate_bps: float | None = None
                  ) -> tuple[list[list[int]], float]:
@@ -133,13 +132,12 @@ def follow_trace(trace: Trace, seconds: int, step_s: float = 0.1, queue_packets:
     bench = Bench.create(backend)
     try:
         link = bench.shape(LinkSpec(trace.rate_at(0), queue_packets=queue_packets))
-        batch = TcBatch(link.sender.prefix)
-        replayer = TraceReplayer([link.shaper], [trace], batch, step_s)
+        replayer = replay([link], [trace], step_s)
         try:
             bins, origin = bench.transfer(seconds, on_start=replayer.start)
         finally:
             replayer.stop()
-            tc_errors = batch.close()
+            tc_errors = replayer.close()
         achieved = per_second(bins, origin, seconds)
         expected = np.array([trace.mean_rate_over(k, k + 1) for k in range(seconds)]) * GOODPUT_EFFICIENCY
         # the first second holds TCP's slow start: compare from the second one on
@@ -215,7 +213,7 @@ def outage_delivery(rate_bps: float, on_s: float = 2.0, off_s: float = 2.0, cycl
     bench = Bench.create(backend)
     try:
         link = bench.shape(LinkSpec(rate_bps, outages=True))
-        replayer = TraceReplayer([link.shaper], [trace], TcBatch(link.sender.prefix), stages=[link.stage])
+        replayer = replay([link], [trace])
         try:
             bins, origin = bench.transfer(int(np.ceil(seconds)), on_start=replayer.start)
         finally:
@@ -256,7 +254,7 @@ def message_delivery(rate_bps: float, size: int, gap_s: float, count: int = 10, 
             bench.shape(LinkSpec(None, reverse_delay_ms), backward=True)
         if built_at_bps:
             constant = Trace(np.array([0.0]), np.array([rate_bps]), 3600.0, loop=False)
-            replayer = TraceReplayer([link.shaper], [constant], TcBatch(link.sender.prefix), stages=[link.stage])
+            replayer = replay([link], [constant])
             replayer.start()
             time.sleep(0.2)
         receiver = subprocess.Popen(bench.python(bench.b, "msgrecv", str(PORT), str(count), str(size)),
