@@ -16,7 +16,7 @@ from pathlib import Path
 
 FLOORS: list[list[str]] = [
     ["__init__", "errors", "layers"],  # __init__: the package face (version, process settings)
-    ["host"],
+    ["host", "registry"],
     ["network", "models"],
     ["devices", "codecs"],
     ["aglop"],

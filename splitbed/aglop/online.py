@@ -52,6 +52,7 @@ from splitbed.aglop.planner import (
 from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.traces import Trace
+from splitbed.registry import Registry
 
 WINDOW = 5
 MAX_SAMPLE_AGE_S = 2.0  # samples older than this before the newest one leave the estimate
@@ -293,12 +294,12 @@ def oracle_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> O
 
 # Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile
 # and, for the oracle only, the path's truth. Every type but `fixed` needs the profile.
-POLICIES = {"fixed": fixed_policy, "aglop": aglop_policy, "neurosurgeon": neurosurgeon_policy,
-            "oracle": oracle_policy}
+POLICIES = Registry("plan type", {"fixed": fixed_policy, "aglop": aglop_policy, "neurosurgeon": neurosurgeon_policy,
+                                  "oracle": oracle_policy})
 METHODS = tuple(name for name in POLICIES if name != "fixed")
 
 
 def make_policy(plan: dict, profile: dict | None, path: KnownPath | None = None):
     """The policy a plan dict (as validated by the scenario schema) asks for; `path` is the link's
     truth, for the oracle only."""
-    return POLICIES[plan.get("type", "fixed")](plan, profile, path)
+    return POLICIES.lookup(plan.get("type", "fixed"))(plan, profile, path)

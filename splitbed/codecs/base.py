@@ -15,18 +15,22 @@ import torch
 
 from splitbed.codecs import wire
 from splitbed.errors import UserError
+from splitbed.registry import Registry
 
 
 class CorruptPayload(wire.WireFormatError):
     """A well-framed message whose payload does not decode."""
 
 
-REGISTRY: dict[str, type[Codec]] = {}
+REGISTRY: Registry[type[Codec]] = Registry("codec")
 BY_ID: dict[int, type[Codec]] = {}
 
 
 def register(cls: type[Codec]) -> type[Codec]:
-    REGISTRY[cls.name] = cls
+    """Adds a codec class by its name; its wire id must be new too (a message names its codec by id)."""
+    if cls.codec_id in BY_ID:
+        raise ValueError(f"codec id {cls.codec_id} of {cls.name!r} is {BY_ID[cls.codec_id].name!r}'s already")
+    REGISTRY.add(cls.name, cls)
     BY_ID[cls.codec_id] = cls
     return cls
 
@@ -90,9 +94,7 @@ class Codec:
 
 
 def get_codec(name: str, **params) -> Codec:
-    if name not in REGISTRY:
-        raise UserError(f"unknown codec {name!r}", fix=f"choose one of: {', '.join(REGISTRY)}")
-    return REGISTRY[name](**params)
+    return REGISTRY.lookup(name)(**params)
 
 
 def decode(data: bytes, store=None) -> np.ndarray:

@@ -5,7 +5,7 @@ for the server, so head then tail is the very same computation as the whole mode
 finds models by name, the datasets module finds labelled and unlabelled inputs that ship offline,
 photos.py fetches the photo evaluation set from Debian packages into the cache, metrics scores
 predictions, and profile measures what each split costs.
-May import: host, errors.
+May import: host, registry, errors.
 """
 
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import difflib
-
-from splitbed.errors import UserError
 from splitbed.models import efficientnet_lite, fmnist_cnn, user_models
 from splitbed.models.partition import SplitModel
+from splitbed.registry import Registry
 
-BUILTIN = {
+BUILTIN = Registry("model", {
     **{name: efficientnet_lite.build for name in efficientnet_lite.VARIANTS},
     "fmnist_cnn": fmnist_cnn.build,
-}
+})
+LIBRARY_FORMS = ("torchvision:NAME", "timm:NAME", "python:package.module:function")
 DEFAULT_MODEL = "efficientnet_lite0"
 _cache: dict[str, SplitModel] = {}
 
 
 def model_names() -> list[str]:
-    return [*BUILTIN, "torchvision:NAME", "timm:NAME", "python:package.module:function"]
+    return [*BUILTIN, *LIBRARY_FORMS]
 
 
 def get_model(name: str, weights: str | None = None) -> SplitModel:
@@ -25,16 +24,12 @@ def get_model(name: str, weights: str | None = None) -> SplitModel:
     key = f"{name}|{weights}"
     if key in _cache:
         return _cache[key]
-    if name in BUILTIN:
-        model = BUILTIN[name](name)
-    elif name.startswith(("torchvision:", "timm:")):
+    if name.startswith(("torchvision:", "timm:")):
         library, arch = name.split(":", 1)
         model = user_models.from_library(library, arch, weights)
     elif name.startswith("python:"):
         model = user_models.from_python_path(name.split(":", 1)[1], weights)
     else:
-        close = difflib.get_close_matches(name, BUILTIN, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UserError(f"unknown model {name!r}", fix=f"{hint}choose one of: {', '.join(model_names())}")
+        model = BUILTIN.lookup(name, others=LIBRARY_FORMS)(name)
     _cache[key] = model
     return model

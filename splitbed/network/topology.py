@@ -17,6 +17,7 @@ from __future__ import annotations
 import platform
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mininet.node import Host
@@ -27,23 +28,25 @@ from splitbed.host.state import RunState
 from splitbed.network.links import Endpoint, LinkDirection, LinkSpec, replay
 from splitbed.network.shaping import TraceReplayer
 from splitbed.network.traces import Trace
+from splitbed.registry import Registry
 
 
 @dataclass(frozen=True)
 class Layout:
-    """What the runner needs to know of a topology kind; its hosts and links are built by the
-    EmulatedNetwork methods build_<kind> and links_<kind> (dashes as underscores)."""
+    """A topology kind: its server's name and address, whether it takes several edges, and the
+    EmulatedNetwork methods that add its hosts (before Mininet builds) and its links (after)."""
 
     server_name: str
     server_ip: str
+    build: Callable[[EmulatedNetwork], None]
+    links: Callable[[EmulatedNetwork], None]
     many_edges: bool = False
 
 
 PER_NAMESPACE_TCP_SYSCTLS = (4, 15)  # net.ipv4.tcp_* became per network namespace in Linux 4.15
 
-# Topology kinds by name (a scenario's `topology.kind`).
-KINDS = {"single": Layout("srv", "10.0.0.100"), "star": Layout("srv", "10.0.0.100", many_edges=True),
-         "edge-cloud": Layout("cloud", "10.0.2.2")}
+# Topology kinds by name (a scenario's `topology.kind`); filled below EmulatedNetwork, whose methods they name
+KINDS: Registry[Layout] = Registry("topology")
 
 
 @dataclass
@@ -59,9 +62,7 @@ class NetworkSpec:
     slow_start_after_idle: bool = True
 
     def check(self, backend: str | None) -> None:
-        if self.kind not in KINDS:
-            raise UserError(f"unknown topology {self.kind!r}", fix=f"choose one of: {', '.join(KINDS)}")
-        many = KINDS[self.kind].many_edges
+        many = KINDS.lookup(self.kind, where="topology.kind").many_edges
         if self.edges < 1 or (not many and self.edges != 1):
             raise UserError(f"topology {self.kind} takes {'1 or more' if many else 'exactly 1'} "
                             f"edge node(s), got {self.edges}")
@@ -121,9 +122,6 @@ class EmulatedNetwork:
     def server_ip(self) -> str:
         return KINDS[self.spec.kind].server_ip
 
-    def method(self, verb: str):
-        return getattr(self, f"{verb}_{self.spec.kind.replace('-', '_')}")
-
     def host(self, name: str):
         return self.net.get(name)
 
@@ -148,7 +146,7 @@ class EmulatedNetwork:
         self.net = Mininet(topo=None, switch=LinuxBridge, controller=None, host=Host, link=Link,
                            autoSetMacs=True, waitConnected=False, build=False)
         try:
-            self.method("build")()
+            KINDS[self.spec.kind].build(self)
             self.net.build()
             if self.state:
                 for host in self.net.hosts:
@@ -159,7 +157,7 @@ class EmulatedNetwork:
                 self.accept_bridged(switch.name)
             self.net.start()
             self.set_tcp()
-            self.method("links")()
+            KINDS[self.spec.kind].links(self)
             for direction in self.directions.values():
                 direction.setup()
         except BaseException:
@@ -262,3 +260,8 @@ class EmulatedNetwork:
         if self.net is not None:
             self.net.stop()  # this network's hosts, links and bridge only: never Mininet's cleanup()
             self.net = None
+
+
+KINDS.add("single", Layout("srv", "10.0.0.100", EmulatedNetwork.build_single, EmulatedNetwork.links_single))
+KINDS.add("star", Layout("srv", "10.0.0.100", EmulatedNetwork.build_star, EmulatedNetwork.links_star, many_edges=True))
+KINDS.add("edge-cloud", Layout("cloud", "10.0.2.2", EmulatedNetwork.build_edge_cloud, EmulatedNetwork.links_edge_cloud))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from splitbed.errors import UserError
+from splitbed.registry import Registry
 
 UNITS = {"bit/s": 1.0, "kbit/s": 1e3, "Mbit/s": 1e6}
 MAHIMAHI_PACKET_BITS = 1500 * 8
@@ -301,7 +302,7 @@ def read_csv(path: Path, time_column: str = "time", rate_column: str = "rate", r
 
 
 # Trace formats by name: a reader takes the path and its format's options and returns a Trace.
-READERS = {"pensieve": read_pensieve, "mahimahi": read_mahimahi, "csv": read_csv}
+READERS = Registry("trace format", {"pensieve": read_pensieve, "mahimahi": read_mahimahi, "csv": read_csv})
 
 
 def detect_format(path: Path) -> str:
@@ -317,10 +318,7 @@ def load_trace(path: str | Path, format: str = "auto", **options) -> Trace:
     if not path.is_file():
         raise UserError("trace file not found", where=str(path))
     kind = detect_format(path) if format == "auto" else format
-    if kind not in READERS:
-        raise UserError(f"unknown trace format {kind!r}", where=str(path),
-                        fix=f"use one of: auto, {', '.join(READERS)}")
-    return READERS[kind](path, **options)
+    return READERS.lookup(kind, where=str(path), others=("auto",))(path, **options)
 
 
 # A scenario link's trace fields, and the formats each reader option belongs to.

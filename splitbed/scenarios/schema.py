@@ -296,10 +296,7 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
     for field, plan in [("plan", data["plan"])] + [(f"baselines[{i}]", p) for i, p in enumerate(data["baselines"])]:
         where = f"{field}.type" if field == "plan" else "baselines"
         kind = plan.get("type", "fixed")
-        if kind not in PLAN_TYPES:
-            close = difflib.get_close_matches(kind, PLAN_TYPES, n=1)
-            fail(where, f"unknown plan type {kind!r}", f"did you mean {close[0]!r}?" if close
-                 else f"one of: {', '.join(PLAN_TYPES)}")
+        POLICIES.lookup(kind, where=f"{path}:{line_of(root, where)} ({where})")
         if plan.get("criterion", PLAN_CRITERIA[0]) not in PLAN_CRITERIA:
             fail(f"{field}.criterion" if field == "plan" else "baselines",
                  f"unknown accuracy criterion {plan['criterion']!r}", f"one of: {', '.join(PLAN_CRITERIA)}")

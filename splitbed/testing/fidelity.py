@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from splitbed.host.containers import Container, ImageInfo
-from splitbed.testing.netns import NetnsSet, in_netns
 from splitbed.network.links import Endpoint, LinkDirection, LinkSpec, replay
 from splitbed.network.traces import Trace
+from splitbed.testing.netns import NetnsSet, in_netns
 
 _bench_ids = itertools.count()
 
