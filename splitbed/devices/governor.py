@@ -74,6 +74,15 @@ def limit_cpu(group: NodeGroup, device: dict, index: int = 0) -> Governor | None
     return Governor(group, cpus, device["threads"], device["period_us"], device["gain"])
 
 
+def constrain_node(group: NodeGroup, device: dict, memory_mb: int | None, index: int = 0) -> Governor | None:
+    """Everything a node gets of its device, in one place: its cores, quota and governor (limit_cpu)
+    and its memory limit (None: unlimited). Its program's thread count travels in its own config."""
+    governor = limit_cpu(group, device, index)
+    if memory_mb:
+        group.set_memory(memory_mb << 20)
+    return governor
+
+
 def cpu_list(text: str) -> list[int]:
     """'0-2,5' -> [0, 1, 2, 5]"""
     cpus = []

@@ -34,7 +34,7 @@ from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
 from splitbed.devices.catalog import get_profile
 from splitbed.devices.cgroups import CgroupManager
-from splitbed.devices.governor import limit_cpu
+from splitbed.devices.governor import constrain_node
 from splitbed.errors import RunFailed, Terminated, UserError
 from splitbed.host.cache import cache_root
 from splitbed.host.capabilities import probe
@@ -427,12 +427,10 @@ class Run:
             path = self.dir / f"edge-{name}.json"
             config.write(path)
             group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)
-            governor = limit_cpu(group, device, index=len(edges))
+            governor = constrain_node(group, device, self.edge_memory_mb, index=len(edges))
             if governor is not None:
                 state.process(governor.pid)
                 governors[name] = governor
-            if self.edge_memory_mb:
-                group.set_memory(self.edge_memory_mb << 20)
             argv = self.python_in(network, name, "splitbed.app.edge", "--config", str(path), "--node", name)
             process = group.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             state.process(process.pid)
