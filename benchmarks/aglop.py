@@ -35,20 +35,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from splitbed.aglop.planner import LatencyModel  # noqa: E402
-from splitbed.aglop.profile import DEFAULT_CRITERION, candidate_options, codec_table, load_options  # noqa: E402
-from splitbed.analysis.judgement import margin_ci95_pct  # noqa: E402
-from splitbed.app.breakdown import read_rows  # noqa: E402
-from splitbed.codecs import CalibrationStore  # noqa: E402
-from splitbed.devices.catalog import get_profile  # noqa: E402
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.models import get_model  # noqa: E402
-from splitbed.models.partition import SERVER_ONLY  # noqa: E402
-from splitbed.network.traces import load_trace  # noqa: E402
-from splitbed.scenarios.run import run_scenario  # noqa: E402
-from splitbed.scenarios.schema import load_scenario  # noqa: E402
+from splitbed.aglop.planner import LatencyModel
+from splitbed.aglop.profile import DEFAULT_CRITERION, candidate_options, codec_table, load_options
+from splitbed.analysis.judgement import margin_ci95_pct
+from splitbed.app.breakdown import read_rows
+from splitbed.codecs import CalibrationStore
+from splitbed.devices.catalog import get_profile
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.models import get_model
+from splitbed.models.partition import SERVER_ONLY
+from splitbed.network.traces import load_trace
+from splitbed.scenarios.run import run_scenario
+from splitbed.scenarios.schema import load_scenario
+from splitbed.testing.results_page import Page, pct, table
 
 REPO = Path(__file__).resolve().parent.parent
 TRACES_3G = ["norway_bus_1", "norway_bus_15", "norway_car_1", "norway_ferry_19", "norway_metro_1",
@@ -255,6 +254,40 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{time.time() - started:.0f} s")
     return 0
+
+
+def aglop_section(data: dict, found: dict) -> list[str]:
+    methods = list(dict.fromkeys(r["method"] for r in data["results"]))
+    groups = list(dict.fromkeys((r["trace"], r["device"]) for r in data["results"]))
+    rows = []
+    for trace, device in groups:
+        mine = {r["method"]: r for r in data["results"] if (r["trace"], r["device"]) == (trace, device)}
+        rows.append([trace, device, *(f"{mine[m]['mean_e2e_ms']:.1f}" if m in mine else "-" for m in methods)])
+    checks = [[c["trace"], c["device"], pct(c["aglop_reduction_pct"]), c["best_other_method"],
+               f"{c['margin_vs_best_other_pct']:.1f}% ({c['margin_vs_best_other_ci95_pct'][0]:.1f}, "
+               f"{c['margin_vs_best_other_ci95_pct'][1]:.1f})", pct(c["gap_to_oracle_pct"], 1)]
+              for c in data["checks"]]
+    return [f"Mean end-to-end ms per method; {data['duration_s']:g} s replays, {data['delay_ms']:g} ms one-way "
+            "delay, accuracy budget {0} point.".format(data["budget_pts"]), "",
+            *table(["trace", "device", *methods], rows),
+            "AGLOP against original partition-offloading, against the best other method (positive = AGLOP "
+            "faster; bootstrap 95% interval) and against the oracle:", "",
+            *table(["trace", "device", "reduction vs original", "best other", "margin (95% CI)",
+                    "gap to oracle"], checks),
+            f"Latency model: median |predicted - measured| / measured over AGLOP's requests "
+            f"{pct(data['prediction_error_pct'], 1)}.", ""]
+
+
+def aglop_headline(data: dict, found: dict) -> list[list[str]]:
+    checks = data["checks"]
+    red = [c["aglop_reduction_pct"] for c in checks]
+    gap = [c["gap_to_oracle_pct"] for c in checks]
+    return [["AGLOP", f"{min(red):.1f}-{max(red):.1f}% lower e2e than original partition-offloading; "
+             f"{min(gap):+.1f}% to {max(gap):+.1f}% from the oracle ({len(checks)} trace x device points)"]]
+
+
+PAGES = [Page("aglop", "AGLOP against every baseline", order=70, argv=["-m", "benchmarks.aglop", "--quick"],
+              section=aglop_section, headline=aglop_headline, headline_order=50)]
 
 
 if __name__ == "__main__":

@@ -30,12 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from splitbed import __version__  # noqa: E402
-from splitbed.aglop.profile import DEFAULT_CRITERION  # noqa: E402
-from splitbed.analysis.judgement import (  # noqa: E402
+from splitbed import __version__
+from splitbed.aglop.profile import DEFAULT_CRITERION
+from splitbed.analysis.judgement import (
     chosen_drops,
     estimate_ratio,
     jitter_floor_errors,
@@ -44,9 +41,12 @@ from splitbed.analysis.judgement import (  # noqa: E402
     planner_errors,
     same_option_spread_pct,
 )
-from splitbed.app.breakdown import read_rows  # noqa: E402
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.scenarios.study import code_version, load_study  # noqa: E402
+from splitbed.app.breakdown import read_rows
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.scenarios.study import code_version, load_study
+from splitbed.testing.results_page import Page, pct, table
+
+REPO = Path(__file__).resolve().parent.parent
 
 BARS = {"lowest_or_within_ci_share": 0.90, "over_best_fixed_pct": 5.0, "points_over_best_fixed": 1,
         "model_error_pct": 8.0, "decision_ms": 1.0}
@@ -217,6 +217,97 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0
+
+
+GRID_SUMMARY = [  # (label, summary key, format) of the tune and report grids' side-by-side table
+    ("points judged", "judged_points", "{:d}"),
+    ("AGLOP lowest or within the interval of the lowest other method", "lowest_or_within_ci_share", "{:.0%}"),
+    ("points AGLOP is over the best fixed option by more than 5% (point estimate)",
+     "points_over_5pct_of_best_fixed", "{:d}"),
+    ("... of them with the interval's low end over 5%", "points_interval_above_5pct", "{:d}"),
+    ("AGLOP over the best fixed option, median (max)", ("median_over_best_fixed_pct", "max_over_best_fixed_pct"),
+     "{:+.1f}% ({:+.1f}%)"),
+    ("the same, chosen and judged on the same rounds (median)", "median_over_best_fixed_insample_pct", "{:+.1f}%"),
+    ("latency model error, median over every option's requests", "model_error_pct", "{:.1f}%"),
+    ("... its floor from the host's request-to-request jitter", "model_error_jitter_floor_pct", "{:.1f}%"),
+    ("AGLOP's own prediction error (its rate estimate included)", "aglop_own_prediction_error_pct", "{:.1f}%"),
+    ("largest share of AGLOP's requests outside the fixed sweep", "aglop_outside_sweep_share_max", "{:.0%}"),
+    ("the same option run by two methods, means apart (median)", "same_option_spread_median_pct", "{:.1f}%"),
+    ("decision time, median ms", "decision_ms_median", "{:.3f}"),
+]
+
+
+def grid_summary_cell(summary: dict, key, form: str) -> str:
+    values = [summary.get(k) for k in (key if isinstance(key, tuple) else (key,))]
+    return "-" if any(v is None for v in values) else form.format(*values)
+
+
+def aglop_grids_side_by_side(found: dict) -> list[str]:
+    """The tune grid (where AGLOP was developed) and the report grid (never run before the planner's
+    freeze) in one table, above the report grid's section; a grid not measured at this commit shows as such."""
+    grids = [("tune grid", found.get("aglop_grid")), ("report grid", found.get("aglop_report"))]
+    rows = [[label] + ["not measured" if g is None else grid_summary_cell(g[0]["summary"], key, form)
+                       for _, g in grids] for label, key, form in GRID_SUMMARY]
+    return ["Both grids judged alike; the report grid's traces, delays and points were never run with the "
+            "planner before its freeze (runs commit in its provenance line).", "",
+            *table(["", *(label for label, _ in grids)], rows), ""]
+
+
+def aglop_grid_section(data: dict, found: dict) -> list[str]:
+    s = data["summary"]
+    rows = []
+    for p in data["points"]:
+        if "methods" not in p:
+            rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", p["status"], "", "", "", "", "", "", "", ""])
+            continue
+        m, coverage = p["methods"], p["hindsight_coverage"]["aglop"]["outside_share"] or 0
+        rows.append([p["trace"], p["device"], f"{p['delay_ms']:g}", str(p["rounds"]), f"{m['aglop']['mean_e2e_ms']:.1f}",
+                     f"{p['lowest_other']} {m[p['lowest_other']]['mean_e2e_ms']:.1f}",
+                     "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_lowest_other_pct"], *p["over_lowest_other_ci95_pct"]),
+                     f"{p['best_fixed']} {m[p['best_fixed']]['mean_e2e_ms']:.1f}",
+                     "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_best_fixed_pct"], *p["over_best_fixed_ci95_pct"]),
+                     f"{p['over_best_fixed_insample_pct']:+.1f}%",
+                     "-" if p["oracle_over_planner_pct"] is None else f"{p['oracle_over_planner_pct']:+.1f}%",
+                     f"{100 * coverage:.0f}%",
+                     "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}"])
+    options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['mean_error_pct']:+.1f}%",
+                f"{e['median_e2e_ms']:.1f}", *(f"{v:+.1f} ({a:.1f})" for v, a in zip(
+                    e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True))]
+               for option, e in sorted(data["model_errors"]["per_option"].items(), key=lambda kv: -kv[1]["n"])]
+    return [f"{s['judged_points']} of {s['points']} points complete (`studies/{s.get('study', 'aglop-grid.yaml')}`; every "
+            "method takes turns on one replay per point, a round = one request of each). Over = AGLOP's mean over the "
+            "other's, minus 1 (positive = AGLOP slower), with the other chosen on half the rounds and judged on the "
+            "other half (both ways, averaged); 95% interval from a moving-block bootstrap over whole rounds (paired, "
+            "the selection redone in each resample). Best fixed = the run's fixed plans (the sweep its scenario "
+            "declares); in-sample = chosen and judged on all rounds. Oracle = the oracle's mean over AGLOP's (the "
+            "planner told the trace's true rate and the link's delay: a reference, not a bound). Outside = AGLOP's "
+            "requests on options no fixed plan ran. Estimate / rate = AGLOP's bandwidth estimate over the trace's "
+            "rate at send time (median).",
+            "", *table(["trace", "device", "one-way ms", "rounds", "AGLOP mean", "lowest other", "over it (95% CI)",
+                        "best fixed", "over it (95% CI)", "in-sample", "oracle", "outside", "estimate / rate"], rows),
+            "Latency model against every option's requests (edge-only and server-only included; the model told the "
+            "trace's rate and the link's delays): per option the median |error| per request, the error of the "
+            "option's mean, and per stage the median signed error, model - measured, ms, with the median |error| in "
+            "brackets:", "",
+            *table(["option", "requests", "median abs error", "error of the mean", "median e2e ms", "head", "encode",
+                    "transfer", "decode", "tail"], options)]
+
+
+def aglop_report_headline(data: dict, found: dict) -> list[list[str]]:
+    s = data["summary"]
+    return [["AGLOP on a report grid it was never run on", f"lowest or within the interval of the lowest "
+             f"other method at {100 * s['lowest_or_within_ci_share']:.0f}% of {s['judged_points']} (trace, "
+             f"device, delay) points; over the best fixed option in hindsight by more than 5% at "
+             f"{s['points_over_5pct_of_best_fixed']} (median {s['median_over_best_fixed_pct']:+.1f}%; paired, "
+             f"cross-fitted); latency model error {pct(s['model_error_pct'], 1)} (median, every option)"]]
+
+
+PAGES = [Page("aglop_grid", "AGLOP over its tune grid", order=90, argv=["-m", "benchmarks.aglop_grid"],
+              section=aglop_grid_section, judges_study=True),
+         Page("aglop_report", "AGLOP over its report grid", order=100,
+              argv=["-m", "benchmarks.aglop_grid", "--study", "studies/aglop-report.yaml"],
+              section=aglop_grid_section, headline=aglop_report_headline, headline_order=60, judges_study=True,
+              before=aglop_grids_side_by_side)]
 
 
 if __name__ == "__main__":

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from splitbed.app.breakdown import STAGES
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.host.containers import DEFAULT_IMAGE, check_daemon, check_image_name, inspect_image
+from splitbed.testing.results_page import Page, pct, table
 
-from splitbed.app.breakdown import STAGES  # noqa: E402
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.host.containers import DEFAULT_IMAGE, check_daemon, check_image_name, inspect_image  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 MEASURES = ["e2e_ms", *STAGES]
 BOOTSTRAP = 2000
@@ -154,6 +154,48 @@ def main() -> int:
             "goodput": fidelity["fixed_rates"], "goodput_tcp_error_pct_max": max(r["container_rate_error_pct"] for r in tcp)},
             indent=1) + "\n")
     return 0
+
+
+def containers_section(data: dict, found: dict) -> list[str]:
+    rows = [[r["method"], r["measure"], f"{r['host_ms']:.2f}", f"{r['container_ms']:.2f}", f"{r['difference_ms']:+.2f}",
+             f"({r['interval_ms'][0]:.2f}, {r['interval_ms'][1]:.2f})",
+             "-" if r["host_round_gap_ms"] is None else f"{r['host_round_gap_ms']:.2f}", "yes" if r["within_noise"] else "no"]
+            for r in data["table"] if r["host_ms"] or r["container_ms"]]
+    device, build = data["device"], data.get("build") or {}
+    goodput = [[g["protocol"], f"{g['rate_bps'] / 1e6:g}", pct(g["container_rate_error_pct"]),
+                pct(g["namespace_rate_error_pct"])] for g in data["goodput"]]
+    built = (f"built from scratch in {build['base_build_s'] + build['node_build_s']:.0f} s (base "
+             f"{build['base_build_s']:.0f} s, project layer {build['node_build_s']:.0f} s)" if build.get("base_build_s")
+             else "build not timed in this run")
+    return [f"`{data['scenario'].split('/')[-1]}` with the edge node as a container of `{data['image']['image']}` and as a "
+            f"host node, {data['rounds']} rounds, in turns. Per method: p50 e2e and each stage's median (ms, stages "
+            "that are 0 for both left out), container - host with a bootstrap 95% interval, and the gap between the "
+            "host's own rounds (the noise); within noise = the interval holds 0 or the difference is at most that gap.",
+            "", *table(["method", "measure", "host", "container", "difference", "95% interval", "host round gap",
+                        "within noise"], rows),
+            f"Device: {device['name']} reference workload under its governed quota, ratio to the published latency "
+            f"{device['ratio']:.3f} (cv {device['cv']:.3f}) on a host node, {device['container_ratio']:.3f} "
+            f"(cv {device['container_cv']:.3f}) in a container.", "",
+            "Goodput with the receiving end in a container and in a plain namespace, point by point (error against "
+            "rate x payload share):", "", *table(["protocol", "Mbit/s", "container error", "namespace error"], goodput),
+            f"Image `{data['image']['image']}`: {data['image']['size_mb']:.0f} MB, {built}.", ""]
+
+
+def containers_headline(data: dict, found: dict) -> list[list[str]]:
+    e2e = [r for r in data["table"] if r["measure"] == "e2e_ms"]
+    build, device = data.get("build") or {}, data["device"]
+    return [["container nodes", f"edge as a container vs a host node: e2e p50 {min(r['difference_ms'] for r in e2e):+.1f} "
+             f"to {max(r['difference_ms'] for r in e2e):+.1f} ms ({sum(r['within_noise'] for r in e2e)}/{len(e2e)} "
+             f"methods within noise); {device['name']} {device['container_ratio']:.2f}x in a container "
+             f"({device['ratio']:.2f}x on a host); "
+             f"TCP goodput error up to {pct(data['goodput_tcp_error_pct_max'])} on a container link; image "
+             f"{data['image']['size_mb'] / 1000:.2f} GB" + (f", built in {build['base_build_s'] + build['node_build_s']:.0f} s"
+                                                           if build.get("base_build_s") else "")]]
+
+
+PAGES = [Page("containers", "Container nodes against host nodes", order=120,
+              argv=["-m", "benchmarks.containers", "--build"],  # needs a Docker daemon
+              section=containers_section, headline=containers_headline, headline_order=70)]
 
 
 if __name__ == "__main__":

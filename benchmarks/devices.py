@@ -36,20 +36,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from splitbed.devices.calibration import (  # noqa: E402
+from splitbed.devices.calibration import (
     CalibrationCache,
     NodeCalibration,
     WorkloadWorker,
     calibrated,
     cpu_model,
 )
-from splitbed.devices.catalog import load_profiles  # noqa: E402
-from splitbed.devices.cgroups import CgroupManager  # noqa: E402
-from splitbed.devices.governor import limit_cpu  # noqa: E402
-from splitbed.errors import check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.host.containers import Container, check_daemon, check_image_name, inspect_image  # noqa: E402
+from splitbed.devices.catalog import load_profiles
+from splitbed.devices.cgroups import CgroupManager
+from splitbed.devices.governor import limit_cpu
+from splitbed.errors import check_output_path, run_reporting_user_errors
+from splitbed.host.containers import Container, check_daemon, check_image_name, inspect_image
+from splitbed.testing.results_page import Page, table
 
 RUNS = 5
 RUN_S = 5.0  # a run is the median of this much: long enough that one slow host second (cv 0.16 free) moves it little
@@ -235,6 +234,27 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
                                                "profiles": rows, "skipped": skipped}, indent=1) + "\n")
     return 0
+
+
+def devices_section(data: dict, found: dict) -> list[str]:
+    rows = [[p["name"], f"{p['quota_cores']:.3f} x {p.get('threads', 1)}", f"{p['emulated_ms']:.1f}",
+             f"{p['reference_ms']}", f"{p['ratio']:.3f}", f"{p['cv']:.3f}",
+             f"{p['cross_ratio']:.2f}" if p.get("cross_ratio") is not None else "-"] for p in data["profiles"]]
+    rows += [[s["name"], "skipped", "", "", "", "", s["reason"]] for s in data["skipped"]]
+    return [f"{data['runs']} runs of the reference workload in a governed node; ratio = emulated / reference "
+            "(goal 0.9-1.1), cv over the runs (goal <= 0.05), cross ratio = EfficientNet-B0 under the same "
+            "calibration.", "",
+            *table(["profile", "quota (cores x threads)", "emulated ms", "reference ms", "ratio", "cv",
+                    "cross ratio"], rows)]
+
+
+def devices_headline(data: dict, found: dict) -> list[list[str]]:
+    return [["device emulation", ", ".join(f"{p['name']} {p['ratio']:.2f}x (cv {p['cv']:.3f})"
+                                           for p in data["profiles"]) + " of the published latency"]]
+
+
+PAGES = [Page("devices", "Devices: emulated against published latency", order=60, argv=["-m", "benchmarks.devices"],
+              section=devices_section, headline=devices_headline, headline_order=20)]
 
 
 if __name__ == "__main__":

@@ -34,13 +34,12 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # codec timings are single-threaded
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__":  # run as a program: set before numpy and torch load (not when imported for PAGES)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # codec timings are single-threaded
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
 from splitbed.codecs.criteria import ViewLosses, calibration, summarise  # noqa: E402
@@ -49,6 +48,7 @@ from splitbed.errors import UserError, check_output_path, run_reporting_user_err
 from splitbed.models import get_model  # noqa: E402
 from splitbed.models.datasets import FOOLBOX_PREFIX, calibration_samples, photo_views  # noqa: E402
 from splitbed.models.photos import load_manifest, summary  # noqa: E402
+from splitbed.testing.results_page import Page, ci, pct, table  # noqa: E402
 
 BAR_PTS = 1.0
 SPLITS, QUICK_SPLITS = ["block4", "block6", "block8", "block11", "block13", "block15"], ["block8", "block15"]
@@ -200,6 +200,64 @@ def main() -> int:
             "chosen": chosen, "headline": headline, "rows": rows}, indent=1) + "\n")
     print(f"\n{len(rows)} settings in {time.time() - started:.0f} s")
     return 0
+
+
+def disc_accuracy_section(data: dict, found: dict) -> list[str]:
+    sets = data["evaluation_set"]
+    sources = [[name, row["photos"], row["labelled"], ", ".join(f"{k} ({v})" for k, v in row["licences"].items())]
+               for name, row in data["sources"].items()]
+    calib = [[half, f"{c['views']}", pct(c["accuracy_pct"], 1), pct(c["mean_confidence_pct"], 1),
+              f"{c['ece_pts']:.1f}"] for half, c in data["reference_calibration"].items()]
+    rows = [[r["split"], r["codec"], ", ".join(f"{k} {v}" for k, v in r["params"].items()), f"{r['wire_bytes']:.0f}",
+             pct(r["reduction_pct"]), ci(r["report"]["accuracy"]), ci(r["report"]["expected"]),
+             ci(r["report"]["agreement"]), ci(r["report"]["agreement_confident"]), pct(r.get("codec_share_pct"), 1)]
+            for r in data["chosen"]]
+    h = data["headline"]
+    lines = [f"EfficientNet-Lite0 on {sets['tune']['photos'] + sets['report']['photos']} photos "
+             f"({sets['tune']['views'] + sets['report']['views']} views): settings chosen on the tuning half "
+             f"({sets['tune']['photos']} photos, {sets['tune']['labelled_photos']} labelled), reported on the "
+             f"held-out half ({sets['report']['photos']} photos, {sets['report']['views']} views, "
+             f"{sets['report']['labelled_photos']} labelled). Sources:", "",
+             *table(["source", "photos", "labelled", "licences"], sources),
+             "The reference (uncompressed) model on the labelled views, per half: how far its probabilities can "
+             "stand in for labels (ECE = expected calibration error, 10 bins):", "",
+             *table(["half", "labelled views", "top-1 accuracy", "mean confidence", "ECE pts"], calib),
+             f"Per split and codec, the fewest-bytes setting whose labelled and expected drops were both under "
+             f"{data['bar_pts']:g} point on the tuning half; its losses on the held-out half in points, with 95% "
+             "bootstrap intervals over photos; share = (encode + decode) / head, one thread.", "",
+             *table(["split", "codec", "setting", "bytes", "reduction", "labelled drop", "expected drop",
+                     "flips, all", "flips, confident", "share"], rows)]
+    if h:
+        lines += [f"Largest DISC reduction chosen this way: {pct(h['reduction_pct'])} ({h['wire_bytes']:.0f} B) at "
+                  f"{h['split']}; held-out labelled drop {ci(h['report']['accuracy'])}, expected drop "
+                  f"{ci(h['report']['expected'])} points.", ""]
+    return lines
+
+
+def disc_accuracy_headline(data: dict, found: dict) -> list[list[str]]:
+    """The README's Lite0 row (codecs leaves it out when this is measured); none if nothing passed."""
+    if not (h := data["headline"]):
+        return []
+    return [["DISC on efficientnet_lite0", f"{h['reduction_pct']:.1f}% smaller than fp32 at {h['split']}; "
+             f"held-out accuracy drop: expected {ci(h['report']['expected'])}, labelled "
+             f"{ci(h['report']['accuracy'])} points (95% intervals; setting chosen on other photos)"]]
+
+
+def disc_accuracy_notes(data: dict, found: dict) -> list[str]:
+    """How to read the Lite0 row, under the README's table; only beside that row."""
+    if not data["headline"]:
+        return []
+    labelled, report = data["headline"]["report"]["accuracy"], data["evaluation_set"]["report"]
+    return ["DISC's Lite0 row is the seed's claim measured as stated: accuracy loss, on photos the setting was not "
+            f"chosen on. The expected drop (label-free) uses all {report['photos']} held-out photos; the labelled "
+            f"drop rests on {report['labelled_photos']} labelled ones"
+            + ("" if labelled["pts"] is None else f" (its interval spans {labelled['hi'] - labelled['lo']:.1f} points)")
+            + ". Details: [codecs.md](docs/codecs.md).", ""]
+
+
+PAGES = [Page("disc_accuracy", "DISC: accuracy loss on held-out photos", order=50,
+              argv=["-m", "benchmarks.disc_accuracy"], section=disc_accuracy_section,
+              headline=disc_accuracy_headline, headline_order=40, notes=disc_accuracy_notes)]
 
 
 if __name__ == "__main__":

@@ -20,17 +20,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from splitbed.codecs import CalibrationStore, get_codec  # noqa: E402
-from splitbed.codecs.disc_calibration import head_activations  # noqa: E402
-from splitbed.codecs.evaluation import measure, near_ties  # noqa: E402
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.models import get_model  # noqa: E402
-from splitbed.models.datasets import calibration_samples, evaluation_samples  # noqa: E402
+from splitbed.codecs import CalibrationStore, get_codec
+from splitbed.codecs.disc_calibration import head_activations
+from splitbed.codecs.evaluation import measure, near_ties
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.models import get_model
+from splitbed.models.datasets import calibration_samples, evaluation_samples
+from splitbed.testing.results_page import Page, pct, table
 
 TARGET_REDUCTION_PCT = 93.0
 
@@ -95,6 +94,25 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"target_reduction_pct": TARGET_REDUCTION_PCT, "rows": rows}, indent=1)
                                    + "\n")
     return 0
+
+
+def disc_rate_distortion_section(data: dict, found: dict) -> list[str]:
+    rows = []
+    for r in data["rows"]:
+        flips = ", ".join(f"{p['flips']} ({p['flips_near_ties']})" for p in r["points"])
+        at = r["logit_mse_at_target"]
+        rows.append([r["split"], "-" if at is None else f"{at:.4f}", flips,
+                     pct(r["best_passing_reduction_pct"]) if r["best_passing_reduction_pct"] is not None else "none"])
+    steps = ", ".join(f"{p['step']:g}" for p in data["rows"][0]["points"]) if data["rows"] else ""
+    return [f"Logit MSE against the uncompressed model at {data['target_reduction_pct']:g}% reduction "
+            f"(interpolated), and top-1 flips of the evaluation views at steps {steps} (in brackets: flips of "
+            "near ties, top-2 logits within 0.1).", "",
+            *table(["split", "logit MSE at target", "flips (near ties) per step", "largest reduction under 1 point"],
+                   rows)]
+
+
+PAGES = [Page("disc_rate_distortion", "DISC: rate against logit error and flips", order=40,
+              argv=["-m", "benchmarks.disc_rate_distortion"], section=disc_rate_distortion_section)]
 
 
 if __name__ == "__main__":

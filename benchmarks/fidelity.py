@@ -31,21 +31,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.host.capabilities import choose_link_backend, probe  # noqa: E402
-from splitbed.host.containers import check_daemon, check_image_name, inspect_image  # noqa: E402
-from splitbed.testing.fidelity import (  # noqa: E402
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.host.capabilities import choose_link_backend, probe
+from splitbed.host.containers import check_daemon, check_image_name, inspect_image
+from splitbed.network.links import BACKENDS
+from splitbed.network.tcp_window import available_congestion_controls
+from splitbed.network.traces import load_trace
+from splitbed.testing.fidelity import (
     fixed_rate_goodput,
     follow_trace,
     measure_link,
     message_delivery,
     outage_delivery,
 )
-from splitbed.network.links import BACKENDS  # noqa: E402
-from splitbed.network.tcp_window import available_congestion_controls  # noqa: E402
-from splitbed.network.traces import load_trace  # noqa: E402
+from splitbed.testing.results_page import Page, pct, table
 
 TRACES = ["norway_bus_1", "norway_tram_26", "trace_866_http---www.amazon.com"]
 RATES_MBIT = [0.5, 1, 10, 100]
@@ -197,6 +196,41 @@ def main() -> int:
         }, indent=1) + "\n")
     print(f"done in {time.time() - started:.0f} s")
     return 0
+
+
+def fidelity_section(data: dict, found: dict) -> list[str]:
+    h = data["headline"]
+    rows = [["10 Mbit/s, 20 ms each way, 1% loss",
+             f"goodput error {pct(h['rate_error_pct'])}, RTT {h['rtt_ms']:.2f} ms (error {h['rtt_error_ms']:.2f} ms), "
+             f"loss {h['measured_loss_pct']:.2f}% (error {h['loss_error_pts']:.2f} pts)"]]
+    rows += [[f"{s['rate_bps'] / 1e6:g} Mbit/s, {s['delay_ms']:g} ms each way, {s['loss_pct']:g}% loss",
+              f"RTT {s['rtt_ms']:.2f} ms (error {s['rtt_error_ms']:.2f} ms)"
+              + (f", loss {s['measured_loss_pct']:.2f}%" if s["loss_pct"] else "")]
+             for s in data["sweep"]]
+    rows += [[f"{r['rate_bps'] / 1e6:g} Mbit/s, {r['protocol']}", f"goodput error {pct(r['rate_error_pct'])}"]
+             for r in data["fixed_rates"]]
+    rows += [[f"{m['size']} B messages after idle, {m['rate_bps'] / 1e6:g} Mbit/s, "
+              + (f"{m['delay_ms']:g} ms each way, sent with {m['congestion']}" if m.get("reverse_delay_ms")
+                 else f"{m['delay_ms']:g} ms delay" if m["delay_ms"] else "rate only (HTB alone, no receiver stage)"),
+              f"delivered in {m['delivery_ms_median']:.1f} ms (median); a link takes {m['link_ms']:.1f} ms"]
+             for m in data["messages"]]
+    rows += [[f"{t['trace']} replay", f"per-second error median {pct(t['median_error_pct'])}, "
+              f"p90 {pct(t['p90_error_pct'])}"] for t in data["traces"]]
+    if data.get("outages"):
+        rows += [[f"trace of {o['trace']}",
+                  f"{o['bytes_during_outage']} bytes delivered during outages, delivery resumed "
+                  f"{o['resume_ms_max']:.0f} ms (worst) after the trace's return"] for o in data["outages"]]
+    return [f"Backend: `{data['backend']}`.", "", *table(["configured", "measured"], rows)]
+
+
+def fidelity_headline(data: dict, found: dict) -> list[list[str]]:
+    return [["link fidelity", f"goodput error {pct(data['rate_error_pct'])} at 10 Mbit/s, RTT error "
+             f"{data['rtt_error_ms']:.2f} ms at 40 ms, trace-following error (median per second) up to "
+             f"{pct(data['trace_median_error_pct'])}"]]
+
+
+PAGES = [Page("fidelity", "Links: emulated against configured", order=10, argv=["-m", "benchmarks.fidelity", "--quick"],
+              section=fidelity_section, headline=fidelity_headline, headline_order=10)]
 
 
 if __name__ == "__main__":

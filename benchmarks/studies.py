@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.scenarios.study import load_study
+from splitbed.testing.results_page import Page, table
 
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
-from splitbed.scenarios.study import load_study  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def run_once(study: Path, out: Path, engine: list[str], quick: bool) -> dict:
@@ -89,6 +89,19 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
     return 0
+
+
+def studies_section(data: dict, found: dict) -> list[str]:
+    rows = [[engine, f"{data[f'{engine}_wall_s']:.1f}", f"{data[f'{engine}_overhead_per_run_s']:.2f}"]
+            for engine in ("local", "dask")]
+    return [f"`{data['study']}` ({data['runs']} runs, --quick), {data['rounds']} round(s), engines in turn; "
+            f"Dask / local wall time (median ratio): {data['median_ratio']:.3f}. Overhead per run = (study "
+            "wall time - the runs' own time) / runs.", "",
+            *table(["engine", "study wall s", "overhead per run s"], rows)]
+
+
+PAGES = [Page("studies", "Studies: local engine against Dask", order=110, argv=["-m", "benchmarks.studies"],
+              section=studies_section)]
 
 
 if __name__ == "__main__":

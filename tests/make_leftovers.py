@@ -7,10 +7,10 @@ import sys
 import time
 
 from splitbed.devices.cgroups import CgroupManager
-from splitbed.testing.netns import NetnsSet
 from splitbed.host.state import RunState
 from splitbed.network.delay import DelayStage
 from splitbed.network.shaping import HtbShaper
+from splitbed.testing.netns import NetnsSet
 
 tag = f"{os.getpid()}"
 state = RunState(f"leftovers-{tag}")

@@ -43,10 +43,10 @@ def test_the_probe_picks_netem_and_cgroup_v2():
 
 
 def test_netem_links_build_what_they_claim_follow_a_trace_and_leave_nothing():
-    from splitbed.testing.netns import NetnsSet
     from splitbed.network.links import Endpoint, LinkDirection, LinkSpec
     from splitbed.network.shaping import TcBatch, TraceReplayer
     from splitbed.network.traces import Trace
+    from splitbed.testing.netns import NetnsSet
 
     nets = NetnsSet()
     a, b = nets.add(f"sbGa-{os.getpid()}"), nets.add(f"sbGb-{os.getpid()}")

@@ -4,6 +4,8 @@ import subprocess
 import pytest
 
 from splitbed.host.state import EmulationLock
+from splitbed.network.shaping import MIN_BURST_BYTES, MIN_RATE_BPS, htb_class_args
+from splitbed.network.traces import load_trace
 from splitbed.testing.fidelity import (
     GOODPUT_EFFICIENCY,
     fixed_rate_goodput,
@@ -11,8 +13,6 @@ from splitbed.testing.fidelity import (
     measure_link,
     message_delivery,
 )
-from splitbed.network.shaping import MIN_BURST_BYTES, MIN_RATE_BPS, htb_class_args
-from splitbed.network.traces import load_trace
 from tests.conftest import REPO
 
 

@@ -3,12 +3,14 @@ table from the summaries committed in data/bench alone. A benchmark without a su
 a section that says so; a summary measured with uncommitted changes is labelled, and kept out of the README
 unless asked for. The last tests hold the repository itself to this."""
 
+import importlib
 import importlib.util
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
+from splitbed.testing.results_page import Page
 from tests.conftest import REPO
 
 CLEAN_META = {"command": "cmd", "commit": "0123456789abcdef0123456789abcdef01234567", "clean": True,
@@ -102,6 +104,20 @@ def test_a_row_whose_summary_was_removed_is_found(tmp_path):
     pages.render()
     assert pages.headline_names(pages.README.read_text()) == []
 
+
+def test_every_benchmark_declares_its_pages_and_results_py_finds_them():
+    """A new benchmark touches one file: each benchmarks/NAME.py declares PAGES, run as its own module."""
+    pages = results_script()  # puts the repository first on sys.path, so `benchmarks` is this one
+    names = []
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        declared = getattr(importlib.import_module(f"benchmarks.{path.stem}"), "PAGES", None)
+        assert declared and all(isinstance(page, Page) for page in declared), f"{path.name} declares no PAGES"
+        assert all(page.argv[:2] == ["-m", f"benchmarks.{path.stem}"] for page in declared), path.name
+        names += [page.name for page in declared]
+    assert len(names) == len(set(names)), "a page name is declared twice"
+    assert set(names) == set(pages.BENCHMARKS)
 
 def test_every_readme_headline_row_has_a_committed_clean_summary():
     """The repository's own README against its own data/bench, as committed."""
