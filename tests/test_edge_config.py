@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
+from splitbed.app.edge_config import BoardPower, EdgeConfig, PathFacts, Workload
 
 
 def config(**changes) -> EdgeConfig:
@@ -13,7 +13,8 @@ def config(**changes) -> EdgeConfig:
                          {"name": "aglop", "type": "aglop"}],
                   workload=Workload.from_scenario({"requests": 5, "warmup": 2, "interval_s": 0.0, "deadline_s": 4.0}),
                   csv="/tmp/requests.csv", trace=None, uplink_rate_bps=1e6, path=PathFacts(40.0, 10.0, None),
-                  tcp_congestion_control="cubic", profile=None, threads=1, max_inputs=7, references=[1, 2])
+                  tcp_congestion_control="cubic", profile=None, threads=1, max_inputs=7, references=[1, 2],
+                  power=BoardPower(idle_w=0.6, busy_w=1.75), radio="lte")
     return EdgeConfig(**{**fields, **changes})
 
 

@@ -46,7 +46,7 @@ def write_table(folder: Path, rows: list[dict], swept: list[str], title: str) ->
         writer.writeheader()
         writer.writerows(rows)
     shown = [*swept, "method", "requests", "failed", "p50_e2e_ms", "p90_e2e_ms", "mean_e2e_ms", "mean_wire_bytes",
-             "agreement", "peak_edge_rss_mb", "run_status"]
+             "agreement", "peak_edge_rss_mb", "mean_edge_energy_mj", "run_status"]
     lines = [f"# {title}", "", f"{len({r['run_id'] for r in rows})} runs, {len(rows)} rows; every column is in "
              "study.csv.", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in shown) + " |" for r in rows]

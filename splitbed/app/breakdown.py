@@ -42,6 +42,9 @@ COLUMNS: list[tuple[str, str]] = [
     ("model_transfer_ms", "... its transfer stage (compare uplink_ms + downlink_ms)"),
     ("model_decode_ms", "... its decode stage (compare decode_ms)"),
     ("model_tail_ms", "... its tail stage (compare server_compute_ms; server queueing is modelled as zero)"),
+    ("edge_compute_mj", "the edge board's energy over the request, mJ: busy through head and encode, idle through the rest (empty when the device's power is not published)"),
+    ("radio_mj", "the edge radio's energy, mJ: its transfers, the connected time around them and after the request, promotion from idle, and probes before it (empty without links.uplink.radio)"),
+    ("edge_energy_mj", "edge_compute_mj + radio_mj (empty when either is)"),
     ("label", "ground-truth class (empty when the input has none)"),
     ("prediction", "the server's top-1 class"),
     ("correct", "prediction == label (empty without a label)"),
@@ -49,6 +52,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("status", "ok, or failed: reason"),
 ]
 NAMES = [name for name, _ in COLUMNS]
+ENERGY = ("edge_compute_mj", "radio_mj", "edge_energy_mj")
+ADDED_LATER = ENERGY  # columns that runs written before them lack: they read as empty
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -56,11 +61,11 @@ def read_rows(path: Path) -> list[dict]:
     try:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            missing = [name for name in NAMES if name not in (reader.fieldnames or [])]
+            missing = [name for name in NAMES if name not in (reader.fieldnames or []) and name not in ADDED_LATER]
             if missing:
                 raise UserError(f"missing column(s) {', '.join(missing)}", where=str(path),
                                 fix="was it written by another splitbed version?")
-            return list(reader)
+            return [{**dict.fromkeys(ADDED_LATER, ""), **row} for row in reader]
     except OSError as err:
         raise UserError(f"cannot read: {err.strerror}", where=str(path)) from err
 

@@ -38,6 +38,7 @@ from splitbed.host.memory import MIB, resident_bytes
 from splitbed.models import get_model
 from splitbed.models.datasets import load_dataset
 from splitbed.models.split_costs import WARMUP_PASSES, pass_times_ms
+from splitbed.network.radio import RADIOS, RadioTimeline, on_air_bits
 from splitbed.network.tcp_window import (
     congestion_control,
     connect,
@@ -135,7 +136,7 @@ class Edge:
         t1 = time.monotonic_ns()
         if not option.offloads:  # edge-only: the answer is already here
             prediction = int(activation.reshape(1, -1).argmax(1)[0])
-            stages, wire_bytes, server_wall = [ms(t0, t1), 0, 0, 0, 0, 0, 0], 0, ""
+            stages, wire_bytes, server_wall, reply_bytes = [ms(t0, t1), 0, 0, 0, 0, 0, 0], 0, "", 0
         else:
             message = self.codec(option).encode(activation)
             body = protocol.request_body({"id": index, "split": option.split}, message)
@@ -148,12 +149,13 @@ class Edge:
             if kind == protocol.ERROR:
                 raise RuntimeError(f"server error: {reply.get('error')}")
             t3, t4, t5, t6 = (int(reply[k]) for k in ("t_received", "t_dequeued", "t_decoded", "t_computed"))
+            reply_bytes = len(reply_body) + protocol.HEADER.size
             stages = [ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4), ms(t4, t5), ms(t5, t6), ms(t6, t7)]
             prediction, wire_bytes = int(reply["prediction"]), len(body) + protocol.HEADER.size
         wall_ms = (time.perf_counter_ns() - wall_started) / 1e6
         reference = self.references[index % len(self.references)]
         return stages, {
-            "raw_bytes": int(activation.numel() * 4), "wire_bytes": wire_bytes,
+            "raw_bytes": int(activation.numel() * 4), "wire_bytes": wire_bytes, "reply_bytes": reply_bytes,
             **{name: round(value, 4) for name, value in zip(STAGES, stages, strict=True)},
             "e2e_ms": round(sum(stages), 4), "wall_ms": round(wall_ms, 4), "server_wall_ms": server_wall,
             **memory_columns(),
@@ -161,9 +163,9 @@ class Edge:
             "prediction": prediction, "correct": "" if sample.label is None else int(prediction == sample.label),
             "agrees_with_reference": int(prediction == reference), "status": "ok"}
 
-    def probe(self, sock: socket.socket, policy) -> None:
+    def probe(self, sock: socket.socket, policy) -> tuple[int, float, int, float]:
         """A transfer between requests (probe_bytes: up to PROBE_BYTES, within the send window), to keep
-        the bandwidth estimate fresh."""
+        the bandwidth estimate fresh; returns (bytes up, ms up, bytes down, ms down) for its energy."""
         window = send_window(sock, self.slow_start_after_idle)
         size = probe_bytes(window, protocol.HEADER.size)
         sent = time.monotonic_ns()
@@ -176,6 +178,7 @@ class Edge:
         received, replied = int(reply["t_received"]), int(reply["t_sent"])
         policy.observe(size + protocol.HEADER.size, ms(sent, received), ms(replied, back),
                        self.since_start_s(back), window, min_rtt_ms(sock))
+        return size + protocol.HEADER.size, ms(sent, received), len(body) + protocol.HEADER.size, ms(replied, back)
 
     def run(self) -> int:
         with Path(self.config.csv).open("a", newline="") as f:
@@ -211,6 +214,9 @@ class PlanRun:
         self.workload = edge.config.workload
         self.policy = make_policy(plan, edge.profile, edge.path)
         self.judge = ModelJudge(edge.profile, edge.path, self.workload.deadline_s)
+        radio = edge.config.radio
+        self.radio = RadioTimeline(RADIOS[radio], self.workload.interval_s * 1e3) if radio else None
+        self.probe_mj = 0.0  # the radio's energy of probes since the last request, charged to the next
         self.sock: socket.socket | None = None
         self.index, self.probes = 0, 0
         self.measured_from: int | None = None
@@ -241,8 +247,10 @@ class PlanRun:
             if self.sock is None:  # connected (and probed) before the request's clock starts
                 self.sock = edge.connect()
             if self.policy.probe_due(edge.since_start_s(started)):
-                edge.probe(self.sock, self.policy)
+                up_bytes, up_ms, down_bytes, down_ms = edge.probe(self.sock, self.policy)
                 self.probes += 1
+                if self.radio:
+                    self.probe_mj += self.radio.probe_mj(on_air_bits(up_bytes), up_ms, on_air_bits(down_bytes), down_ms)
             window = send_window(self.sock, edge.slow_start_after_idle)
             started, wall_started = time.monotonic_ns(), time.perf_counter_ns()
             choice = self.policy.choose(edge.since_start_s(started), window)
@@ -257,7 +265,9 @@ class PlanRun:
             self.policy.observe_answer(choice.option, {"head": stages[0], "encode": stages[1], "decode": stages[4],
                                                        "tail": stages[5]}, wire_bytes)
             row = edge.row(index, self.plan["name"], choice.option, started)
+            reply_bytes = fields.pop("reply_bytes")
             row.update(fields, send_window_segments="" if window is None else window)
+            row.update(self.energy(stages, wire_bytes, reply_bytes))
         except (OSError, ConnectionError, RuntimeError, protocol.ProtocolError) as err:
             option = choice.option if choice else Option(self.plan.get("split", ""), self.plan.get("codec", ""))
             row = edge.row(index, self.plan["name"], option, started)
@@ -284,6 +294,25 @@ class PlanRun:
         if interval:
             time.sleep(max(0.0, interval - (time.monotonic_ns() - started) / 1e9))
         return row if index >= warmup else None
+
+    def energy(self, stages: list[float], wire_bytes: int, reply_bytes: int) -> dict:
+        """The device's energy over an answered request, mJ: the board busy through head and encode and
+        idle through the rest (edge_compute_mj), the radio over the request, the quiet time after it and
+        any probes before it (radio_mj), and their sum; empty where the scenario's device or link does
+        not model it (docs/energy.md)."""
+        power, out = self.edge.config.power, {}
+        if power:
+            busy = stages[0] + stages[1]
+            out["edge_compute_mj"] = round(power.busy_w * busy + power.idle_w * (sum(stages) - busy), 4)
+        if self.radio:
+            radio = self.probe_mj + self.radio.request_mj(
+                stages[0], stages[1], stages[2], stages[3] + stages[4] + stages[5], stages[6],
+                on_air_bits(wire_bytes) if wire_bytes else 0.0, on_air_bits(reply_bytes) if reply_bytes else 0.0)
+            self.probe_mj = 0.0
+            out["radio_mj"] = round(radio, 4)
+        if power and self.radio:
+            out["edge_energy_mj"] = round(out["edge_compute_mj"] + out["radio_mj"], 4)
+        return out
 
     def summary(self) -> dict:
         congestion = congestion_control(self.sock)

@@ -19,6 +19,14 @@ class PathFacts:
 
 
 @dataclass(frozen=True)
+class BoardPower:
+    """The edge device's board power (devices.yaml): idle, and while it computes with the threads its
+    reference latency was measured with (the emulated node's one fast thread stands for them)."""
+    idle_w: float
+    busy_w: float
+
+
+@dataclass(frozen=True)
 class Workload:
     requests: int
     warmup: int
@@ -50,6 +58,8 @@ class EdgeConfig:
     threads: int
     max_inputs: int
     references: list[int]  # the uncompressed model's top-1 per input (computed by the runner)
+    power: BoardPower | None  # None: the device's power is not published; no compute energy
+    radio: str | None  # the uplink's radio model (network.radio.RADIOS); None: no radio energy
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -61,5 +71,5 @@ class EdgeConfig:
         if set(data) != expected:
             raise ValueError(f"{path}: edge config keys differ from EdgeConfig's: missing "
                              f"{sorted(expected - set(data))}, unknown {sorted(set(data) - expected)}")
-        return cls(**{**data, "workload": Workload(**data["workload"]),
-                      "path": PathFacts(**data["path"])})
+        return cls(**{**data, "workload": Workload(**data["workload"]), "path": PathFacts(**data["path"]),
+                      "power": BoardPower(**data["power"]) if data["power"] else None})

@@ -24,6 +24,26 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Power:
+    """The whole board's draw, idle and with every core busy (published measurements)."""
+    idle_w: float
+    full_w: float
+    estimate: bool
+    source: str
+    derived: str | None = None
+
+    def busy_w(self, threads: int, cores: int) -> float:
+        """With `threads` of its `cores` busy: linear between idle and all cores (no per-core steps
+        are published for these boards)."""
+        return self.idle_w + (self.full_w - self.idle_w) * min(threads, cores) / cores
+
+    def request_mj(self, busy_ms: float, idle_ms: float, threads: int, cores: int) -> float:
+        """The board's energy over a request: busy while it computes (head, encode), idle while it
+        waits on the link and the server. W x ms = mJ."""
+        return self.busy_w(threads, cores) * busy_ms + self.idle_w * idle_ms
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     key: str
     name: str
@@ -32,6 +52,7 @@ class DeviceProfile:
     memory_mb: int | None
     calibrate_on: str | None  # None: unconstrained (a server)
     references: dict[str, Reference]
+    power: Power | None = None  # None: its energy is not modelled
 
     @property
     def constrained(self) -> bool:
@@ -58,11 +79,21 @@ def load_profiles(path: Path = PROFILES_FILE) -> dict[str, DeviceProfile]:
                                     bool(r["estimate"]), str(r["source"]), r.get("derived"))
                 for workload, r in (entry.get("references") or {}).items()
             }
+            power = entry.get("power")
+            power = Power(float(power["idle_w"]), float(power["full_w"]), bool(power["estimate"]),
+                          str(power["source"]), power.get("derived")) if power else None
             profile = DeviceProfile(key, str(entry["name"]), entry.get("cores"), entry.get("clock_ghz"),
-                                    entry.get("memory_mb"), entry.get("calibrate_on"), references)
+                                    entry.get("memory_mb"), entry.get("calibrate_on"), references, power)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise UserError(f"malformed profile ({type(err).__name__}: {err})", where=where,
-                            fix="each reference needs ms, threads, framework, estimate, source") from err
+                            fix="each reference needs ms, threads, framework, estimate, source; "
+                                "power needs idle_w, full_w, estimate, source") from err
+        if power and not (0 < power.idle_w <= power.full_w < 1000):
+            raise UserError(f"power: idle_w {power.idle_w} and full_w {power.full_w} W", where=where,
+                            fix="0 < idle_w <= full_w < 1000")
+        if power and (power.estimate and not power.derived or not profile.cores):
+            raise UserError("power: an estimate must say how it was derived, and the device must give its cores",
+                            where=where)
         if profile.calibrate_on and profile.target is None:
             raise UserError(f"calibrate_on names {profile.calibrate_on!r}, which is not among its references",
                             where=where)

@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from splitbed import __version__
 from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
-from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
+from splitbed.app.edge_config import BoardPower, EdgeConfig, PathFacts, Workload
 from splitbed.app.footprint import edge_footprint
 from splitbed.app.plans import plan_groups
 from splitbed.app.server import read_start
@@ -46,6 +47,7 @@ from splitbed.models import get_model
 from splitbed.models.datasets import FASHION_MNIST_DIR, batches, calibration_samples, load_dataset
 from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.links import LinkSpec
+from splitbed.network.radio import RADIOS
 from splitbed.network.tcp_window import check_congestion_control
 from splitbed.network.topology import EmulatedNetwork, NetworkSpec
 from splitbed.network.traces import LINK_TRACE_FIELDS, Trace, load_link_trace
@@ -407,12 +409,27 @@ class Run:
         wan_rate = links.get("wan_up", {}).get("rate_mbit") if self.network_spec.kind == "edge-cloud" else None
         return PathFacts(delay["up"], delay["down"], wan_rate * 1e6 if wan_rate else None)
 
+    def energy_facts(self) -> tuple[BoardPower | None, str | None]:
+        """The edge's board power (busy with the threads its reference latency ran on) and its radio
+        model, written into the manifest with their sources; None where not modelled."""
+        profile, radio = self.edge_profile, self.scenario["links"].get("uplink", {}).get("radio", "none")
+        power = None
+        if profile.power and profile.target:
+            power = BoardPower(profile.power.idle_w, profile.power.busy_w(profile.target.threads, profile.cores))
+        radio = None if radio == "none" else radio
+        self.write_manifest(energy_model={
+            "board": None if power is None else {**asdict(profile.power), "busy_w": power.busy_w,
+                                                 "busy_threads": profile.target.threads, "cores": profile.cores},
+            "radio": None if radio is None else asdict(RADIOS[radio])})
+        return power, radio
+
     def start_edges(self, network: EmulatedNetwork, cgroups: CgroupManager, state: RunState, device: dict,
                     profile: Path | None, governors: dict) -> list:
         """One edge program per edge node, in its cgroups at the device's CPU (its governor goes into
         `governors`); each runs every plan in turn."""
         uplink = self.scenario["links"].get("uplink", {})
         references = self.references(self.edge_inputs())
+        power, radio = self.energy_facts()
         edges = []
         for name in network.edge_names:
             config = EdgeConfig(
@@ -423,7 +440,7 @@ class Run:
                 uplink_rate_bps=uplink["rate_mbit"] * 1e6 if "rate_mbit" in uplink else None,
                 path=self.path_facts(), tcp_congestion_control=self.congestion,
                 profile=str(profile) if profile else None, threads=device["threads"] or 1,
-                max_inputs=len(references), references=references)
+                max_inputs=len(references), references=references, power=power, radio=radio)
             path = self.dir / f"edge-{name}.json"
             config.write(path)
             group = next((g for g in cgroups.groups if g.name == name), None) or cgroups.create(name)

@@ -19,6 +19,7 @@ from splitbed.aglop.profile import PLAN_CRITERIA
 from splitbed.devices.catalog import load_profiles
 from splitbed.errors import UserError
 from splitbed.host.containers import check_image_name
+from splitbed.network.radio import RADIOS
 from splitbed.network.traces import LINK_TRACE_FIELDS, READERS, UNITS, load_link_trace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ NUMBER = (int, float)
 LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct": NUMBER,
         "queue_packets": int, "trace": str, "trace_scale": NUMBER, "trace_offset_s": NUMBER,
         "trace_format": str, "time_column": str, "rate_column": str, "rate_unit": str, "bin_ms": int,
-        "floor_mbit": NUMBER, "loop": bool}
+        "floor_mbit": NUMBER, "loop": bool, "radio": str}
 PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
         "hysteresis_pct": NUMBER, "explore_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool, "criterion": str}
 PLAN_TYPES = tuple(POLICIES)
@@ -290,6 +291,14 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
             given = [key for key in LINK_TRACE_FIELDS if key in link]
             if given:
                 fail(f"links.{name}.{given[0]}", "applies only to a link with a trace", "add trace: FILE")
+    for name, link in data["links"].items():
+        if "radio" in link:
+            if name != "uplink":
+                fail(f"links.{name}.radio", "the edge's radio is named once, on its uplink",
+                     f"move radio: {link['radio']} to links.uplink")
+            if link["radio"] != "none":
+                RADIOS.lookup(link["radio"], where=f"{path}:{line_of(root, f'links.{name}.radio')} "
+                                                   f"(links.{name}.radio)", others=("none",))
     if not CONGESTION_NAME.fullmatch(data["tcp"]["congestion_control"]):
         fail("tcp.congestion_control", f"not a congestion control's name: {data['tcp']['congestion_control']!r}",
              "e.g. cubic (Linux's default), reno, bbr, or default (this machine's own default)")
