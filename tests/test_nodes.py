@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from splitbed.devices.catalog import load_profiles
-from splitbed.devices.cgroups import CgroupManager
+from splitbed.devices.cgroups import MIN_QUOTA_US, CgroupManager
 from splitbed.devices.governor import SENSITIVITY, Governor, cpu_list, node_cpus
 from splitbed.errors import UserError
 from splitbed.host.capabilities import CgroupInfo
@@ -47,6 +47,30 @@ def test_v2_layer_writes_what_the_kernel_expects(tmp_path):
     assert (node / "cgroup.procs").read_text() == "4242\n"
     (node / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
     assert group.cpu_usage_s() == 1.5
+
+
+def test_a_quota_under_the_kernels_floor_is_raised_to_it_and_slow_devices_get_longer_periods(tmp_path):
+    from splitbed.devices.calibration import QUOTA_MARGIN, period_for
+    from splitbed.devices.cgroups import MIN_QUOTA_US, min_cores
+
+    info, proc = fake_v2_tree(tmp_path)
+    group = CgroupManager("r", info=info, proc_cgroup=str(proc)).create("n")
+    group.set_cpu(0.05, period_us=5_000)  # 250 us asked: the kernel would refuse it
+    assert (tmp_path / "cgroup2" / "r" / "n" / "cpu.max").read_text() == f"{MIN_QUOTA_US} 5000\n"
+    assert min_cores(5_000) == 0.2 and min_cores(20_000) == 0.05
+    assert period_for(1.0) == 5_000 and period_for(0.3) == 10_000  # a Pi 4 on a fast host
+    assert period_for(0.087) == 50_000  # a Pi Zero 2 W: 145 ms of a 12.6 ms pass
+    for cores in (1.0, 0.3, 0.12, 0.087, 0.03):
+        assert cores >= QUOTA_MARGIN * min_cores(period_for(cores)) or period_for(cores) == 100_000
+
+
+def test_a_node_held_at_the_quota_floor_is_a_warning_not_a_calibration():
+    from splitbed.devices.calibration import CAPPED_LIMIT, floor_warning
+
+    zero = load_profiles()["pi_zero_2w"]
+    assert floor_warning(zero, measured_ms=140.0, floored_fraction=CAPPED_LIMIT / 2, period_us=20_000) is None
+    warning = floor_warning(zero, measured_ms=63.0, floored_fraction=0.9, period_us=5_000)
+    assert "slower than a 5000 us period can throttle" in warning and "63.0 ms vs 145" in warning
 
 
 def test_bad_quota_is_a_user_error(tmp_path):
@@ -183,7 +207,7 @@ def test_node_cpus_pin_single_threaded_nodes_apart():
     assert cpu_list("0-2,5") == [0, 1, 2, 5]
 
 
-KERNEL_MIN_QUOTA_US = 1000
+
 
 
 @pytest.mark.root
@@ -207,7 +231,7 @@ def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager
         # quota = gain x (recent median canary ms) ** SENSITIVITY, within what the canary showed
         assert governed["samples"] >= 5 and governed["capped_fraction"] == 0
         # the kernel takes no quota under 1000 us: a fast canary on an idle host is held there
-        low, high = (max(0.3 * governed[k] ** SENSITIVITY * PERIOD, KERNEL_MIN_QUOTA_US)
+        low, high = (max(0.3 * governed[k] ** SENSITIVITY * PERIOD, MIN_QUOTA_US)
                      for k in ("canary_ms_min", "canary_ms_max"))
         assert low - 1 <= quota_us <= high + 1
         governor.set_gain(100.0)  # more than the node's one core: capped, never beyond

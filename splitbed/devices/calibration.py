@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from splitbed.devices.catalog import DeviceProfile
-from splitbed.devices.cgroups import CgroupManager, NodeGroup
+from splitbed.devices.cgroups import CgroupManager, NodeGroup, min_cores
 from splitbed.devices.child import PipedChild
 from splitbed.devices.governor import SENSITIVITY, Governor, node_cpus
 from splitbed.errors import UserError
@@ -32,11 +32,16 @@ HEADROOM = 1.4  # this host's cores slow down by up to ~1.4x within seconds (ben
 CAPPED_LIMIT = 0.1  # a governor held at the node's cores this often cannot make up for the host's slow
 #                     moments: the device would be silently capped then, so it is not emulated (nor is one
 #                     whose mean quota leaves less than HEADROOM below the node's cores)
-PERIOD_US = 5_000  # short CFS periods throttle smoothly: a 60 ms pass spans a dozen of them
+# short CFS periods throttle smoothly (a 60 ms pass spans a dozen of 5 ms); slow devices need longer
+# ones, since the kernel's smallest quota (1 ms) must stay under their share of a period
+PERIODS_US = (5_000, 10_000, 20_000, 50_000, 100_000)
+QUOTA_MARGIN = 2.0  # the starting quota stays this far above the floor, so the governor can go lower
+FIT_LIMIT = 0.10  # a calibration that ends further than this from the device's time is no calibration
 REFUSAL_PAUSE_S = 20.0  # a refusal must hold twice this far apart: this host's slow spells pass
-CACHE_FORMAT = 5  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
+CACHE_FORMAT = 6  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
 #                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds;
-#                  5: torch threads sleep while waiting (OMP_WAIT_POLICY, ditto): two-thread nodes change
+#                  5: torch threads sleep while waiting (OMP_WAIT_POLICY, ditto): two-thread nodes change;
+#                  6: the period is chosen per device (5's slow devices sat at the quota floor, too fast)
 
 
 def cpu_model() -> str:
@@ -105,6 +110,12 @@ class NodeCalibration:
                 "threads": self.threads, "gain": self.gain}
 
 
+def period_for(cores: float) -> int:
+    """The shortest period whose smallest quota leaves the node's expected share QUOTA_MARGIN above
+    the kernel's floor: a Pi Zero on a fast host needs a tenth of a core, under 1 ms of 5."""
+    return next((p for p in PERIODS_US if cores >= QUOTA_MARGIN * min_cores(p)), PERIODS_US[-1])
+
+
 def most_threads(profile: DeviceProfile) -> int:
     """A node gets at most the device's cores and the cores this process may use."""
     cores = len(os.sched_getaffinity(0))
@@ -117,9 +128,9 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
     calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain;
     `threads` forces the node's thread count (starting at that many full cores)."""
     reference = profile.target
-    gain = None
+    gain, period = None, None
     if start is not None:
-        threads, proposal, gain = start.threads, start.quota_cores, start.gain
+        threads, proposal, gain, period = start.threads, start.quota_cores, start.gain, start.period_us
     elif threads is not None:
         proposal = float(threads)
     else:
@@ -129,13 +140,14 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
         threads = 1 if free_one * HEADROOM <= reference.ms else most_threads(profile)
         # one thread: scale the free time to the device's; more: start from all the cores allowed
         proposal = free_one / reference.ms if threads == 1 else float(threads)
+    period = period or period_for(proposal / threads)
     cpus = node_cpus(threads)
     group = manager.create(f"calibrate-{profile.key}")
     warning, gains = None, []
     try:
         group.set_cpuset(cpus)
-        group.set_cpu(min(proposal, threads), PERIOD_US)  # the first step senses at this fixed quota
-        with Governor(group, cpus, threads, PERIOD_US, gain or 0.0) as governor, \
+        group.set_cpu(min(proposal, threads), period)  # the first step senses at this fixed quota
+        with Governor(group, cpus, threads, period, gain or 0.0) as governor, \
                 WorkloadWorker(reference.workload, threads, group) as worker:
             for iteration in range(1, MAX_ITERATIONS + 1):  # noqa: B007  (reported as iterations)
                 governor.stats()
@@ -146,7 +158,8 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
                 gains.append(quota * ratio / sensed["canary_ms_median"] ** SENSITIVITY)  # what this step asked for
                 converged = bool(gain) and abs(ratio - 1) <= TOLERANCE
                 warning = limit_warning(profile, threads, measured, quota, sensed["capped_fraction"], converged,
-                                        at_full_cores=not gain and quota >= threads)
+                                        at_full_cores=not gain and quota >= threads) or floor_warning(
+                    profile, measured, sensed.get("floored_fraction", 0.0), period)
                 if converged:
                     gain = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
                 if converged or warning:
@@ -155,9 +168,22 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
                 governor.set_gain(gain)
     finally:
         manager.discard(group)
+    if warning is None and abs(ratio - 1) > FIT_LIMIT:
+        warning = (f"{profile.name} could not be calibrated on this machine: {measured:.1f} ms against "
+                   f"{reference.ms} ms on the device after {iteration} steps")
     return NodeCalibration(profile.key, reference.workload, reference.ms, threads, cpus, gain or 0.0,
-                           sensed["canary_ms_median"], round(quota, 4), PERIOD_US, measured, ratio, iteration,
+                           sensed["canary_ms_median"], round(quota, 4), period, measured, ratio, iteration,
                            machine_key(), cpu_model(), warning, time.time())
+
+
+def floor_warning(profile: DeviceProfile, measured_ms: float, floored_fraction: float, period_us: int) -> str | None:
+    """A node held at the kernel's smallest quota more than CAPPED_LIMIT of a step runs faster than the
+    device whenever it is: the period is too short for so slow a device."""
+    if floored_fraction <= CAPPED_LIMIT:
+        return None
+    return (f"{profile.name} is slower than a {period_us} us period can throttle this machine to: the node sat "
+            f"at the kernel's smallest quota {100 * floored_fraction:.0f}% of the time ({measured_ms:.1f} ms vs "
+            f"{profile.target.ms} ms on the device)")
 
 
 def limit_warning(profile: DeviceProfile, threads: int, measured_ms: float, quota_cores: float,

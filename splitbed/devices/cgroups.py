@@ -22,6 +22,13 @@ from splitbed.host.capabilities import CgroupInfo, probe_cgroups
 from splitbed.host.state import RunState, remove_cgroup_dir
 from splitbed.host.systemd import DelegatedScope, systemd_is_init
 
+MIN_QUOTA_US = 1000  # the kernel refuses a CFS quota under 1 ms (EINVAL)
+
+
+def min_cores(period_us: int) -> float:
+    """The fewest cores a quota can give at this period."""
+    return MIN_QUOTA_US / period_us
+
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 
 
@@ -45,10 +52,11 @@ class NodeGroup:
 
     # --- limits -----------------------------------------------------------------------------
     def set_cpu(self, cores: float | None, period_us: int = 20_000) -> None:
-        """Limit to `cores` CPUs' worth of time per period (None: unlimited)."""
+        """Limit to `cores` CPUs' worth of time per period (None: unlimited). The kernel takes no quota
+        under MIN_QUOTA_US: less is raised to it (min_cores says how few cores a period can give)."""
         if cores is not None and cores <= 0:
             raise UserError(f"cpu quota must be positive, got {cores} cores")
-        quota = None if cores is None else max(1000, int(round(cores * period_us)))
+        quota = None if cores is None else max(MIN_QUOTA_US, int(round(cores * period_us)))
         if self.version == 1:
             write(self.dirs["cpu"] / "cpu.cfs_period_us", period_us)
             write(self.dirs["cpu"] / "cpu.cfs_quota_us", -1 if quota is None else quota)

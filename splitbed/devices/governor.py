@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from splitbed.devices.cgroups import NodeGroup
+from splitbed.devices.cgroups import NodeGroup, min_cores
 from splitbed.devices.child import PipedChild
 
 INTERVAL_S = 0.05
@@ -96,7 +96,7 @@ class Samples:
     """What the governor saw and did since the last report."""
 
     def __init__(self):
-        self.canary_ms, self.quotas, self.capped = [], [], 0
+        self.canary_ms, self.quotas, self.capped, self.floored = [], [], 0, 0
 
     def report(self, realtime: bool) -> dict:
         canary, quotas = self.canary_ms or [0.0], self.quotas or [0.0]
@@ -104,6 +104,7 @@ class Samples:
                   "canary_ms_min": min(canary), "canary_ms_max": max(canary),
                   "quota_cores_mean": statistics.mean(quotas), "quota_cores_min": min(quotas),
                   "quota_cores_max": max(quotas), "capped_fraction": self.capped / max(1, len(self.quotas)),
+                  "floored_fraction": self.floored / max(1, len(self.quotas)),
                   "realtime": realtime}
         self.__init__()
         return result
@@ -141,6 +142,7 @@ def main() -> int:
     canary, x = get_model("efficientnet_lite0").head("stem").eval(), torch.zeros(1, 3, 224, 224)
     group = NodeGroup("governed", args.cgroup_version, {"cpu": Path(args.cpu_dir)})
     cpus, gain = cpu_list(args.cpus), args.gain
+    floor = max(MIN_CORES, min_cores(args.period_us))
     recent, samples = collections.deque(maxlen=WINDOW), Samples()
     realtime = realtime_priority()
     with torch.no_grad():
@@ -171,8 +173,9 @@ def main() -> int:
             samples.canary_ms.append(recent[-1])
             if gain > 0:
                 wanted = gain * statistics.median(recent) ** SENSITIVITY
-                cores = min(max(wanted, MIN_CORES), args.max_cores)
+                cores = min(max(wanted, floor), args.max_cores)
                 samples.capped += wanted > args.max_cores
+                samples.floored += wanted < floor  # the kernel's smallest quota: the node runs faster
                 samples.quotas.append(cores)
                 group.set_cpu(cores, args.period_us)
 
