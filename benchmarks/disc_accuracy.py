@@ -19,7 +19,8 @@ the labelled views says how far the expected drop can stand in for the labelled 
 
 Choices are made on the tuning half only: per split and codec (DISC, JPEG, int8), the setting with
 the fewest bytes whose labelled and expected drops are both under 1 point there; those settings are
-then reported on the reporting half. The headline is the largest such DISC reduction over all splits.
+then reported on the reporting half (bytes and reduction too). The headline is the split whose chosen
+DISC setting has the largest reduction on the tuning half, reported on the reporting half.
 Codec time: (encode + decode) over the head's time at that split, both on one thread (median of the
 first TIMED views).
 """
@@ -87,6 +88,7 @@ def bench_split(model, split: str, views, inputs, reference_probs, store, calibr
         codec = get_codec(codec_name, **params)
         torch.set_num_threads(1)
         rebuilt, sizes = measure(codec, acts, store, timing_items=TIMED, head=lambda i: head(inputs[i : i + 1]))
+        sizes.update(sizes_by_half(np.asarray(sizes.pop("item_bytes")), halves, sizes["fp32_bytes"]))
         torch.set_num_threads(EVAL_THREADS)
         coded_top1 = batched(tail, torch.from_numpy(rebuilt)).argmax(1).numpy()
         losses = ViewLosses.of(reference_probs, coded_top1, labels)
@@ -96,6 +98,15 @@ def bench_split(model, split: str, views, inputs, reference_probs, store, calibr
         rows.append(row)
         progress(row)
     return rows
+
+
+def sizes_by_half(item_bytes: np.ndarray, halves: np.ndarray, fp32_bytes: int) -> dict:
+    """The reporting half's mean wire bytes, reduction and bits per value (the numbers a row reports),
+    and the tuning half's bytes and reduction (the ones a choice is made on)."""
+    mean = {half: float(item_bytes[halves == half].mean()) for half in HALVES}
+    return {"wire_bytes": mean["report"], "reduction_pct": 100 * (1 - mean["report"] / fp32_bytes),
+            "bits_per_value": mean["report"] * 32 / fp32_bytes, "tune_wire_bytes": mean["tune"],
+            "tune_reduction_pct": 100 * (1 - mean["tune"] / fp32_bytes)}
 
 
 def foolbox_source(views) -> dict:
@@ -117,7 +128,7 @@ def choose(rows: list[dict]) -> list[dict]:
     chosen = {}
     for row in rows:
         key = (row["split"], row["codec"])
-        if passes(row, "tune") and (key not in chosen or row["wire_bytes"] < chosen[key]["wire_bytes"]):
+        if passes(row, "tune") and (key not in chosen or row["tune_wire_bytes"] < chosen[key]["tune_wire_bytes"]):
             chosen[key] = row
     return list(chosen.values())
 
@@ -186,7 +197,7 @@ def main() -> int:
     print_table(chosen, f"chosen on the tuning half (labelled and expected drop < {BAR_PTS} pt there), "
                         "reported on the reporting half with 95% bootstrap intervals over photos:")
     disc = [r for r in chosen if r["codec"] == "disc"]
-    headline = max(disc, key=lambda r: r["reduction_pct"]) if disc else None
+    headline = max(disc, key=lambda r: r["tune_reduction_pct"]) if disc else None  # chosen on the tuning half
     if headline:
         print(f"\nlargest DISC reduction passing on the tuning half: {headline['reduction_pct']:.2f}% at "
               f"{headline['split']} {headline['params']} ({headline['wire_bytes']:.0f} B); on the reporting half: "

@@ -70,6 +70,7 @@ def measure(codec, acts: np.ndarray, store, timing_items: int, head=None) -> tup
         "order0_entropy_bits": float(np.mean(entropies)) if entropies else None,
         "encode_ms": statistics.median(enc_ms),
         "decode_ms": statistics.median(dec_ms),
+        "item_bytes": sizes,  # per tensor, for numbers over a subset (a held-out half); not for the JSON
     }
     if head_ms:
         row["head_ms"] = statistics.median(head_ms)
