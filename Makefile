@@ -17,7 +17,7 @@ test: setup
 lint: setup
 	$(PY) -m ruff check splitbed tests benchmarks run_scenario.py
 
-# Runs the benchmarks (about 1.5 hours: DISC's accuracy on the photo set takes one) into data/bench/, then renders docs/results.md and the README's headline table from it.
+# Runs the benchmarks (several hours: each AGLOP grid about 1.5, DISC's accuracy on the photo set one) into data/bench/, then renders docs/results.md and the README's headline table from it.
 results: setup
 	$(PY) scripts/results.py $(ARGS)
 
