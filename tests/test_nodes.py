@@ -59,7 +59,7 @@ def test_a_quota_under_the_kernels_floor_is_raised_to_it_and_slow_devices_get_lo
     assert (tmp_path / "cgroup2" / "r" / "n" / "cpu.max").read_text() == f"{MIN_QUOTA_US} 5000\n"
     assert min_cores(5_000) == 0.2 and min_cores(20_000) == 0.05
     assert period_for(1.0) == 5_000 and period_for(0.3) == 10_000  # a Pi 4 on a fast host
-    assert period_for(0.087) == 50_000  # a Pi Zero 2 W: 145 ms of a 12.6 ms pass
+    assert period_for(0.087) == 20_000 and period_for(0.06) == 50_000  # a Pi Zero 2 W: 145 ms of a 12.6 ms pass
     for cores in (1.0, 0.3, 0.12, 0.087, 0.03):
         assert cores >= QUOTA_MARGIN * min_cores(period_for(cores)) or period_for(cores) == 100_000
 
@@ -127,6 +127,25 @@ def test_a_refusal_is_measured_again_after_a_pause_before_it_stands(tmp_path, mo
     assert cache.get("rpi4").warning is None
     answers[:] = [replace(ok, warning="faster than")] * 2
     assert calibration.calibrated(load_profiles()["rpi4"], None, cache, recalibrate=True).warning == "faster than"
+
+
+def test_a_refinement_that_warns_is_fitted_afresh_before_anything_else(tmp_path, monkeypatch):
+    """A cached gain and period can meet a moment they cannot hold (the quota floor at a fast moment):
+    the next step is a fresh fit, which picks its period from the free speed, not more threads."""
+    from dataclasses import replace
+
+    from splitbed.devices import calibration
+
+    ok = calibration.NodeCalibration("pi_zero_2w", "efficientnet_lite0", 145.0, 1, "1", 0.5, 0.3, 0.08, 20_000, 146.0,
+                                     1.01, 3, "m", "cpu", None, 0.0)
+    cache = calibration.CalibrationCache(tmp_path)
+    cache.put(ok)
+    answers = [replace(ok, warning="sat at the kernel's smallest quota"), ok]
+    calls = []
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: calls.append(k) or answers.pop(0))
+    found = calibration.calibrated(load_profiles()["pi_zero_2w"], None, cache)
+    assert found.warning is None and len(calls) == 2
+    assert calls[0]["start"] == ok and calls[1] == {}
 
 
 def test_profile_without_derivation_is_rejected(tmp_path):

@@ -35,7 +35,7 @@ CAPPED_LIMIT = 0.1  # a governor held at the node's cores this often cannot make
 # short CFS periods throttle smoothly (a 60 ms pass spans a dozen of 5 ms); slow devices need longer
 # ones, since the kernel's smallest quota (1 ms) must stay under their share of a period
 PERIODS_US = (5_000, 10_000, 20_000, 50_000, 100_000)
-QUOTA_MARGIN = 2.0  # the starting quota stays this far above the floor, so the governor can go lower
+QUOTA_MARGIN = 1.5  # the expected share stays this far above the floor, so the governor can go lower
 FIT_LIMIT = 0.10  # a calibration that ends further than this from the device's time is no calibration
 REFUSAL_PAUSE_S = 20.0  # a refusal must hold twice this far apart: this host's slow spells pass
 CACHE_FORMAT = 6  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
@@ -128,19 +128,18 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
     calibration, e.g. the cached one) skips the free-speed measurement and begins from its gain;
     `threads` forces the node's thread count (starting at that many full cores)."""
     reference = profile.target
-    gain, period = None, None
+    gain = None
     if start is not None:
         threads, proposal, gain, period = start.threads, start.quota_cores, start.gain, start.period_us
-    elif threads is not None:
-        proposal = float(threads)
     else:
         with WorkloadWorker(reference.workload, 1, None) as free_worker:
             free_one = statistics.median(free_worker.medians(runs, seconds))
         # one thread only with room for the governor to make up for this host's slow moments
-        threads = 1 if free_one * HEADROOM <= reference.ms else most_threads(profile)
+        threads = threads or (1 if free_one * HEADROOM <= reference.ms else most_threads(profile))
         # one thread: scale the free time to the device's; more: start from all the cores allowed
         proposal = free_one / reference.ms if threads == 1 else float(threads)
-    period = period or period_for(proposal / threads)
+        # the node's share of one core, whatever its threads: what the quota floor must stay under
+        period = period_for(free_one / reference.ms)
     cpus = node_cpus(threads)
     group = manager.create(f"calibrate-{profile.key}")
     warning, gains = None, []
@@ -244,6 +243,8 @@ def calibrated(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
         found = calibrate(profile, manager)
     elif refine:
         found = calibrate(profile, manager, runs=runs, start=found)
+        if found.warning:  # the cached gain or period met a moment it cannot hold: fit afresh once
+            found = calibrate(profile, manager)
     if found.warning and found.threads < most_threads(profile):
         found = calibrate(profile, manager, threads=most_threads(profile))
     if found.warning:  # once more after a pause: a device is refused for this machine, not for a slow moment
