@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -122,9 +123,11 @@ def judge_study(folder: Path) -> dict:
     budget = max(p.get("budget_pts", 1.0) for p in json.loads((folder / "runs" / judged[0]["run_id"] /
                                                                "manifest.json").read_text())["plans"]
                  if p.get("type") == "aglop")
-    over = [p["over_best_fixed_pct"] for p in judged]
+    # a point whose halves could not be judged (too few rounds) counts as over the bar, not as a pass
+    over = [math.inf if math.isnan(p["over_best_fixed_pct"]) else p["over_best_fixed_pct"] for p in judged]
     summary = {
         "points": len(points), "judged_points": len(judged),
+        "points_too_short_to_judge": sum(math.isinf(v) for v in over),
         "lowest_or_within_ci_share": statistics.fmean(p["lowest_or_within_ci"] for p in judged),
         # cross-fitted and paired; the in-sample figure (chosen on the rounds it is judged on) beside it
         "max_over_best_fixed_pct": max(over), "median_over_best_fixed_pct": statistics.median(over),

@@ -42,7 +42,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("model_transfer_ms", "... its transfer stage (compare uplink_ms + downlink_ms)"),
     ("model_decode_ms", "... its decode stage (compare decode_ms)"),
     ("model_tail_ms", "... its tail stage (compare server_compute_ms; server queueing is modelled as zero)"),
-    ("edge_compute_mj", "the edge board's energy over the request, mJ: busy through head and encode, idle through the rest (empty when the device's power is not published)"),
+    ("edge_compute_mj", "the edge board's energy over the request, mJ: busy through head and encode, idle through the rest and until the next request (workload.interval_s) (empty when the device's power is not published, and on failed requests)"),
     ("radio_mj", "the edge radio's energy, mJ: its transfers, the connected time around them and after the request, promotion from idle, and probes before it (empty without links.uplink.radio)"),
     ("edge_energy_mj", "edge_compute_mj + radio_mj (empty when either is)"),
     ("label", "ground-truth class (empty when the input has none)"),

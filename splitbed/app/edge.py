@@ -276,6 +276,8 @@ class PlanRun:
                       if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
             row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {reason}"[:200]})
             self.policy.observe_failure(wire_bytes, ms(started, now), edge.since_start_s(now))
+            if self.radio and choice is not None and choice.option.offloads:
+                self.radio.since_last_ms = 0.0  # it tried to send until now: connected, no promotion next
             if self.sock is not None:
                 self.sock.close()
             self.sock = None
@@ -303,7 +305,8 @@ class PlanRun:
         power, out = self.edge.config.power, {}
         if power:
             busy = stages[0] + stages[1]
-            out["edge_compute_mj"] = round(power.busy_w * busy + power.idle_w * (sum(stages) - busy), 4)
+            gap = max(0.0, self.workload.interval_s * 1e3 - sum(stages))  # idle until the next request, as the radio
+            out["edge_compute_mj"] = round(power.busy_w * busy + power.idle_w * (sum(stages) - busy + gap), 4)
         if self.radio:
             radio = self.probe_mj + self.radio.request_mj(
                 stages[0], stages[1], stages[2], stages[3] + stages[4] + stages[5], stages[6],
