@@ -310,7 +310,7 @@ class PlanRun:
         if self.radio:
             radio = self.probe_mj + self.radio.request_mj(
                 stages[0], stages[1], stages[2], stages[3] + stages[4] + stages[5], stages[6],
-                on_air_bits(wire_bytes) if wire_bytes else 0.0, on_air_bits(reply_bytes) if reply_bytes else 0.0)
+                on_air_bits(wire_bytes), on_air_bits(reply_bytes))  # 0 bytes (edge-only): 0 bits
             self.probe_mj = 0.0
             out["radio_mj"] = round(radio, 4)
         if power and self.radio:
