@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from splitbed.app.edge_config import BoardPower, EdgeConfig, PathFacts, Workload
+from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
+from splitbed.devices.catalog import BoardPower
 
 
 def config(**changes) -> EdgeConfig:

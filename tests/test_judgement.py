@@ -10,6 +10,7 @@ from splitbed.analysis.judgement import (
     estimate_ratio,
     hindsight_coverage,
     jitter_floor_errors,
+    judge_energy_point,
     judge_point,
     margin_ci95_pct,
     model_errors,
@@ -161,3 +162,25 @@ def test_options_a_planner_ran_outside_the_fixed_sweep_are_listed_with_their_sha
             + rows_of("aglop", [60.0], split="block6"))
     coverage = hindsight_coverage(rows, ["disc"], ["aglop"])["aglop"]
     assert coverage["outside_share"] == 0.25 and coverage["outside"] == {'block6 disc {"step": 0.4}': 1}
+
+
+def energy_rows(method: str, energy: list[float], split: str, predicted: float | None = None, **fields) -> list[dict]:
+    return [{**r, "edge_energy_mj": e, "radio_mj": e / 2, "predicted_mj": "" if predicted is None else predicted}
+            for r, e in zip(rows_of(method, [100.0] * len(energy), split=split, **fields), energy, strict=True)]
+
+
+def test_an_energy_planner_is_judged_on_each_requests_energy_paired_by_round():
+    types = {"aglop-energy": "aglop", "aglop": "aglop", "edge-only": "fixed", "server-only": "fixed"}
+    rows = (energy_rows("aglop-energy", noisy(200, seed=1), "edge-only", predicted=210.0)
+            + energy_rows("aglop", noisy(300, seed=2), "block11")
+            + energy_rows("edge-only", noisy(205, seed=3), "edge-only")
+            + energy_rows("server-only", noisy(400, seed=4), "server-only"))
+    rows[3]["edge_energy_mj"] = ""  # a failed request: its round leaves the paired table
+    point = judge_energy_point(rows, types, "aglop-energy", "aglop")
+    assert point["rounds"] == 39 and point["choices_differ"] and point["best_fixed"] == "edge-only"
+    assert point["over_latency_planner_pct"] == pytest.approx(-33, abs=5)
+    low, high = point["over_best_fixed_ci95_pct"]
+    assert low < 0 < high  # within the noise of edge-only, as it runs edge-only
+    assert point["methods"]["aglop"]["option"] == "block11 disc {\"step\": 0.4}"
+    assert point["energy_model_error_pct"] == pytest.approx(np.median([abs(210 - e) / e * 100 for e in noisy(200, seed=1)
+                                                                       if e != noisy(200, seed=1)[3]]), rel=1e-6)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitbed.aglop.energy import EdgeEnergy, EnergyModel, Objective
 from splitbed.aglop.planner import (
     COMPUTE_STAGES,
     MSS,
@@ -64,6 +65,10 @@ DELAY_WINDOW = 20
 # The plan is kept while within this of the best by the model: it may sit that far above the best
 # option by design, so it stays under the 5% a planner is judged by (benchmarks/aglop_grid.py)
 HYSTERESIS_PCT = 4.0
+# An energy plan's default probe interval: a probe from idle costs an LTE radio its promotion and its
+# 11.6 s tail (12.6 J, 50 Pi Zero 2 W edge-only requests); once a minute that is 0.2 W on average,
+# where a probe a second holds the radio connected at 1.06 W (its energy model counts either)
+ENERGY_PROBE_INTERVAL_S = 60.0
 DECISIONS_KEPT = 4096  # decision times kept for the run's median
 
 
@@ -128,6 +133,7 @@ class Choice:
     option: Option
     predicted_ms: float | None = None
     estimate_bps: float | None = None
+    predicted_mj: float | None = None
 
 
 class FixedPolicy:
@@ -186,7 +192,7 @@ class EstimatingPolicy(PlannedPolicy):
         decision = self.planner.choose(rate, self.estimator.rtt_ms(), window)
         self.decision_ms.append((time.perf_counter_ns() - started) / 1e6)
         self.decision_ms_max = max(self.decision_ms_max, self.decision_ms[-1])
-        return Choice(decision.option, decision.predicted_ms, rate)
+        return Choice(decision.option, decision.predicted_ms, rate, decision.predicted_mj)
 
     def observe(self, message_bytes: int, uplink_ms: float, downlink_ms: float, now_s: float,
                 window: float | None = None, tcp_rtt_ms: float | None = None) -> None:
@@ -232,7 +238,8 @@ class OraclePolicy(PlannedPolicy):
     def choose(self, now_s: float, window: float | None = None) -> Choice:
         decision = self.planner.choose(None, self.path.rtt_ms, window,
                                        carry_s=lambda bits, lead_s: self.path.carry_seconds(now_s + lead_s, bits))
-        return Choice(decision.option, decision.predicted_ms, float(self.path.uplink.rate_at(now_s)))
+        return Choice(decision.option, decision.predicted_ms, float(self.path.uplink.rate_at(now_s)),
+                      decision.predicted_mj)
 
 
 class ModelJudge:
@@ -269,7 +276,7 @@ def plan_options(plan: dict, profile: dict) -> list[Option]:
     return load_options(profile, plan.get("criterion", DEFAULT_CRITERION))
 
 
-def fixed_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> FixedPolicy:
+def fixed_policy(plan: dict, profile: dict | None, path: KnownPath | None, edge: EdgeEnergy | None) -> FixedPolicy:
     """The plan's option, with its profiled sizes and times when the profile has it (so its compute
     drift is measured against them)."""
     option = Option(plan["split"], "" if plan["split"] == EDGE_ONLY else plan["codec"], plan.get("params", {}))
@@ -277,29 +284,50 @@ def fixed_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> Fi
     return FixedPolicy(profiled.get(option.key, option))
 
 
-def aglop_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> EstimatingPolicy:
-    planner = Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), plan.get("hysteresis_pct", HYSTERESIS_PCT),
-                      plan.get("explore_pct", 15.0))
-    return EstimatingPolicy(planner, plan.get("probe_interval_s", 1.0))
+def objective(plan: dict) -> Objective:
+    return Objective(plan.get("objective", "latency"), plan.get("energy_budget_mj"), plan.get("deadline_ms"))
 
 
-def neurosurgeon_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> EstimatingPolicy:
+def probe_interval_s(plan: dict) -> float:
+    return plan.get("probe_interval_s", ENERGY_PROBE_INTERVAL_S if objective(plan).needs_energy else 1.0)
+
+
+def planner(plan: dict, options: list[Option], edge: EdgeEnergy | None, probe_interval_s: float | None,
+            hysteresis_pct: float = 0.0, explore_pct: float = 0.0) -> Planner:
+    """A planner over `options` with the plan's objective; it predicts energy whenever the edge's board
+    power is known (an objective that needs it and no power: ValueError, the schema's check)."""
+    energy = None
+    if edge is not None and edge.board is not None:
+        energy = EnergyModel(edge, probe_interval_s, PROBE_BYTES if probe_interval_s else 0)
+    return Planner(options, plan.get("budget_pts", 1.0), hysteresis_pct, explore_pct, objective(plan), energy)
+
+
+def aglop_policy(plan: dict, profile: dict | None, path: KnownPath | None, edge: EdgeEnergy | None) -> EstimatingPolicy:
+    probe_s = probe_interval_s(plan)
+    return EstimatingPolicy(planner(plan, plan_options(plan, profile), edge, probe_s,
+                                    plan.get("hysteresis_pct", HYSTERESIS_PCT), plan.get("explore_pct", 15.0)), probe_s)
+
+
+def neurosurgeon_policy(plan: dict, profile: dict | None, path: KnownPath | None,
+                        edge: EdgeEnergy | None) -> EstimatingPolicy:
+    """Raw fp32 tensors only; its objective latency or energy (Kang et al., ASPLOS 2017, both modes)."""
     raw = [o for o in plan_options(plan, profile) if o.codec in ("raw", "")]
-    return EstimatingPolicy(Planner(raw, plan.get("budget_pts", 1.0)), plan.get("probe_interval_s", 1.0))
+    probe_s = probe_interval_s(plan)
+    return EstimatingPolicy(planner(plan, raw, edge, probe_s), probe_s)
 
 
-def oracle_policy(plan: dict, profile: dict | None, path: KnownPath | None) -> OraclePolicy:
-    return OraclePolicy(Planner(plan_options(plan, profile), plan.get("budget_pts", 1.0), 0.0), path)
+def oracle_policy(plan: dict, profile: dict | None, path: KnownPath | None, edge: EdgeEnergy | None) -> OraclePolicy:
+    return OraclePolicy(planner(plan, plan_options(plan, profile), edge, None), path)
 
 
-# Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile
-# and, for the oracle only, the path's truth. Every type but `fixed` needs the profile.
+# Plan types by name (a scenario's `type:`): each builds the policy from the plan, the AGLOP profile,
+# for the oracle only the path's truth, and the edge's energy facts. Every type but `fixed` needs the profile.
 POLICIES = Registry("plan type", {"fixed": fixed_policy, "aglop": aglop_policy, "neurosurgeon": neurosurgeon_policy,
                                   "oracle": oracle_policy})
 METHODS = tuple(name for name in POLICIES if name != "fixed")
 
 
-def make_policy(plan: dict, profile: dict | None, path: KnownPath | None = None):
+def make_policy(plan: dict, profile: dict | None, path: KnownPath | None = None, edge: EdgeEnergy | None = None):
     """The policy a plan dict (as validated by the scenario schema) asks for; `path` is the link's
-    truth, for the oracle only."""
-    return POLICIES.lookup(plan.get("type", "fixed"))(plan, profile, path)
+    truth, for the oracle only; `edge` what the edge's energy follows from (None: not modelled)."""
+    return POLICIES.lookup(plan.get("type", "fixed"))(plan, profile, path, edge)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitbed.aglop.energy import LATENCY, EnergyModel, Objective
 from splitbed.aglop.profile import Option
 
 MSS = 1448
@@ -176,6 +177,7 @@ class LatencyModel:
 
     def sized(self, factors: np.ndarray) -> None:
         sizes = self.sizes * factors
+        self.wire_bytes = np.where(self.offloads, sizes + REQUEST_OVERHEAD, 0.0)  # what the radio sends
         self.bits = np.where(self.offloads, wire_bits(sizes), 0.0)
         self.segments = np.where(self.offloads, segments(sizes), 0.0)
 
@@ -211,6 +213,7 @@ class Decision:
     predicted_ms: float
     switched: bool
     explored: bool = False
+    predicted_mj: float | None = None  # the edge's energy, when the planner has an energy model
 
 
 EXPLORE_LOOKS = 3  # runs of an edge-only option never chosen, while it is predicted close
@@ -218,7 +221,8 @@ LOOK_SPACING = 10  # requests between two looks
 
 
 class Planner:
-    """Exact argmin of the latency model over the options within the accuracy budget.
+    """Exact argmin of the latency model (or of the energy model, by `objective`) over the options
+    within the accuracy budget.
 
     Hysteresis: the current option is kept while its prediction is within `hysteresis_pct` of the
     best one, so noise in the bandwidth estimate does not make plans flap. Drift: every answered
@@ -235,11 +239,14 @@ class Planner:
     """
 
     def __init__(self, options: list[Option], budget_pts: float = 1.0, hysteresis_pct: float = 0.0,
-                 explore_pct: float = 0.0):
+                 explore_pct: float = 0.0, objective: Objective = LATENCY, energy: EnergyModel | None = None):
         self.allowed = [o for o in options if o.drop_pts < budget_pts]
         if not self.allowed:
             raise ValueError(f"no option stays under the accuracy budget of {budget_pts} points")
+        if objective.needs_energy and energy is None:
+            raise ValueError(f"objective {objective}: the planner needs the edge's energy model")
         self.model = LatencyModel(self.allowed)
+        self.objective, self.energy = objective, energy
         self.hysteresis, self.explore = hysteresis_pct / 100, explore_pct / 100
         self.ran_edge_only = False  # chosen (not only looked at): no more looks
         self.looks, self.since_look = 0, 0
@@ -254,7 +261,10 @@ class Planner:
                carry_s=None) -> Decision:
         """uplink_bps: the rate estimate; or carry_s(bits, lead_s) -> seconds, the link's truth (see
         LatencyModel.stages)."""
-        predicted = self.model.predict(uplink_bps, rtt_ms, self.drift, window, carry_s)
+        stages = self.model.stages(uplink_bps, rtt_ms, self.drift, window, carry_s)
+        latency = sum(stages.values())
+        energy = None if self.energy is None else self.energy.predict(stages, self.model.wire_bytes, uplink_bps)
+        predicted = self.objective.scores(latency, energy)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)
         chosen = self.current if keep else best
@@ -268,6 +278,11 @@ class Planner:
             trial = int(local[np.argmin(predicted[local])])
             if predicted[trial] <= predicted[chosen] * (1 + self.explore):
                 self.looks, self.since_look = self.looks + 1, 0
-                return Decision(self.allowed[trial], float(predicted[trial]), True, explored=True)
+                return self.decision(trial, latency, energy, True, explored=True)
         self.ran_edge_only |= not self.model.offloads[chosen]
-        return Decision(self.allowed[chosen], float(predicted[chosen]), switched)
+        return self.decision(chosen, latency, energy, switched)
+
+    def decision(self, index: int, latency: np.ndarray, energy: np.ndarray | None, switched: bool,
+                 explored: bool = False) -> Decision:
+        return Decision(self.allowed[index], float(latency[index]), switched, explored,
+                        None if energy is None else float(energy[index]))

@@ -11,6 +11,8 @@ the other way round; the point estimate is the mean of the two ratios, and the b
 selection in every resample. The in-sample numbers (chosen and judged on the same rounds, which
 flatters the chosen plan: the lowest of several noisy means is low partly by chance) stay beside them.
 
+An energy planner is judged the same way on each request's edge energy (judge_energy_point).
+
 Over any set of rows: the latency model's error per option and per stage, from the model_*_ms columns
 every method's requests carry (the model told the link's true rate and delay, so its error is apart
 from the bandwidth estimate's), over every option, edge-only and server-only included.
@@ -47,12 +49,14 @@ def option_of(row: dict) -> str:
 
 class Rounds:
     """The run as a matrix: one row per round every method finished (answered or failed; a failed
-    request counts with the time it took), one column per method, e2e in ms."""
+    request counts with the time it took), one column per method, e2e in ms; or another column
+    (`edge_energy_mj`: a round counts where every method has a value, so failed requests leave it)."""
 
-    def __init__(self, rows: list[dict]):
+    def __init__(self, rows: list[dict], column: str = "e2e_ms"):
         by_round: dict[int, dict[str, float]] = {}
         for r in rows:
-            by_round.setdefault(int(r["request_id"]), {})[r["method"]] = float(r["e2e_ms"])
+            if r[column] not in ("", None):
+                by_round.setdefault(int(r["request_id"]), {})[r["method"]] = float(r[column])
         self.methods = list(dict.fromkeys(r["method"] for r in rows))
         complete = sorted(i for i, got in by_round.items() if len(got) == len(self.methods))
         self.ids = np.array(complete, dtype=int)
@@ -145,6 +149,44 @@ def judge_point(rows: list[dict], plan_types: dict[str, str], planner: str = "ag
                                                               [table.column(m) for m in fixed]) - 1),
         "oracle_over_planner_pct": 100 * (means[oracle] / means[planner] - 1) if oracle in means else None,
         "hindsight_coverage": hindsight_coverage(rows, fixed, [m for m in table.methods if m not in fixed]),
+    }
+
+
+def most_run_option(rows: list[dict], method: str) -> tuple[str, float]:
+    """The option a method ran most, and its share of the method's requests."""
+    mine = [option_of(r) for r in rows if r["method"] == method]
+    if not mine:
+        return "", 0.0
+    top = max(dict.fromkeys(mine), key=mine.count)
+    return top, mine.count(top) / len(mine)
+
+
+def judge_energy_point(rows: list[dict], plan_types: dict[str, str], planner: str, latency_planner: str) -> dict:
+    """An energy planner's run: every method's mean energy and latency and the option it ran most; the
+    planner's energy over the latency planner's and over the best fixed plan's (paired, cross-fitted
+    as judge_point, over rounds where every method has an energy), and its energy model's error."""
+    table = Rounds(rows, "edge_energy_mj")
+    fixed = [m for m in table.methods if plan_types.get(m) == "fixed"]
+    methods = {}
+    for m in table.methods:
+        ok = [r for r in rows if r["method"] == m and r["status"] == "ok" and r["edge_energy_mj"] not in ("", None)]
+        option, share = most_run_option(rows, m)
+        methods[m] = {"n": len(ok), "mean_energy_mj": statistics.fmean(float(r["edge_energy_mj"]) for r in ok),
+                      "mean_radio_mj": statistics.fmean(float(r["radio_mj"]) for r in ok),
+                      "mean_e2e_ms": statistics.fmean(float(r["e2e_ms"]) for r in ok),
+                      "option": option, "option_share": share} if ok else {"n": 0}
+    vs_latency, vs_fixed = paired_margin(table, planner, [latency_planner]), paired_margin(table, planner, fixed)
+    predicted = [(float(r["predicted_mj"]), float(r["edge_energy_mj"])) for r in rows
+                 if r["method"] == planner and r["status"] == "ok" and r.get("predicted_mj") not in ("", None)
+                 and r["edge_energy_mj"] not in ("", None)]
+    return {
+        "rounds": len(table.ids), "methods": methods,
+        "best_fixed": min(fixed, key=lambda m: methods[m].get("mean_energy_mj", math.inf)),
+        # positive: the energy planner spends more
+        "over_latency_planner_pct": vs_latency["pct"], "over_latency_planner_ci95_pct": vs_latency["ci95_pct"],
+        "over_best_fixed_pct": vs_fixed["pct"], "over_best_fixed_ci95_pct": vs_fixed["ci95_pct"],
+        "choices_differ": methods[planner].get("option") != methods[latency_planner].get("option"),
+        "energy_model_error_pct": float(np.median([abs(p - m) / m * 100 for p, m in predicted])) if predicted else None,
     }
 
 

@@ -35,6 +35,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("trace_rate_mbps", "the uplink trace's rate at send time (empty for a fixed link)"),
     ("estimate_mbps", "the uplink rate the planner planned with (the oracle: the trace's at decision time; empty for fixed plans)"),
     ("predicted_ms", "the latency model's predicted e2e for the chosen option (empty for fixed plans)"),
+    ("predicted_mj", "the energy model's predicted edge_energy_mj for the chosen option (empty for fixed plans and without the device's power)"),
     ("send_window_segments", "TCP window the request's send started with, segments (after Linux's restart after idle)"),
     ("model_ms", "the latency model's e2e for the option run, told the link's true rate and delay and the message's size (every method)"),
     ("model_head_ms", "... its head stage (compare edge_compute_ms)"),
@@ -53,7 +54,7 @@ COLUMNS: list[tuple[str, str]] = [
 ]
 NAMES = [name for name, _ in COLUMNS]
 ENERGY = ("edge_compute_mj", "radio_mj", "edge_energy_mj")
-ADDED_LATER = ENERGY  # columns that runs written before them lack: they read as empty
+ADDED_LATER = (*ENERGY, "predicted_mj")  # columns that runs written before them lack: they read as empty
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from splitbed.aglop.energy import EdgeEnergy
 from splitbed.aglop.online import KnownPath, ModelJudge, make_policy, probe_bytes
 from splitbed.aglop.planner import STAGES as MODEL_STAGES
 from splitbed.aglop.profile import Option
@@ -212,9 +213,11 @@ class PlanRun:
     def __init__(self, edge: Edge, plan: dict, group: list[PlanRun]):
         self.edge, self.plan, self.group = edge, plan, group
         self.workload = edge.config.workload
-        self.policy = make_policy(plan, edge.profile, edge.path)
-        self.judge = ModelJudge(edge.profile, edge.path, self.workload.deadline_s)
         radio = edge.config.radio
+        self.policy = make_policy(plan, edge.profile, edge.path,
+                                  EdgeEnergy(edge.config.power, RADIOS[radio] if radio else None,
+                                             self.workload.interval_s * 1e3))
+        self.judge = ModelJudge(edge.profile, edge.path, self.workload.deadline_s)
         self.radio = RadioTimeline(RADIOS[radio], self.workload.interval_s * 1e3) if radio else None
         self.probe_mj = 0.0  # the radio's energy of probes since the last request, charged to the next
         self.sock: socket.socket | None = None
@@ -284,6 +287,8 @@ class PlanRun:
             time.sleep(min(1.0, workload.deadline_s / 10))
         if choice is not None and choice.predicted_ms is not None:
             row["predicted_ms"] = round(choice.predicted_ms, 4)
+        if choice is not None and choice.predicted_mj is not None:
+            row["predicted_mj"] = round(choice.predicted_mj, 4)
         if choice is not None and choice.estimate_bps is not None:
             row["estimate_mbps"] = round(choice.estimate_bps / 1e6, 4)
         if judged is not None:
@@ -306,7 +311,7 @@ class PlanRun:
         if power:
             busy = stages[0] + stages[1]
             gap = max(0.0, self.workload.interval_s * 1e3 - sum(stages))  # idle until the next request, as the radio
-            out["edge_compute_mj"] = round(power.busy_w * busy + power.idle_w * (sum(stages) - busy + gap), 4)
+            out["edge_compute_mj"] = round(power.request_mj(busy, sum(stages) - busy + gap), 4)
         if self.radio:
             radio = self.probe_mj + self.radio.request_mj(
                 stages[0], stages[1], stages[2], stages[3] + stages[4] + stages[5], stages[6],

@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from splitbed.devices.catalog import BoardPower
+
 
 @dataclass(frozen=True)
 class PathFacts:
@@ -16,14 +18,6 @@ class PathFacts:
     up_ms: float
     down_ms: float
     wan_up_bps: float | None
-
-
-@dataclass(frozen=True)
-class BoardPower:
-    """The edge device's board power (devices.yaml): idle, and while it computes with the threads its
-    reference latency was measured with (the emulated node's one fast thread stands for them)."""
-    idle_w: float
-    busy_w: float
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,21 @@ class Power:
         are published for these boards)."""
         return self.idle_w + (self.full_w - self.idle_w) * min(threads, cores) / cores
 
-    def request_mj(self, busy_ms: float, idle_ms: float, threads: int, cores: int) -> float:
+    def with_threads(self, threads: int, cores: int) -> BoardPower:
+        return BoardPower(self.idle_w, self.busy_w(threads, cores))
+
+
+@dataclass(frozen=True)
+class BoardPower:
+    """The edge board's draw as a run uses it: idle, and busy with the threads its reference latency
+    was measured with (the emulated node's one fast thread stands for them)."""
+    idle_w: float
+    busy_w: float
+
+    def request_mj(self, busy_ms: float, idle_ms: float) -> float:
         """The board's energy over a request: busy while it computes (head, encode), idle while it
-        waits on the link and the server. W x ms = mJ."""
-        return self.busy_w(threads, cores) * busy_ms + self.idle_w * idle_ms
+        waits on the link and the server (and until the next request). W x ms = mJ."""
+        return self.busy_w * busy_ms + self.idle_w * idle_ms
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ from splitbed import __version__
 from splitbed.aglop.profile import build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
-from splitbed.app.edge_config import BoardPower, EdgeConfig, PathFacts, Workload
+from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
 from splitbed.app.footprint import edge_footprint
 from splitbed.app.plans import plan_groups
 from splitbed.app.server import read_start
 from splitbed.codecs import CalibrationStore, get_codec
 from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
-from splitbed.devices.catalog import get_profile
+from splitbed.devices.catalog import BoardPower, get_profile
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import constrain_node
 from splitbed.errors import RunFailed, Terminated, UserError
@@ -415,7 +415,7 @@ class Run:
         profile, radio = self.edge_profile, self.scenario["links"].get("uplink", {}).get("radio", "none")
         power = None
         if profile.power and profile.target:
-            power = BoardPower(profile.power.idle_w, profile.power.busy_w(profile.target.threads, profile.cores))
+            power = profile.power.with_threads(profile.target.threads, profile.cores)
         radio = None if radio == "none" else radio
         self.write_manifest(energy_model={
             "board": None if power is None else {**asdict(profile.power), "busy_w": power.busy_w,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from splitbed.aglop.energy import OBJECTIVES
 from splitbed.aglop.online import POLICIES
 from splitbed.aglop.profile import PLAN_CRITERIA
 from splitbed.devices.catalog import load_profiles
@@ -30,7 +31,8 @@ LINK = {"rate_mbit": NUMBER, "delay_ms": NUMBER, "jitter_ms": NUMBER, "loss_pct"
         "trace_format": str, "time_column": str, "rate_column": str, "rate_unit": str, "bin_ms": int,
         "floor_mbit": NUMBER, "loop": bool, "radio": str}
 PLAN = {"name": str, "type": str, "split": str, "codec": str, "params": dict, "budget_pts": NUMBER,
-        "hysteresis_pct": NUMBER, "explore_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool, "criterion": str}
+        "hysteresis_pct": NUMBER, "explore_pct": NUMBER, "probe_interval_s": NUMBER, "interleave": bool, "criterion": str,
+        "objective": str, "energy_budget_mj": NUMBER, "deadline_ms": NUMBER}
 PLAN_TYPES = tuple(POLICIES)
 SCHEMA = {
     "name": str,
@@ -57,6 +59,7 @@ RANGES = {
     "trace_offset_s": (0, 1e7), "bin_ms": (1, 60_000), "floor_mbit": (0, 1e5), "requests": (1, 1_000_000),
     "warmup": (0, 10_000), "interval_s": (0, 3600), "deadline_s": (1e-3, 3600), "duration_s": (1e-3, 7 * 86400),
     "budget_pts": (1e-4, 100), "hysteresis_pct": (0, 1000), "explore_pct": (0, 1000), "probe_interval_s": (1e-3, 3600),
+    "energy_budget_mj": (1e-3, 1e7), "deadline_ms": (1e-3, 3.6e6),
     "seed": (0, 2**32 - 1), "memory_mb": (16, 1 << 20),
 }
 MAX_FILE_BYTES = 1 << 20
@@ -254,6 +257,28 @@ def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
     return Scenario(path, data)
 
 
+def check_objective(plan: dict, kind: str, field: str, edge_device, fail) -> None:
+    """A plan's objective (latency | energy) and its bound: an energy budget bounds a latency
+    objective, a deadline an energy one; planning on energy needs the edge's published board power."""
+    where = field if field == "plan" else "baselines"
+    given = [key for key in ("objective", "energy_budget_mj", "deadline_ms") if key in plan]
+    if not given:
+        return
+    if kind == "fixed":
+        fail(where, f"a fixed plan plans nothing: {given[0]!r} applies to a planner", f"remove {given[0]!r}")
+    minimise = plan.get("objective", "latency")
+    if minimise not in OBJECTIVES:
+        fail(f"{field}.objective" if field == "plan" else where, f"unknown objective {minimise!r}",
+             f"one of: {', '.join(OBJECTIVES)}")
+    wrong = "deadline_ms" if minimise == "latency" else "energy_budget_mj"
+    if wrong in plan:
+        fail(where, f"{wrong} bounds the quantity an objective does not minimise; this plan minimises {minimise}",
+             "an energy_budget_mj with objective: latency, a deadline_ms with objective: energy")
+    if (minimise == "energy" or "energy_budget_mj" in plan) and edge_device.power is None:
+        fail(where, f"planning on energy needs the edge device's board power; {edge_device.key!r} has none "
+                    "in devices.yaml", "choose an edge device with power: (e.g. rpi4), or objective: latency")
+
+
 def check_values(data: dict, root: yaml.Node, path: Path) -> None:
     def fail(field: str, message: str, fix: str | None = None):
         raise UserError(f"field {field}: {message}", where=f"{path}:{line_of(root, field)}", fix=fix)
@@ -317,3 +342,4 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
             for key in ("split", "codec", "params"):
                 if key in plan:
                     fail(where, f"a {kind} plan chooses {key!r} itself", f"remove {key!r} or use type: fixed")
+        check_objective(plan, kind, field, profiles[data["nodes"]["edge"]["device"]], fail)

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""AGLOP planning on the edge's energy, judged over a study grid (trace x device x radio).
+
+    sudo .venv/bin/python -m benchmarks.energy [--study studies/energy.yaml] [--out DIR] [--json PATH]
+    python -m benchmarks.energy --from DIR [--commit C] --json PATH   # judge a study folder already run
+
+Runs the study (every method takes turns request by request on one replay of the trace per point),
+then per point: each method's mean energy per request (board + radio, docs/energy.md) and latency and
+the option it ran most; AGLOP-energy's energy over AGLOP-latency's and over the best fixed plan's
+(paired over rounds, cross-fitted, with a moving-block bootstrap interval: splitbed.analysis.judgement);
+whether the two AGLOPs' choices differ; and the energy model's error on AGLOP-energy's requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.aglop_grid import check_runs_made_at, median_of, point_label, run_study
+from splitbed.analysis.judgement import judge_energy_point
+from splitbed.app.breakdown import read_rows
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
+from splitbed.scenarios.study import code_version
+from splitbed.testing.results_page import Page, pct, table
+
+REPO = Path(__file__).resolve().parent.parent
+PLANNER, LATENCY_PLANNER = "aglop-energy", "aglop"
+
+
+def judge_study(folder: Path) -> dict:
+    runs = json.loads((folder / "runs.json").read_text())
+    points = []
+    for run_id, run in runs.items():
+        label = {**point_label(run["values"]), "radio": run["values"].get("links.uplink.radio"), "run_id": run_id,
+                 "status": run["status"]}
+        run_dir = folder / "runs" / run_id
+        if run["status"] != "complete" or not (run_dir / "requests.csv").exists():
+            points.append(label)
+            continue
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        types = {p["name"]: p.get("type", "fixed") for p in manifest["plans"]}
+        points.append({**label, **judge_energy_point(read_rows(run_dir / "requests.csv"), types, PLANNER,
+                                                     LATENCY_PLANNER)})
+    judged = [p for p in points if "methods" in p]
+    if not judged:
+        raise UserError(f"no complete run in {folder}", fix="run the study first (without --from)")
+    summary = {
+        "points": len(points), "judged_points": len(judged),
+        "points_choices_differ": sum(p["choices_differ"] for p in judged),
+        "median_over_latency_planner_pct": statistics.median(p["over_latency_planner_pct"] for p in judged),
+        "median_over_best_fixed_pct": statistics.median(p["over_best_fixed_pct"] for p in judged),
+        "points_lowest_energy": sum(p["over_best_fixed_pct"] <= 0 and p["over_latency_planner_pct"] <= 0 for p in judged),
+        "energy_model_error_pct": median_of([p["energy_model_error_pct"] for p in judged]),
+    }
+    return {"summary": summary, "points": points}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default=str(REPO / "studies" / "energy.yaml"))
+    parser.add_argument("--out", help="the study's folder (default: results/studies/energy-TIME)")
+    parser.add_argument("--from", dest="source", help="judge this study folder; run nothing")
+    parser.add_argument("--commit", help="with --from: the commit the folder's runs were made at")
+    parser.add_argument("--json", help="write the judgement here")
+    args = parser.parse_args()
+    check_output_path(args.json, "--json")
+    started = time.time()
+    if args.source:
+        folder = Path(args.source)
+        if not (folder / "runs.json").is_file():
+            raise UserError(f"{folder} holds no runs.json", fix="give the folder a study wrote (its --out)")
+        made_at = check_runs_made_at(Path(args.study), folder, args.commit) if args.commit else None
+    else:
+        folder = Path(args.out) if args.out else REPO / "results" / "studies" / f"energy-{time.strftime('%Y%m%dT%H%M%S')}"
+        run_study(Path(args.study), folder)
+        made_at = code_version()
+    result = judge_study(folder)
+    result["summary"].update(study=Path(args.study).name, folder=str(folder), runs_made_at=made_at,
+                             seconds=time.time() - started)
+    for line in energy_section(result, {}):
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return 0
+
+
+def method_cell(point: dict, method: str) -> str:
+    m = point["methods"].get(method, {})
+    if not m.get("n"):
+        return "-"
+    return f"{m['mean_energy_mj']:.0f} mJ, {m['mean_e2e_ms']:.0f} ms ({m['option']} {100 * m['option_share']:.0f}%)"
+
+
+def energy_section(data: dict, found: dict) -> list[str]:
+    s = data["summary"]
+    methods = [PLANNER, LATENCY_PLANNER, "neurosurgeon-energy", "edge-only", "server-only"]
+    rows = []
+    for p in data["points"]:
+        where = [p["trace"], p["device"], p["radio"]]
+        if "methods" not in p:
+            rows.append([*where, p["status"], *([""] * (len(methods) + 2))])
+            continue
+        rows.append([*where, str(p["rounds"]), *(method_cell(p, m) for m in methods),
+                     "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_latency_planner_pct"], *p["over_latency_planner_ci95_pct"]),
+                     "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_best_fixed_pct"], *p["over_best_fixed_ci95_pct"]),
+                     pct(p["energy_model_error_pct"], 1)])
+    return [f"{s['judged_points']} of {s['points']} points complete (`studies/{s.get('study', 'energy.yaml')}`; "
+            "every method takes turns on one replay per point). Per method: mean edge energy per request (board + "
+            "radio), mean latency, and the option it ran most with its share of its requests. Over = AGLOP-energy's "
+            "mean energy over the other's, minus 1 (negative = it spends less), paired over rounds, the best fixed "
+            "plan chosen on half the rounds and judged on the other, with a 95% moving-block bootstrap interval. "
+            "Model = the energy model's median |error| on AGLOP-energy's requests (its prediction, rate estimate "
+            f"included, against the request's measured energy). AGLOP-energy's most-run option differs from "
+            f"AGLOP-latency's at {s['points_choices_differ']} of {s['judged_points']} points; it spends the least of "
+            f"the two and the fixed ends at {s['points_lowest_energy']}; median over AGLOP-latency "
+            f"{s['median_over_latency_planner_pct']:+.1f}%, over the best fixed plan {s['median_over_best_fixed_pct']:+.1f}%.",
+            "", *table(["trace", "device", "radio", "rounds", *methods, "over AGLOP-latency (95% CI)",
+                        "over best fixed (95% CI)", "model"], rows)]
+
+
+def energy_headline(data: dict, found: dict) -> list[list[str]]:
+    s = data["summary"]
+    return [["AGLOP planning on energy (trace x device x radio)",
+             f"median {s['median_over_latency_planner_pct']:+.1f}% energy per request against AGLOP planning on "
+             f"latency, {s['median_over_best_fixed_pct']:+.1f}% against the best of edge-only and server-only; "
+             f"choices differ at {s['points_choices_differ']} of {s['judged_points']} points"]]
+
+
+PAGES = [Page("energy", "AGLOP planning on energy", order=110, argv=["-m", "benchmarks.energy"],
+              section=energy_section, headline=energy_headline, headline_order=70, judges_study=True)]
+
+
+if __name__ == "__main__":
+    sys.exit(run_reporting_user_errors(main))
