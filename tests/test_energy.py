@@ -157,6 +157,7 @@ def test_a_run_on_lte_writes_each_requests_board_and_radio_energy(tmp_path):
     through head and encode and idle power through the rest; each plan's radio is charged as if the plan
     ran alone, so edge-only's only idles, and DISC's first request pays the promotion."""
     import csv
+    import json
 
     from tests.conftest import run_scenario_text
 
@@ -183,6 +184,8 @@ def test_a_run_on_lte_writes_each_requests_board_and_radio_energy(tmp_path):
     assert all(v == pytest.approx(float(r["e2e_ms"]) * LTE.idle_mw / 1e3, abs=0.01)
                for v, r in zip(edge_only, [r for r in rows if r["method"] == "edge-only"], strict=True))
     assert disc[0] > LTE.promotion_mj() and all(v > 0 for v in disc)
+    drawn = json.loads((run_dir / "plots" / "plots.json").read_text())["points"]
+    assert drawn["energy"] == len(rows)  # the energy-against-latency plot drew every answered request
 
 
 BAD_OBJECTIVES = [

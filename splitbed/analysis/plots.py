@@ -1,5 +1,5 @@
 """The run's pictures: timeline, stacked breakdown, e2e CDF, bytes per request, per-node breakdown, the
-edge's memory over time.
+edge's memory over time, and the edge's energy against latency.
 
 Each function draws from the rows it is given and returns how many data points it drew, so a test
 can tell a plot of the run's data from an empty frame. Every figure carries a footer: the scenario
@@ -121,6 +121,29 @@ def wire_bytes(rows: list[dict], path: Path, title: str, footer: str) -> int:
     ax.set_xlabel("time since the run started (s)")
     ax.set_ylabel("bytes on the wire per request (KiB, log)")
     ax.set_title(f"{title}: request size")
+    legend(ax, 8)
+    finish(fig, path, footer)
+    return points
+
+
+def energy(rows: list[dict], path: Path, title: str, footer: str) -> int:
+    """Each answered request's edge energy against its latency, per method, with the method's mean
+    marked: where a plan sits between fast and frugal."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points = 0
+    for method in methods_of(rows):
+        mine = [r for r in ok_rows(rows) if r["method"] == method and r["edge_energy_mj"] not in ("", None)]
+        if not mine:
+            continue
+        e2e, mj = (np.array([float(r[c]) for r in mine]) for c in ("e2e_ms", "edge_energy_mj"))
+        dots = ax.plot(e2e, mj, ".", alpha=0.3, markersize=3)[0]
+        ax.plot(e2e.mean(), mj.mean(), "o", color=dots.get_color(), markersize=9, markeredgecolor="black", label=method)
+        points += len(mine)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("end-to-end latency (ms, log)")
+    ax.set_ylabel("edge energy per request, board + radio (mJ, log)")
+    ax.set_title(f"{title}: energy against latency (large: the method's mean)")
     legend(ax, 8)
     finish(fig, path, footer)
     return points

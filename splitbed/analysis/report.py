@@ -100,6 +100,8 @@ def report(run_dir: str | Path) -> dict:
         "memory": plots.memory(rows, out / "memory.png", title, footer, (manifest.get("edge_memory") or {}).get(
             "limit_mb"), (manifest.get("edge_memory") or {}).get("total_mb")),
     }
+    if any(r["edge_energy_mj"] not in ("", None) for r in rows):
+        drawn["energy"] = plots.energy(rows, out / "energy.png", title, footer)
     if len({r["node"] for r in rows}) > 1:
         drawn["nodes"] = plots.breakdown(rows, out / "nodes.png", title, footer, key="node")
     if list(run_dir.glob("capture-*.pcap")):
