@@ -263,7 +263,9 @@ class Planner:
         LatencyModel.stages)."""
         stages = self.model.stages(uplink_bps, rtt_ms, self.drift, window, carry_s)
         latency = sum(stages.values())
-        energy = None if self.energy is None else self.energy.predict(stages, self.model.wire_bytes, uplink_bps)
+        energy = None  # every option's, when the objective weighs it; else the chosen one's only (decision)
+        if self.objective.needs_energy:
+            energy = self.energy.predict(stages, self.model.wire_bytes, uplink_bps)
         predicted = self.objective.scores(latency, energy)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)
@@ -278,11 +280,18 @@ class Planner:
             trial = int(local[np.argmin(predicted[local])])
             if predicted[trial] <= predicted[chosen] * (1 + self.explore):
                 self.looks, self.since_look = self.looks + 1, 0
-                return self.decision(trial, latency, energy, True, explored=True)
+                return self.decision(trial, stages, latency, energy, uplink_bps, True, explored=True)
         self.ran_edge_only |= not self.model.offloads[chosen]
-        return self.decision(chosen, latency, energy, switched)
+        return self.decision(chosen, stages, latency, energy, uplink_bps, switched)
 
-    def decision(self, index: int, latency: np.ndarray, energy: np.ndarray | None, switched: bool,
-                 explored: bool = False) -> Decision:
-        return Decision(self.allowed[index], float(latency[index]), switched, explored,
-                        None if energy is None else float(energy[index]))
+    def decision(self, index: int, stages: dict[str, np.ndarray], latency: np.ndarray, energy: np.ndarray | None,
+                 uplink_bps: float | None, switched: bool, explored: bool = False) -> Decision:
+        """The chosen option with its predictions (its energy predicted now when the objective did not)."""
+        mj = None
+        if energy is not None:
+            mj = float(energy[index])
+        elif self.energy is not None:
+            one = [index]
+            mj = float(self.energy.predict({k: v[one] for k, v in stages.items()}, self.model.wire_bytes[one],
+                                           uplink_bps)[0])
+        return Decision(self.allowed[index], float(latency[index]), switched, explored, mj)
