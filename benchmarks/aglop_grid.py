@@ -191,10 +191,13 @@ def print_report(result: dict) -> None:
     print(json.dumps(result["summary"], indent=1))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", default=str(REPO / "studies" / "aglop-grid.yaml"))
-    parser.add_argument("--out", help="the study's folder (default: results/studies/aglop-grid-TIME)")
+def study_command(description: str, study: str, judge, report) -> int:
+    """The command of a benchmark over a study: run studies/STUDY (or, with --from, judge a folder
+    already run, checking with --commit that its runs were made at that commit), judge it with
+    `judge(folder) -> {"summary": ...}`, print it with `report`, and write it to --json."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default=str(REPO / "studies" / study))
+    parser.add_argument("--out", help="the study's folder (default: results/studies/STUDY-TIME)")
     parser.add_argument("--from", dest="source", help="judge this study folder; run nothing")
     parser.add_argument("--commit", help="with --from: the commit the folder's runs were made at (checked "
                         "against their ids and recorded)")
@@ -206,20 +209,23 @@ def main() -> int:
         folder = Path(args.source)
         if not (folder / "runs.json").is_file():
             raise UserError(f"{folder} holds no runs.json", fix="give the folder a study wrote (its --out)")
-    else:
-        folder = Path(args.out) if args.out else REPO / "results" / "studies" / f"aglop-grid-{time.strftime('%Y%m%dT%H%M%S')}"
-        run_study(Path(args.study), folder)
-    if args.source:
         made_at = check_runs_made_at(Path(args.study), folder, args.commit) if args.commit else None
     else:
+        stamp = f"{Path(args.study).stem}-{time.strftime('%Y%m%dT%H%M%S')}"
+        folder = Path(args.out) if args.out else REPO / "results" / "studies" / stamp
+        run_study(Path(args.study), folder)
         made_at = code_version()
-    result = judge_study(folder)
+    result = judge(folder)
     result["summary"].update(study=Path(args.study).name, folder=str(folder), runs_made_at=made_at,
                              seconds=time.time() - started)
-    print_report(result)
+    report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0
+
+
+def main() -> int:
+    return study_command(__doc__, "aglop-grid.yaml", judge_study, print_report)
 
 
 GRID_SUMMARY = [  # (label, summary key, format) of the tune and report grids' side-by-side table

@@ -13,18 +13,15 @@ whether the two AGLOPs' choices differ; and the energy model's error on AGLOP-en
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from benchmarks.aglop_grid import check_runs_made_at, median_of, point_label, run_study
+from benchmarks.aglop_grid import median_of, point_label, study_command
 from splitbed.analysis.judgement import judge_energy_point
 from splitbed.app.breakdown import read_rows
-from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
-from splitbed.scenarios.study import code_version
+from splitbed.errors import UserError, run_reporting_user_errors
 from splitbed.testing.results_page import Page, pct, table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,32 +57,7 @@ def judge_study(folder: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", default=str(REPO / "studies" / "energy.yaml"))
-    parser.add_argument("--out", help="the study's folder (default: results/studies/energy-TIME)")
-    parser.add_argument("--from", dest="source", help="judge this study folder; run nothing")
-    parser.add_argument("--commit", help="with --from: the commit the folder's runs were made at")
-    parser.add_argument("--json", help="write the judgement here")
-    args = parser.parse_args()
-    check_output_path(args.json, "--json")
-    started = time.time()
-    if args.source:
-        folder = Path(args.source)
-        if not (folder / "runs.json").is_file():
-            raise UserError(f"{folder} holds no runs.json", fix="give the folder a study wrote (its --out)")
-        made_at = check_runs_made_at(Path(args.study), folder, args.commit) if args.commit else None
-    else:
-        folder = Path(args.out) if args.out else REPO / "results" / "studies" / f"energy-{time.strftime('%Y%m%dT%H%M%S')}"
-        run_study(Path(args.study), folder)
-        made_at = code_version()
-    result = judge_study(folder)
-    result["summary"].update(study=Path(args.study).name, folder=str(folder), runs_made_at=made_at,
-                             seconds=time.time() - started)
-    for line in energy_section(result, {}):
-        print(line)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    return 0
+    return study_command(__doc__, "energy.yaml", judge_study, lambda result: print("\n".join(energy_section(result, {}))))
 
 
 def method_cell(point: dict, method: str) -> str:
