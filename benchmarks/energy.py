@@ -40,8 +40,11 @@ def judge_study(folder: Path) -> dict:
             continue
         manifest = json.loads((run_dir / "manifest.json").read_text())
         types = {p["name"]: p.get("type", "fixed") for p in manifest["plans"]}
-        points.append({**label, **judge_energy_point(read_rows(run_dir / "requests.csv"), types, PLANNER,
-                                                     LATENCY_PLANNER)})
+        try:
+            points.append({**label, **judge_energy_point(read_rows(run_dir / "requests.csv"), types, PLANNER,
+                                                         LATENCY_PLANNER)})
+        except ValueError as err:  # a run whose energy cannot be judged is reported, not skipped
+            points.append({**label, "status": f"not judged: {err}"})
     judged = [p for p in points if "methods" in p]
     if not judged:
         raise UserError(f"no complete run in {folder}", fix="run the study first (without --from)")
@@ -74,7 +77,7 @@ def energy_section(data: dict, found: dict) -> list[str]:
     for p in data["points"]:
         where = [p["trace"], p["device"], p["radio"]]
         if "methods" not in p:
-            rows.append([*where, p["status"], *([""] * (len(methods) + 2))])
+            rows.append([*where, p["status"], *([""] * (len(methods) + 3))])
             continue
         rows.append([*where, str(p["rounds"]), *(method_cell(p, m) for m in methods),
                      "{:+.1f}% ({:+.1f}, {:+.1f})".format(p["over_latency_planner_pct"], *p["over_latency_planner_ci95_pct"]),

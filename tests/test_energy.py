@@ -263,3 +263,41 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     # the budget binds: unbounded, the plan stays on the device and spends more than the budget
     assert sum(r["split"] == "edge-only" for r in plain) >= 10
     assert sorted(float(r["edge_energy_mj"]) for r in plain)[len(plain) // 2] > 200
+
+
+def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_cannot_judge(tmp_path):
+    """benchmarks/energy.py over a study folder as run_scenario.py --study writes it: one point with
+    every method's energy, one whose planner has none (reported as not judged, not skipped)."""
+    import csv
+    import json
+
+    from benchmarks.energy import energy_section, judge_study
+    from splitbed.app.breakdown import NAMES
+
+    plans = [{"name": "aglop-energy", "type": "aglop"}, {"name": "aglop", "type": "aglop"},
+             {"name": "edge-only", "type": "fixed"}, {"name": "server-only", "type": "fixed"}]
+    splits = {"aglop-energy": "edge-only", "aglop": "block11", "edge-only": "edge-only", "server-only": "server-only"}
+    means = {"aglop-energy": 250.0, "aglop": 300.0, "edge-only": 252.0, "server-only": 400.0}
+    runs = {}
+    for run_id, judged in (("a", True), ("b", False)):
+        runs[run_id] = {"status": "complete", "values": {"links.uplink.trace": "traces/x", "nodes.edge.device": "pi_zero_2w",
+                                                         "links.uplink.radio": "lte", "links.uplink.delay_ms": 20}}
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        (tmp_path / "runs" / run_id / "manifest.json").write_text(json.dumps({"plans": plans}))
+        with (tmp_path / "runs" / run_id / "requests.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=NAMES)
+            writer.writeheader()
+            for i in range(30):
+                for method, mean in means.items():
+                    energy = "" if (method == "aglop-energy" and not judged) else mean * (1 + 0.05 * ((i * 7) % 5 - 2))
+                    writer.writerow({**dict.fromkeys(NAMES, ""), "request_id": i, "method": method, "split": splits[method],
+                                     "codec": "", "status": "ok", "e2e_ms": 150.0, "edge_energy_mj": energy,
+                                     "radio_mj": 10.0, "predicted_mj": 260.0 if method == "aglop-energy" else ""})
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    result = judge_study(tmp_path)
+    judged, unjudged = result["points"]
+    assert judged["choices_differ"] and judged["over_latency_planner_pct"] == pytest.approx(-16.7, abs=0.5)
+    assert judged["energy_model_error_pct"] == pytest.approx(100 * 15 / 275, abs=0.01)  # the median: 260 vs 275
+    assert unjudged["status"].startswith("not judged") and result["summary"]["judged_points"] == 1
+    lines = energy_section(result, {})
+    assert len({line.count("|") for line in lines if line.startswith("| ")}) == 1  # every row has the header's columns

@@ -166,6 +166,9 @@ def judge_energy_point(rows: list[dict], plan_types: dict[str, str], planner: st
     planner's energy over the latency planner's and over the best fixed plan's (paired, cross-fitted
     as judge_point, over rounds where every method has an energy), and its energy model's error."""
     table = Rounds(rows, "edge_energy_mj")
+    missing = [m for m in (planner, latency_planner) if m not in table.methods]
+    if missing or len(table.ids) == 0:
+        raise ValueError(f"no round in which every method has an energy (none for {', '.join(missing) or 'some'})")
     fixed = [m for m in table.methods if plan_types.get(m) == "fixed"]
     methods = {}
     for m in table.methods:
