@@ -151,6 +151,21 @@ def test_a_budget_or_deadline_bounds_the_other_quantity_and_falls_back_to_the_cl
         Planner([LOCAL, DISC], objective=Objective("energy"))
 
 
+def test_a_budgeted_planner_never_looks_at_an_option_over_the_budget():
+    """Exploration runs edge-only when it is predicted close to an offloading choice; under an energy
+    budget it stays within it, even when none fits (the least-energy option is then run, and nothing
+    else is tried)."""
+    edge = EdgeEnergy(PI_ZERO, None)  # the board alone: edge-only (100 ms busy, 175 mJ) costs more than DISC
+    close = Option("edge-only", "", head_ms=100)
+    for budget in (170.0, 1.0):  # DISC within (160 mJ) and edge-only not; then neither, edge-only within 15%
+        planner = Planner([close, DISC], explore_pct=15, objective=Objective(energy_budget_mj=budget),
+                          energy=EnergyModel(edge))
+        ran = [planner.choose(10e6, 40.0).option for _ in range(40)]
+        assert all(option == DISC for option in ran)
+    free = Planner([close, DISC], explore_pct=15, energy=EnergyModel(edge))
+    assert close in [free.choose(10e6, 40.0).option for _ in range(40)]  # unbounded: edge-only, the fastest
+
+
 def test_plans_take_their_objective_and_energy_plans_probe_rarely():
     profile = {"options": [vars(o) for o in (LOCAL, DISC)]}
     edge = EdgeEnergy(PI_ZERO, LTE)
@@ -236,19 +251,19 @@ def test_planning_on_energy_needs_the_devices_power(tmp_path, capsys):
 @pytest.mark.root
 @pytest.mark.mininet
 def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
-    """A Pi Zero 2 W on a slow, long WiFi uplink (0.5 Mbit/s, 60 ms each way): the fastest option is
-    edge-only (about 145 ms at 1.75 W, over 250 mJ), so plain AGLOP computes locally; under a 200 mJ
-    budget AGLOP must offload early (the board then idles at 0.6 W through the transfer). Every request
-    of the budgeted plan is planned under the budget and measures under it (the chosen options' steady
-    state sits well below: 5% of requests may meet a hiccup)."""
+    """A Pi Zero 2 W on a WiFi uplink of 8 Mbit/s, 60 ms each way: edge-only (115-145 ms) is the fastest,
+    and costs 200 mJ or more (busy at 1.75 W); sending the input as a JPEG (about 160 ms) costs about
+    155 mJ (the board idles at 0.6 W through the round trip). Plain AGLOP computes locally; under a
+    180 mJ budget AGLOP offloads, and every request is planned under the budget and measures under it
+    (one in ten may meet a host hiccup)."""
     import csv
 
     from tests.conftest import run_scenario_text
 
     text = (f"name: budget\nnodes: {{edge: {{device: pi_zero_2w}}}}\n"
-            f"links:\n  uplink: {{rate_mbit: 0.5, delay_ms: 60, radio: wifi}}\n  downlink: {{rate_mbit: 10, delay_ms: 60}}\n"
+            f"links:\n  uplink: {{rate_mbit: 8, delay_ms: 60, radio: wifi}}\n  downlink: {{rate_mbit: 10, delay_ms: 60}}\n"
             f"model: efficientnet_lite0\nworkload: {{requests: 14, warmup: 2, deadline_s: 20}}\n"
-            f"plan: {{name: budget, type: aglop, energy_budget_mj: 200, interleave: true}}\n"
+            f"plan: {{name: budget, type: aglop, energy_budget_mj: 180, interleave: true}}\n"
             f"baselines: [{{name: plain, type: aglop, interleave: true}}]\n"
             f"output: {tmp_path / 'results'}\n")
     run_dir, _ = run_scenario_text(tmp_path, text, "budget", timeout=600)
@@ -257,12 +272,12 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     budget = [r for r in rows if r["method"] == "budget"]
     plain = [r for r in rows if r["method"] == "plain"]
     assert len(budget) == 14 and len(plain) == 14
-    assert all(float(r["predicted_mj"]) <= 200 for r in budget) and all(r["split"] != "edge-only" for r in budget)
+    assert all(float(r["predicted_mj"]) <= 180 for r in budget) and all(r["split"] != "edge-only" for r in budget)
     measured = sorted(float(r["edge_energy_mj"]) for r in budget)
-    assert measured[int(0.95 * len(measured)) - 1] <= 200, measured
-    # the budget binds: unbounded, the plan stays on the device and spends more than the budget
+    assert measured[-2] <= 180, measured  # at most one of 14 over
+    # the budget binds: unbounded, the plan computes locally and spends more than the budget
     assert sum(r["split"] == "edge-only" for r in plain) >= 10
-    assert sorted(float(r["edge_energy_mj"]) for r in plain)[len(plain) // 2] > 200
+    assert sorted(float(r["edge_energy_mj"]) for r in plain)[len(plain) // 2] > 180
 
 
 def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_cannot_judge(tmp_path):

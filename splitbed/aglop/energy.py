@@ -56,15 +56,20 @@ class Objective:
     def needs_energy(self) -> bool:
         return self.minimise == "energy" or self.energy_budget_mj is not None
 
+    def within(self, latency_ms: np.ndarray, energy_mj: np.ndarray | None) -> np.ndarray:
+        """Where the bound holds (everywhere, without one)."""
+        if self.energy_budget_mj is not None:
+            return energy_mj <= self.energy_budget_mj
+        if self.deadline_ms is not None:
+            return latency_ms <= self.deadline_ms
+        return np.ones(len(latency_ms), dtype=bool)
+
     def scores(self, latency_ms: np.ndarray, energy_mj: np.ndarray | None) -> np.ndarray:
         """Lower is better; inf for an option over the bound while another is under it."""
         if not self.needs_energy:
             return latency_ms
-        goal, bounded, bound = ((energy_mj, latency_ms, self.deadline_ms) if self.minimise == "energy"
-                                else (latency_ms, energy_mj, self.energy_budget_mj))
-        if bound is None:
-            return goal
-        within = bounded <= bound
+        goal, bounded = (energy_mj, latency_ms) if self.minimise == "energy" else (latency_ms, energy_mj)
+        within = self.within(latency_ms, energy_mj)
         return np.where(within, goal, np.inf) if within.any() else bounded
 
 

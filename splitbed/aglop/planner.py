@@ -278,7 +278,9 @@ class Planner:
         if self.explore and may_look and not switched and not self.ran_edge_only and len(local) \
                 and self.model.offloads[chosen]:
             trial = int(local[np.argmin(predicted[local])])
-            if predicted[trial] <= predicted[chosen] * (1 + self.explore):
+            # a look stays within the objective's bound: an option over the budget is never run to be measured
+            if predicted[trial] <= predicted[chosen] * (1 + self.explore) and \
+                    self.objective.within(latency[[trial]], None if energy is None else energy[[trial]])[0]:
                 self.looks, self.since_look = self.looks + 1, 0
                 return self.decision(trial, stages, latency, energy, uplink_bps, True, explored=True)
         self.ran_edge_only |= not self.model.offloads[chosen]
