@@ -279,6 +279,7 @@ def aglop_grid_section(data: dict, found: dict) -> list[str]:
                      "-" if p["oracle_over_planner_pct"] is None else f"{p['oracle_over_planner_pct']:+.1f}%",
                      f"{100 * coverage:.0f}%",
                      "-" if p.get("aglop_estimate_over_trace") is None else f"{p['aglop_estimate_over_trace']:.2f}"])
+    misses = [miss_line(p) for p in data["points"] if "methods" in p and p["over_best_fixed_pct"] > BARS["over_best_fixed_pct"]]
     options = [[option, str(e["n"]), pct(e["median_abs_error_pct"], 1), f"{e['mean_error_pct']:+.1f}%",
                 f"{e['median_e2e_ms']:.1f}", *(f"{v:+.1f} ({a:.1f})" for v, a in zip(
                     e["median_stage_error_ms"].values(), e["median_stage_abs_error_ms"].values(), strict=True))]
@@ -294,12 +295,25 @@ def aglop_grid_section(data: dict, found: dict) -> list[str]:
             "rate at send time (median).",
             "", *table(["trace", "device", "one-way ms", "rounds", "AGLOP mean", "lowest other", "over it (95% CI)",
                         "best fixed", "over it (95% CI)", "in-sample", "oracle", "outside", "estimate / rate"], rows),
+            *(["Where AGLOP's time went at the points over 5% of the best fixed option (its requests per option, "
+               "their mean e2e ms; the fixed plans' means beside):", "", *misses, ""] if misses else []),
             "Latency model against every option's requests (edge-only and server-only included; the model told the "
             "trace's rate and the link's delays): per option the median |error| per request, the error of the "
             "option's mean, and per stage the median signed error, model - measured, ms, with the median |error| in "
             "brackets:", "",
             *table(["option", "requests", "median abs error", "error of the mean", "median e2e ms", "head", "encode",
                     "transfer", "decode", "tail"], options)]
+
+
+def miss_line(point: dict) -> str:
+    ran = point.get("planner_options")
+    if ran is None:
+        return f"- {point['trace']}, {point['device']}, {point['delay_ms']:g} ms: rejudge the folder to list AGLOP's options"
+    fixed = point.get("fixed_option_means", {})
+    shown = "; ".join(f"{option} {e['n']} x {e['mean_e2e_ms']:.1f}" + (
+        f" (its fixed plan {fixed[option]:.1f})" if option in fixed else "") for option, e in list(ran.items())[:3])
+    return (f"- {point['trace']}, {point['device']}, {point['delay_ms']:g} ms one way: AGLOP {shown}; best fixed "
+            f"{point['best_fixed']} {point['methods'][point['best_fixed']]['mean_e2e_ms']:.1f}")
 
 
 def aglop_report_headline(data: dict, found: dict) -> list[list[str]]:

@@ -184,3 +184,16 @@ def test_an_energy_planner_is_judged_on_each_requests_energy_paired_by_round():
     assert point["methods"]["aglop"]["option"] == "block11 disc {\"step\": 0.4}"
     assert point["energy_model_error_pct"] == pytest.approx(np.median([abs(210 - e) / e * 100 for e in noisy(200, seed=1)
                                                                        if e != noisy(200, seed=1)[3]]), rel=1e-6)
+
+
+def test_the_point_lists_what_the_planner_ran_beside_each_fixed_plans_mean():
+    rows = (rows_of("aglop", [100.0] * 6, split="server-only") + rows_of("aglop", [60.0] * 2, split="edge-only")
+            + rows_of("edge-only", [50.0] * 8, split="edge-only") + rows_of("jpeg", [90.0] * 8, split="server-only")
+            + rows_of("oracle", [55.0] * 8, split="edge-only"))
+    for r in rows:
+        r["codec"] = "" if r["split"] == "edge-only" else "jpeg"
+    point = judge_point(rows, TYPES)
+    ran = point["planner_options"]
+    assert list(ran) == ['server-only jpeg {"step": 0.4}', "edge-only"]  # most run first
+    assert ran["edge-only"] == {"n": 2, "mean_e2e_ms": 60.0}
+    assert point["fixed_option_means"] == {"edge-only": 50.0, 'server-only jpeg {"step": 0.4}': 90.0}

@@ -149,7 +149,21 @@ def judge_point(rows: list[dict], plan_types: dict[str, str], planner: str = "ag
                                                               [table.column(m) for m in fixed]) - 1),
         "oracle_over_planner_pct": 100 * (means[oracle] / means[planner] - 1) if oracle in means else None,
         "hindsight_coverage": hindsight_coverage(rows, fixed, [m for m in table.methods if m not in fixed]),
+        "planner_options": options_run(rows, planner),
+        # each fixed plan's option and its mean, to set beside what the planner ran
+        "fixed_option_means": {option_of(next(r for r in rows if r["method"] == m)): means[m] for m in fixed},
     }
+
+
+def options_run(rows: list[dict], method: str) -> dict[str, dict]:
+    """What a method ran: per option, its requests and their mean e2e (answered and failed alike), most
+    run first; beside the fixed plans' means it shows where a planner's time went."""
+    by_option: dict[str, list[float]] = {}
+    for r in rows:
+        if r["method"] == method:
+            by_option.setdefault(option_of(r), []).append(float(r["e2e_ms"]))
+    return {o: {"n": len(v), "mean_e2e_ms": statistics.fmean(v)}
+            for o, v in sorted(by_option.items(), key=lambda kv: -len(kv[1]))}
 
 
 def most_run_option(rows: list[dict], method: str) -> tuple[str, float]:
