@@ -8,6 +8,8 @@
 - fashion-mnist-test / fashion-mnist-train: Debian's dataset-fashion-mnist (10k / 60k, labelled).
 - folder:PATH: a user folder in ImageFolder layout (one sub-folder per class, sorted names = indices)
   or a flat folder of images with a label file (`labels.txt`: one "filename index" per line).
+- imagenet-folder:PATH: a labelled ImageNet folder in the layouts it ships in, labelled with the
+  ILSVRC-2012 class indices whatever classes it holds (imagenet_folder.py).
 Everything is read by path: nothing is downloaded, foolbox/skimage/sklearn are not imported.
 """
 
@@ -27,6 +29,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 from splitbed.errors import UserError
+from splitbed.models.imagenet_folder import labelled_images, read_image
 from splitbed.models.partition import SplitModel
 from splitbed.models.photos import half_of, load_manifest
 
@@ -42,7 +45,8 @@ SKLEARN_PHOTOS = ["china.jpg", "flower.jpg"]
 VIEWS_PER_PHOTO = 12
 PHOTO_VIEWS = 3
 FOOLBOX_PREFIX = "pypi:foolbox/"  # photo id of a foolbox sample: the prefix, then its file name
-DATASET_NAMES = ["imagenet-samples", "imagenet-photos", "fashion-mnist-test", "fashion-mnist-train", "folder:PATH"]
+DATASET_NAMES = ["imagenet-samples", "imagenet-photos", "fashion-mnist-test", "fashion-mnist-train", "folder:PATH",
+                 "imagenet-folder:PATH"]
 
 
 @dataclass
@@ -213,6 +217,9 @@ def load_dataset(name: str, model: SplitModel, seed: int = 0) -> Iterator[Sample
         return fashion_mnist(model, name.rsplit("-", 1)[1])
     if name.startswith("folder:"):
         return user_folder(model, Path(name.split(":", 1)[1]))
+    if name.startswith("imagenet-folder:"):
+        return (Sample(model.preprocess(read_image(path)), label, id_)
+                for path, label, id_ in labelled_images(Path(name.split(":", 1)[1])))
     raise UserError(f"unknown dataset {name!r}", fix=f"choose one of: {', '.join(DATASET_NAMES)}")
 
 
