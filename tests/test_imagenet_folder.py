@@ -98,3 +98,30 @@ def test_a_model_reads_the_folder_as_a_dataset(tmp_path):
     image(tmp_path / GOLDFISH / "b.jpg")
     (sample,) = load_dataset(f"imagenet-folder:{tmp_path}", get_model("efficientnet_lite0"))
     assert sample.label == 1 and sample.id == f"{GOLDFISH}/b.jpg" and tuple(sample.tensor.shape) == (3, 224, 224)
+
+
+@pytest.mark.slow
+def test_the_disc_benchmark_reports_the_labelled_drop_on_a_users_folder(tmp_path):
+    """benchmarks/disc_accuracy.py --dataset imagenet-folder:PATH, quick, one split: the evaluation set
+    is the folder's images, split in halves by their bytes, labelled by their synsets."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    rng = np.random.default_rng(0)
+    for k in range(12):  # noise images: the halves and labels are what is tested, not the accuracy
+        folder = tmp_path / "set" / (TENCH if k % 2 else GOLDFISH)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    out = tmp_path / "disc.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "disc_accuracy.py"), "--quick", "--splits", "block8",
+                           "--dataset", f"imagenet-folder:{tmp_path / 'set'}", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    sets = data["evaluation_set"]
+    assert sets["tune"]["views"] + sets["report"]["views"] == 12 and min(sets["tune"]["views"], sets["report"]["views"]) > 0
+    assert sets["tune"]["labelled_photos"] + sets["report"]["labelled_photos"] == 12
+    assert list(data["sources"]) == [f"imagenet-folder:{tmp_path / 'set'}"] and data["rows"]

@@ -169,3 +169,38 @@ def test_a_missing_or_damaged_photo_set_is_a_clear_error(tmp_path):
     with pytest.raises(UserError) as err:
         load_manifest(tmp_path)
     assert "x.png is missing" in err.value.render()
+
+
+def test_temperature_scaling_recovers_the_temperature_labels_were_drawn_at():
+    """Labels drawn from softmax(logits / 0.5): the reference read at T=1 is under-confident (right more
+    often than it says); the fit finds T near 0.5 and the calibrated confidence matches the accuracy."""
+    from splitbed.codecs.criteria import fit_temperature, softmax
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1.5, (4000, 10))
+    truth = softmax(logits, 0.5)
+    labels = [(int(rng.choice(10, p=p)),) for p in truth]
+    t = fit_temperature(logits, labels)
+    assert t == pytest.approx(0.5, rel=0.08)
+    for probs, gap in ((softmax(logits), "under"), (softmax(logits, t), "calibrated")):
+        stats = calibration(probs, labels)
+        if gap == "under":
+            assert stats["accuracy_pct"] - stats["mean_confidence_pct"] > 10
+        else:
+            assert abs(stats["accuracy_pct"] - stats["mean_confidence_pct"]) < 2
+    with pytest.raises(ValueError, match="labelled"):
+        fit_temperature(logits[:3], [(), (), ()])
+
+
+def test_the_calibrated_expected_drop_counts_a_flip_of_an_unsure_but_right_reference():
+    """The reference is right at 0.5 confidence; the coded top-1 takes its runner-up (0.4). The plain
+    expected drop counts 0.1 of a point per such view; calibrated (T = 0.25), close to the whole point
+    the label loses."""
+    from splitbed.codecs.criteria import softmax
+
+    logits = np.log(np.array([[0.5, 0.4, 0.1]] * 4))
+    coded, labels = np.array([1, 1, 1, 1]), [(0,)] * 4
+    losses = ViewLosses.of(softmax(logits), coded, labels, calibrated_probs=softmax(logits, 0.25)).losses
+    assert np.allclose(losses["expected"], 0.1) and np.allclose(losses["accuracy"], 1.0)
+    assert np.allclose(losses["calibrated"], (0.5**4 - 0.4**4) / (0.5**4 + 0.4**4 + 0.1**4), atol=1e-9)
+    assert "calibrated" not in ViewLosses.of(softmax(logits), coded, labels).losses

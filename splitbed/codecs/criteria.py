@@ -6,7 +6,11 @@
   answer, on every view: a label-free estimate of the labelled accuracy drop, as good as the
   reference is calibrated (`calibration` checks that on the labelled views);
 - agreement: the share of views whose top-1 changes (every flip counts, near ties too), on all views
-  and on the confident ones (reference top-1 probability >= CONFIDENT).
+  and on the confident ones (reference top-1 probability >= CONFIDENT);
+- calibrated: the expected drop under the reference's probabilities recalibrated by temperature
+  scaling (Guo et al., ICML 2017: one temperature, fitted on labelled views of another half by
+  likelihood): a model that is right more often than it is confident has its expected drop
+  understated, and a temperature under 1 sharpens its probabilities to what its labels show.
 All in points (percent). A photo is the unit: its views are resampled together, so the interval says
 what another set of photos would show.
 """
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CRITERIA = ("accuracy", "expected", "agreement", "agreement_confident")
+CRITERIA = ("accuracy", "expected", "calibrated", "agreement", "agreement_confident")
 CONFIDENT = 0.5
 BOOTSTRAP = 1000
 
@@ -29,7 +33,10 @@ class ViewLosses:
     losses: dict[str, np.ndarray]
 
     @classmethod
-    def of(cls, reference_probs: np.ndarray, coded_top1: np.ndarray, labels: list[tuple[int, ...]]) -> ViewLosses:
+    def of(cls, reference_probs: np.ndarray, coded_top1: np.ndarray, labels: list[tuple[int, ...]],
+           calibrated_probs: np.ndarray | None = None) -> ViewLosses:
+        """calibrated_probs: the reference's probabilities after temperature scaling (the `calibrated`
+        criterion, only when given)."""
         rows = np.arange(len(coded_top1))
         reference_top1 = reference_probs.argmax(1)
         labelled = np.array([bool(s) for s in labels])
@@ -40,8 +47,11 @@ class ViewLosses:
         return cls({
             "accuracy": np.where(labelled, right_ref - right_coded, np.nan),
             "expected": reference_probs[rows, reference_top1] - reference_probs[rows, coded_top1],
+
             "agreement": flips,
             "agreement_confident": np.where(confident, flips, np.nan),
+            **({} if calibrated_probs is None else
+               {"calibrated": calibrated_probs[rows, reference_top1] - calibrated_probs[rows, coded_top1]}),
         })
 
 
@@ -78,3 +88,36 @@ def calibration(reference_probs: np.ndarray, labels: list[tuple[int, ...]], bins
               for b in range(bins) if (edges == b).any())
     return {"views": int(labelled.sum()), "accuracy_pct": float(100 * right.mean()),
             "mean_confidence_pct": float(100 * confidence.mean()), "ece_pts": float(100 * ece)}
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def label_nll(logits: np.ndarray, labels: list[tuple[int, ...]], temperature: float) -> float:
+    """Mean negative log-likelihood of the labelled views, a view's likelihood being the probability
+    of its set of acceptable classes."""
+    probs = softmax(logits, temperature)
+    return float(-np.mean([np.log(max(probs[i, list(s)].sum(), 1e-300)) for i, s in enumerate(labels)]))
+
+
+def fit_temperature(logits: np.ndarray, labels: list[tuple[int, ...]], low: float = 0.05, high: float = 20.0) -> float:
+    """The temperature that maximises the labelled views' likelihood (unlabelled views are skipped):
+    a grid over log T, then golden-section search around its best point. ValueError without labels."""
+    keep = [i for i, s in enumerate(labels) if s]
+    if not keep:
+        raise ValueError("no labelled view to fit a temperature on")
+    logits, labels = logits[keep], [labels[i] for i in keep]
+    grid = np.exp(np.linspace(np.log(low), np.log(high), 61))
+    best = int(np.argmin([label_nll(logits, labels, t) for t in grid]))
+    a, b = np.log(grid[max(best - 1, 0)]), np.log(grid[min(best + 1, len(grid) - 1)])
+    ratio = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        if label_nll(logits, labels, np.exp(c)) < label_nll(logits, labels, np.exp(d)):
+            b = d
+        else:
+            a = c
+    return float(np.exp((a + b) / 2))

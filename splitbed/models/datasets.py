@@ -148,6 +148,17 @@ def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0, half
     return out
 
 
+def folder_views(model: SplitModel, folder: Path) -> list[PhotoView]:
+    """A user's labelled ImageNet folder (imagenet-folder:PATH) as the evaluation set's views: one view
+    per image, each in the half its bytes hash to, as the photos are (photos.half_of)."""
+    out = []
+    for path, label, id_ in labelled_images(folder):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.append(PhotoView(model.preprocess(read_image(path)), () if label is None else (label,), id_,
+                             half_of(digest), id_))
+    return out
+
+
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzip'd) as used by MNIST/Fashion-MNIST: magic, dims, big-endian sizes, uint8 data."""
     try:
