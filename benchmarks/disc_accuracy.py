@@ -53,7 +53,13 @@ from splitbed.codecs.criteria import ViewLosses, calibration, fit_temperature, s
 from splitbed.codecs.evaluation import measure  # noqa: E402
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors  # noqa: E402
 from splitbed.models import get_model  # noqa: E402
-from splitbed.models.datasets import FOOLBOX_PREFIX, calibration_samples, folder_views, photo_views  # noqa: E402
+from splitbed.models.datasets import (  # noqa: E402
+    FOOLBOX_PREFIX,
+    calibration_samples,
+    folder_of,
+    folder_views,
+    photo_views,
+)
 from splitbed.models.photos import load_manifest, summary  # noqa: E402
 from splitbed.testing.results_page import Page, ci, pct, table  # noqa: E402
 
@@ -178,7 +184,7 @@ def main() -> int:
     torch.set_num_threads(EVAL_THREADS)
     model = get_model("efficientnet_lite0")
     if args.dataset:
-        manifest, views = [], folder_views(model, Path(args.dataset.split(":", 1)[1]))
+        manifest, views = [], folder_views(model, folder_of(args.dataset))
         if not views:
             raise UserError(f"--dataset {args.dataset}: no images", fix="give a folder with labelled images")
     else:
@@ -194,6 +200,9 @@ def main() -> int:
                              "labelled_photos": len({v.photo for v in views if v.half == half and v.labels})}
                       for half in HALVES}
     tune = halves == "tune"
+    if tune.all() or not tune.any():
+        raise UserError(f"every image fell in the {halves[0]} half (a hash of its bytes)",
+                        fix="give more images: each half needs some to choose on one and report on the other")
     if not any(s for s, t in zip(labels, tune, strict=True) if t):
         raise UserError("the tuning half holds no labelled view to fit the reference's temperature on",
                         fix="label more of the set (both halves need labelled images)")
@@ -251,7 +260,7 @@ def disc_accuracy_section(data: dict, found: dict) -> list[str]:
     sources = [[name, row["photos"], row["labelled"], ", ".join(f"{k} ({v})" for k, v in row["licences"].items())]
                for name, row in data["sources"].items()]
     calib = [[half, f"{c['views']}", pct(c["accuracy_pct"], 1), pct(c["mean_confidence_pct"], 1),
-              f"{c['ece_pts']:.1f}"] for half, c in data["reference_calibration"].items()]
+              "-" if c["ece_pts"] is None else f"{c['ece_pts']:.1f}"] for half, c in data["reference_calibration"].items()]
     rows = [[r["split"], r["codec"], ", ".join(f"{k} {v}" for k, v in r["params"].items()), f"{r['wire_bytes']:.0f}",
              pct(r["reduction_pct"]), ci(r["report"]["accuracy"]), ci(r["report"]["expected"]),
              ci(r["report"].get("calibrated", NOT_MEASURED)),

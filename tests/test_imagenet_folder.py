@@ -125,3 +125,22 @@ def test_the_disc_benchmark_reports_the_labelled_drop_on_a_users_folder(tmp_path
     assert sets["tune"]["views"] + sets["report"]["views"] == 12 and min(sets["tune"]["views"], sets["report"]["views"]) > 0
     assert sets["tune"]["labelled_photos"] + sets["report"]["labelled_photos"] == 12
     assert list(data["sources"]) == [f"imagenet-folder:{tmp_path / 'set'}"] and data["rows"]
+
+
+def test_unreadable_label_files_and_images_are_clear_errors(tmp_path):
+    image(tmp_path / "x.png")
+    (tmp_path / "labels.txt").write_bytes(b"x.png \xff\xfe\n")
+    with pytest.raises(UserError, match="label file"):
+        labels_of(tmp_path)
+    (tmp_path / "labels.txt").write_text("x.png \u00b2\n")  # a digit to isdigit(), not to int()
+    with pytest.raises(UserError, match="0-999"):
+        labels_of(tmp_path)
+    (tmp_path / "labels.txt").unlink()
+    (tmp_path / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n")
+    (tmp_path / "meta.mat").write_bytes(b"not a mat file")
+    with pytest.raises(UserError, match="devkit"):
+        labels_of(tmp_path)
+    from splitbed.models.datasets import folder_of
+
+    with pytest.raises(UserError, match="names no folder"):
+        folder_of("imagenet-folder: ")

@@ -79,7 +79,9 @@ def summarise(view_losses: ViewLosses, photos: np.ndarray, keep: np.ndarray, see
 def calibration(reference_probs: np.ndarray, labels: list[tuple[int, ...]], bins: int = 10) -> dict:
     """How well the reference's confidence matches its labelled accuracy: mean confidence, accuracy,
     and the expected calibration error (10 equal-width bins), on the labelled views."""
-    labelled = np.array([bool(s) for s in labels])
+    labelled = np.array([bool(s) for s in labels], dtype=bool)
+    if not labelled.any():
+        return {"views": 0, "accuracy_pct": None, "mean_confidence_pct": None, "ece_pts": None}
     top1 = reference_probs.argmax(1)[labelled]
     confidence = reference_probs.max(1)[labelled]
     right = np.array([t in s for t, s in zip(top1, [s for s in labels if s], strict=True)], dtype=float)

@@ -148,12 +148,23 @@ def photo_views(model: SplitModel, views: int = PHOTO_VIEWS, seed: int = 0, half
     return out
 
 
+def folder_of(name: str) -> Path:
+    """The folder of a dataset name `KIND:PATH`; an empty PATH is an error, not this directory."""
+    path = name.split(":", 1)[1].strip()
+    if not path:
+        raise UserError(f"dataset {name!r} names no folder", fix=f"give {name}PATH")
+    return Path(path)
+
+
 def folder_views(model: SplitModel, folder: Path) -> list[PhotoView]:
     """A user's labelled ImageNet folder (imagenet-folder:PATH) as the evaluation set's views: one view
     per image, each in the half its bytes hash to, as the photos are (photos.half_of)."""
     out = []
     for path, label, id_ in labelled_images(folder):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as err:
+            raise UserError(f"cannot read the image ({err})", where=str(path)) from err
         out.append(PhotoView(model.preprocess(read_image(path)), () if label is None else (label,), id_,
                              half_of(digest), id_))
     return out
@@ -230,7 +241,7 @@ def load_dataset(name: str, model: SplitModel, seed: int = 0) -> Iterator[Sample
         return user_folder(model, Path(name.split(":", 1)[1]))
     if name.startswith("imagenet-folder:"):
         return (Sample(model.preprocess(read_image(path)), label, id_)
-                for path, label, id_ in labelled_images(Path(name.split(":", 1)[1])))
+                for path, label, id_ in labelled_images(folder_of(name)))
     raise UserError(f"unknown dataset {name!r}", fix=f"choose one of: {', '.join(DATASET_NAMES)}")
 
 

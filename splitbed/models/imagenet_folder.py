@@ -27,14 +27,23 @@ from PIL import Image
 from splitbed.errors import UserError
 
 SYNSETS_FILE = Path(__file__).resolve().parent / "imagenet_synsets.txt"
-SYNSET = re.compile(r"n\d{8}")
+SYNSET = re.compile(r"n[0-9]{8}")
+INDEX = re.compile(r"[0-9]{1,4}")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})")
+VAL_NAME = re.compile(r"ILSVRC2012_val_([0-9]{8})")
 
 
 def synset_indices() -> dict[str, int]:
     synsets = [line.strip() for line in SYNSETS_FILE.read_text().splitlines() if line.strip()]
     return {s: i for i, s in enumerate(synsets)}
+
+
+def read_text(path: Path) -> str:
+    """A label file's text; an unreadable or non-UTF-8 file is a UserError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read the label file ({err})", where=str(path), fix="a UTF-8 text file") from err
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -50,15 +59,14 @@ def index_of(synset: str, indices: dict[str, int], where: str) -> int:
 
 def kaggle_labels(path: Path, indices: dict[str, int]) -> dict[str, int]:
     labels = {}
-    with path.open(newline="") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if header != ["ImageId", "PredictionString"]:
-            raise UserError(f"expected the header ImageId,PredictionString, got {header}", where=f"{path}:1")
-        for number, row in enumerate(rows, 2):
-            if len(row) != 2 or not row[1].split():
-                raise UserError(f"expected 'ImageId,SYNSET ...', got {','.join(row)!r}", where=f"{path}:{number}")
-            labels[row[0]] = index_of(row[1].split()[0], indices, f"{path}:{number}")
+    rows = csv.reader(read_text(path).replace("\0", "").splitlines())
+    header = next(rows, None)
+    if header != ["ImageId", "PredictionString"]:
+        raise UserError(f"expected the header ImageId,PredictionString, got {header}", where=f"{path}:1")
+    for number, row in enumerate(rows, 2):
+        if len(row) != 2 or not row[1].split():
+            raise UserError(f"expected 'ImageId,SYNSET ...', got {','.join(row)!r}", where=f"{path}:{number}")
+        labels[row[0]] = index_of(row[1].split()[0], indices, f"{path}:{number}")
     return labels
 
 
@@ -71,7 +79,7 @@ def devkit_synsets(ground_truth: Path) -> dict[int, str]:
             try:
                 synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
                 return {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets}
-            except (KeyError, ValueError, TypeError, OSError) as err:
+            except Exception as err:  # scipy's MatReadError and the rest: a file that is not the devkit's
                 raise UserError(f"not the ILSVRC-2012 devkit's meta.mat ({err})", where=str(meta)) from err
     raise UserError("the devkit's ground truth numbers classes by ILSVRC2012_ID; their synsets are in its meta.mat",
                     where=str(ground_truth), fix="put the devkit's data/meta.mat beside the ground-truth file")
@@ -80,8 +88,8 @@ def devkit_synsets(ground_truth: Path) -> dict[int, str]:
 def devkit_labels(path: Path, folder: Path, indices: dict[str, int]) -> dict[str, int]:
     ids = devkit_synsets(path)
     by_number = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip().isdigit() or int(line) not in ids:
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not INDEX.fullmatch(line.strip()) or int(line) not in ids:
             raise UserError(f"expected an ILSVRC2012_ID (1-1000), got {line!r}", where=f"{path}:{number}")
         by_number[number] = index_of(ids[int(line)], indices, f"{path}:{number}")
     labels = {}
@@ -94,12 +102,12 @@ def devkit_labels(path: Path, folder: Path, indices: dict[str, int]) -> dict[str
 
 def text_labels(path: Path, indices: dict[str, int]) -> dict[str, int]:
     labels = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         where = f"{path}:{number}"
-        if len(parts) != 2 or not (SYNSET.fullmatch(parts[1]) or parts[1].isdigit() and int(parts[1]) < len(indices)):
+        if len(parts) != 2 or not (SYNSET.fullmatch(parts[1]) or INDEX.fullmatch(parts[1]) and int(parts[1]) < len(indices)):
             raise UserError(f"expected 'filename synset' or 'filename index' (0-999), got {line!r}", where=where)
         labels[parts[0]] = index_of(parts[1], indices, where) if SYNSET.fullmatch(parts[1]) else int(parts[1])
     return labels
@@ -140,5 +148,5 @@ def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except OSError as err:
+    except (OSError, Image.DecompressionBombError) as err:
         raise UserError(f"cannot read the image ({err})", where=str(path)) from err
