@@ -162,6 +162,11 @@ class FixedPolicy:
     def probe_due(self, now_s: float) -> bool:
         return False
 
+    @property
+    def last_sample_s(self) -> float | None:
+        """When the link was last measured (a probe or a request large enough to be a sample)."""
+        return None
+
 
 class PlannedPolicy(FixedPolicy):
     """A policy that asks a Planner per request; the planner learns the compute drift."""
@@ -204,6 +209,10 @@ class EstimatingPolicy(PlannedPolicy):
     def probe_due(self, now_s: float) -> bool:
         last = self.estimator.last_sample_s
         return last is None or now_s - last >= self.probe_interval_s
+
+    @property
+    def last_sample_s(self) -> float | None:
+        return self.estimator.last_sample_s
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,9 @@ class Edge:
                     # a fresh (seeded) order each round: no plan always follows the same other one
                     # (a request that loads the server's cores leaves the caches cold for the next)
                     for run in order.sample(runs, len(runs)):
+                        begun = time.monotonic_ns()
                         row = None if run.done else run.step()
+                        run.own_ns += time.monotonic_ns() - begun
                         if row is not None:
                             writer.writerow(row)
                             f.flush()
@@ -220,8 +222,14 @@ class PlanRun:
         self.judge = ModelJudge(edge.profile, edge.path, self.workload.deadline_s)
         self.radio = RadioTimeline(RADIOS[radio], self.workload.interval_s * 1e3) if radio else None
         self.probe_mj = 0.0  # the radio's energy of probes since the last request, charged to the next
+        # Plans taking turns are each charged as if alone (RadioTimeline), so a probe is charged only
+        # when the plan alone would have sent it: when its own clock (the time its own steps took)
+        # has run a probe interval since its last link sample. Its other probes are there because the
+        # other plans' turns passed on the wall clock; they still inform its estimate.
+        self.own_ns = 0
+        self.sampled_own_s: float | None = None
         self.sock: socket.socket | None = None
-        self.index, self.probes = 0, 0
+        self.index, self.probes, self.probes_charged = 0, 0, 0
         self.measured_from: int | None = None
         self.done = False
 
@@ -250,18 +258,26 @@ class PlanRun:
             if self.sock is None:  # connected (and probed) before the request's clock starts
                 self.sock = edge.connect()
             if self.policy.probe_due(edge.since_start_s(started)):
+                charged = self.alone_would_probe(started)
                 up_bytes, up_ms, down_bytes, down_ms = edge.probe(self.sock, self.policy)
                 self.probes += 1
-                if self.radio:
-                    self.probe_mj += self.radio.probe_mj(on_air_bits(up_bytes), up_ms, on_air_bits(down_bytes), down_ms)
+                if charged:
+                    self.probes_charged += 1
+                    self.sampled_own_s = self.own_s(time.monotonic_ns())
+                    if self.radio:
+                        self.probe_mj += self.radio.probe_mj(on_air_bits(up_bytes), up_ms, on_air_bits(down_bytes),
+                                                             down_ms)
             window = send_window(self.sock, edge.slow_start_after_idle)
             started, wall_started = time.monotonic_ns(), time.perf_counter_ns()
             choice = self.policy.choose(edge.since_start_s(started), window)
             stages, fields = edge.request(self.sock, index, choice.option, started, wall_started)
             wire_bytes = fields["wire_bytes"]
             if choice.option.offloads:
+                sampled = self.policy.last_sample_s
                 self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window,
                                     min_rtt_ms(self.sock))
+                if self.policy.last_sample_s != sampled:
+                    self.sampled_own_s = self.own_s(time.monotonic_ns())
             # judged after the request (off its clock) but before this request's times update the drift
             sent_s = edge.since_start_s(started) + (stages[0] + stages[1]) / 1e3  # after the head and encode
             judged = self.judge.stages(choice.option, sent_s, self.policy.drift, window, wire_bytes)
@@ -278,7 +294,10 @@ class PlanRun:
             reason = (f"no answer within the {workload.deadline_s} s deadline"
                       if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
             row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {reason}"[:200]})
+            sampled = self.policy.last_sample_s
             self.policy.observe_failure(wire_bytes, ms(started, now), edge.since_start_s(now))
+            if self.policy.last_sample_s != sampled:
+                self.sampled_own_s = self.own_s(now)
             if self.radio and choice is not None and choice.option.offloads:
                 self.radio.since_last_ms = 0.0  # it tried to send until now: connected, no promotion next
             if self.sock is not None:
@@ -301,6 +320,16 @@ class PlanRun:
         if interval:
             time.sleep(max(0.0, interval - (time.monotonic_ns() - started) / 1e9))
         return row if index >= warmup else None
+
+    def own_s(self, now_ns: int) -> float:
+        """The plan's own clock: the run's time less the other plans' turns."""
+        others = sum(run.own_ns for run in self.group if run is not self)
+        return self.edge.since_start_s(now_ns) - others / 1e9
+
+    def alone_would_probe(self, now_ns: int) -> bool:
+        if len(self.group) == 1 or self.sampled_own_s is None:
+            return True
+        return self.own_s(now_ns) - self.sampled_own_s >= self.policy.probe_interval_s
 
     def energy(self, stages: list[float], wire_bytes: int, reply_bytes: int) -> dict:
         """The device's energy over an answered request, mJ: the board busy through head and encode and
@@ -328,6 +357,7 @@ class PlanRun:
             self.sock.close()
         decisions = getattr(self.policy, "decision_ms", [])
         return {"plan": self.plan["name"], "node": self.edge.node, "requests": self.index, "probes": self.probes,
+                "probes_charged": self.probes_charged,
                 "decision_ms_median": round(statistics.median(decisions), 4) if decisions else None,
                 "decision_ms_max": round(self.policy.decision_ms_max, 4) if decisions else None,
                 "tcp_slow_start_after_idle": self.edge.slow_start_after_idle, "tcp_congestion_control": congestion}
