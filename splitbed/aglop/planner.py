@@ -171,15 +171,19 @@ class LatencyModel:
         self.profiled = {stage: np.array([profiled_ms(o, stage) for o in options]) for stage in COMPUTE_STAGES}
         self.drift_keys = {stage: [ProfileDrift.key(stage, o) for o in options] for stage in COMPUTE_STAGES}
         self.sizes = np.array([o.bytes_mean for o in options])
+        self.large_sizes = np.array([max(o.bytes_p90, o.bytes_mean) for o in options])  # a 90th-percentile message
         self.size_keys = [(o.key, o.codec) for o in options]
         self.drift_version, self.scales = None, {stage: np.ones(len(options)) for stage in COMPUTE_STAGES}
         self.sized(np.ones(len(options)))
 
     def sized(self, factors: np.ndarray) -> None:
-        sizes = self.sizes * factors
-        self.wire_bytes = np.where(self.offloads, sizes + REQUEST_OVERHEAD, 0.0)  # what the radio sends
-        self.bits = np.where(self.offloads, wire_bits(sizes), 0.0)
-        self.segments = np.where(self.offloads, segments(sizes), 0.0)
+        self.wire_bytes, self.bits, self.segments = self.messages(self.sizes * factors)
+        self.large_wire_bytes, self.large_bits, self.large_segments = self.messages(self.large_sizes * factors)
+
+    def messages(self, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the radio sends, the bits the shaped link carries and the segments, per option."""
+        return (np.where(self.offloads, sizes + REQUEST_OVERHEAD, 0.0), np.where(self.offloads, wire_bits(sizes), 0.0),
+                np.where(self.offloads, segments(sizes), 0.0))
 
     def scaled(self, drift: ProfileDrift | None) -> dict[str, np.ndarray]:
         if drift is not None and drift.version != self.drift_version:
@@ -190,15 +194,17 @@ class LatencyModel:
         return {stage: self.profiled[stage] * self.scales[stage] for stage in COMPUTE_STAGES}
 
     def stages(self, uplink_bps: float | None, rtt_ms: float, drift: ProfileDrift | None = None,
-               window: float | None = None, carry_s=None) -> dict[str, np.ndarray]:
+               window: float | None = None, carry_s=None, large: bool = False) -> dict[str, np.ndarray]:
         """carry_s(bits, lead_s) -> seconds, when given, is the link's truth: each option's message,
         sent lead_s from now (after its head and encode), meets the mean rate that carries it (an
-        outage delays it) instead of the one rate uplink_bps."""
+        outage delays it) instead of the one rate uplink_bps. large: each option's 90th-percentile
+        message instead of its mean one."""
         out = self.scaled(drift)
+        bits, count = (self.large_bits, self.large_segments) if large else (self.bits, self.segments)
         if carry_s is not None:
-            seconds = np.asarray(carry_s(self.bits, (out["head"] + out["encode"]) / 1e3), dtype=float)
-            uplink_bps = np.divide(self.bits, seconds, out=np.full(len(self.bits), np.inf), where=seconds > 0)
-        network = transfer_ms(self.bits, self.segments, uplink_bps, rtt_ms, window)
+            seconds = np.asarray(carry_s(bits, (out["head"] + out["encode"]) / 1e3), dtype=float)
+            uplink_bps = np.divide(bits, seconds, out=np.full(len(bits), np.inf), where=seconds > 0)
+        network = transfer_ms(bits, count, uplink_bps, rtt_ms, window)
         out["transfer"] = np.where(self.offloads, network, 0.0)
         return {stage: out[stage] for stage in STAGES}
 
@@ -266,7 +272,11 @@ class Planner:
         energy = None  # every option's, when the objective weighs it; else the chosen one's only (decision)
         if self.objective.needs_energy:
             energy = self.energy.predict(stages, self.model.wire_bytes, uplink_bps)
-        predicted = self.objective.scores(latency, energy)
+        large = (latency, energy)  # the bound's request, with a 90th-percentile message
+        if self.objective.bounded:
+            big = self.model.stages(uplink_bps, rtt_ms, self.drift, window, carry_s, large=True)
+            large = (sum(big.values()), self.energy.predict(big, self.model.large_wire_bytes, uplink_bps))
+        predicted = self.objective.scores(latency, energy, large)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)
         chosen = self.current if keep else best
@@ -280,7 +290,7 @@ class Planner:
             trial = int(local[np.argmin(predicted[local])])
             # a look stays within the objective's bound: an option over the budget is never run to be measured
             if predicted[trial] <= predicted[chosen] * (1 + self.explore) and \
-                    self.objective.within(latency[[trial]], None if energy is None else energy[[trial]])[0]:
+                    self.objective.within(large[0][[trial]], None if large[1] is None else large[1][[trial]])[0]:
                 self.looks, self.since_look = self.looks + 1, 0
                 return self.decision(trial, stages, latency, energy, uplink_bps, True, explored=True)
         self.ran_edge_only |= not self.model.offloads[chosen]
