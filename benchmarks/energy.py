@@ -72,7 +72,7 @@ def method_cell(point: dict, method: str) -> str:
 
 def energy_section(data: dict, found: dict) -> list[str]:
     s = data["summary"]
-    methods = [PLANNER, LATENCY_PLANNER, "neurosurgeon-energy", "edge-only", "server-only"]
+    methods = [PLANNER, LATENCY_PLANNER, "edge-only", "server-only"]
     rows = []
     for p in data["points"]:
         where = [p["trace"], p["device"], p["radio"]]
