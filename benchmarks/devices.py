@@ -43,10 +43,10 @@ from splitbed.devices.calibration import (
     calibrated,
     cpu_model,
 )
-from splitbed.devices.catalog import load_profiles
+from splitbed.devices.catalog import DeviceProfile, load_profiles
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import limit_cpu
-from splitbed.errors import check_output_path, run_reporting_user_errors
+from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
 from splitbed.host.containers import Container, check_daemon, check_image_name, inspect_image
 from splitbed.testing.results_page import Page, table
 
@@ -55,17 +55,29 @@ RUN_S = 5.0  # a run is the median of this much: long enough that one slow host 
 
 
 def emulate(workload: str, cal: NodeCalibration, manager: CgroupManager, name: str,
-            python: list[str] | None = None) -> tuple[list[float], dict]:
-    """The workload's run medians inside a node given the device's CPU, and what its governor did;
-    `python` starts the node's Python (a container's), default this one."""
+            python: list[str] | None = None, runs: int = RUNS, seconds: float = RUN_S) -> tuple[list[float], dict]:
+    """The workload's `runs` medians (each over `seconds`) inside a node given the device's CPU, and
+    what its governor did; `python` starts the node's Python (a container's), default this one."""
     group = manager.create(name)
     try:
         with limit_cpu(group, cal.settings()) as governor, \
                 WorkloadWorker(workload, cal.threads, group, python=python) as worker:
             governor.stats()
-            return worker.medians(RUNS, RUN_S), governor.stats()
+            return worker.medians(runs, seconds), governor.stats()
     finally:
         manager.discard(group)
+
+
+def selected(profiles: list[DeviceProfile], devices: str | None, kind: str) -> list[DeviceProfile]:
+    """The profiles --devices names (comma-separated keys; all when None), each one of `profiles`."""
+    if not devices:
+        return profiles
+    wanted = devices.split(",")
+    unknown = sorted(set(wanted) - {p.key for p in profiles})
+    if unknown:
+        raise UserError(f"{', '.join(unknown)} is not {kind} of splitbed/devices/devices.yaml", where="--devices",
+                        fix=f"choose from {', '.join(p.key for p in profiles)}")
+    return [p for p in profiles if p.key in wanted]
 
 
 def host_noise(seconds: float) -> dict:
@@ -160,15 +172,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("error: needs root for cgroups: sudo .venv/bin/python benchmarks/devices.py", file=sys.stderr)
         return 2
-    profiles = [p for p in load_profiles().values() if p.constrained]
-    if args.devices:
-        wanted = args.devices.split(",")
-        unknown = sorted(set(wanted) - {p.key for p in profiles})
-        if unknown:
-            print(f"error: --devices: {', '.join(unknown)} is not a constrained profile of splitbed/devices/"
-                  f"devices.yaml (choose from {', '.join(p.key for p in profiles)})", file=sys.stderr)
-            return 2
-        profiles = [p for p in profiles if p.key in wanted]
+    profiles = selected([p for p in load_profiles().values() if p.constrained], args.devices, "a constrained profile")
     manager = CgroupManager(f"splitbed-devbench-{os.getpid()}")
     cache = CalibrationCache()
     if args.governor_ab:

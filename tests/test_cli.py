@@ -73,6 +73,8 @@ BAD_INPUTS = [  # (command after the interpreter, what the one error line must s
     (["benchmarks/aglop.py", "--devices", "nosuch"], "unknown device"),
     (["benchmarks/aglop.py", "--traces", "nosuch"], "not in traces/pensieve"),
     (["benchmarks/devices.py", "--devices", "nosuch"], "not a constrained profile"),
+    (["-m", "benchmarks.device_models", "--devices", "rpi5"], "not a profile with a published table"),
+    (["-m", "benchmarks.device_models", "--json", "/nonexistent/out.json"], "does not exist"),
     (["benchmarks/disc_headroom.py", "--splits", "nosuch"], "unknown split point"),
     (["benchmarks/disc_rate_distortion.py", "--steps", "x"], "comma-separated numbers"),
     (["benchmarks/fidelity.py", "--json", "/nonexistent/out.json"], "does not exist"),

@@ -24,6 +24,16 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class PublishedTable:
+    """One runtime's published latencies of many architectures on the device, ms per architecture
+    (splitbed/devices/architectures.py names): what the emulation is checked against beyond its fit."""
+    framework: str
+    threads: int
+    source: str
+    ms: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Power:
     """The whole board's draw, idle and with every core busy (published measurements)."""
     idle_w: float
@@ -64,6 +74,7 @@ class DeviceProfile:
     calibrate_on: str | None  # None: unconstrained (a server)
     references: dict[str, Reference]
     power: Power | None = None  # None: its energy is not modelled
+    published: PublishedTable | None = None  # None: no cross-model check
 
     @property
     def constrained(self) -> bool:
@@ -93,12 +104,18 @@ def load_profiles(path: Path = PROFILES_FILE) -> dict[str, DeviceProfile]:
             power = entry.get("power")
             power = Power(float(power["idle_w"]), float(power["full_w"]), bool(power["estimate"]),
                           str(power["source"]), power.get("derived")) if power else None
+            table = entry.get("published")
+            table = PublishedTable(str(table["framework"]), int(table["threads"]), str(table["source"]),
+                                   {str(k): float(v) for k, v in table["ms"].items()}) if table else None
             profile = DeviceProfile(key, str(entry["name"]), entry.get("cores"), entry.get("clock_ghz"),
-                                    entry.get("memory_mb"), entry.get("calibrate_on"), references, power)
+                                    entry.get("memory_mb"), entry.get("calibrate_on"), references, power, table)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise UserError(f"malformed profile ({type(err).__name__}: {err})", where=where,
                             fix="each reference needs ms, threads, framework, estimate, source; "
-                                "power needs idle_w, full_w, estimate, source") from err
+                                "power needs idle_w, full_w, estimate, source; published needs framework, "
+                                "threads, source and ms (architecture: ms)") from err
+        if table and not all(0 < v < 1e6 for v in table.ms.values()):
+            raise UserError("published: every latency must be between 0 and 1e6 ms", where=where)
         if power and not (0 < power.idle_w <= power.full_w < 1000):
             raise UserError(f"power: idle_w {power.idle_w} and full_w {power.full_w} W", where=where,
                             fix="0 < idle_w <= full_w < 1000")

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Does a device's emulation hold on networks it was not fitted to? Per device, in one run.
+
+    sudo .venv/bin/python -m benchmarks.device_models [--json PATH] [--devices rpi4,pi_zero_2w]
+
+Each device's `published:` table (devices.yaml) holds one runtime's published latencies of many
+architectures (ncnn's benchmark, 4 threads, fp32). The models are split into two halves declared here,
+before any measurement: FIT_HALF and HELD_OUT, each with depthwise-separable and dense networks.
+
+1. As runs use it: the node calibrated on its reference workload (EfficientNet-Lite0, an estimate),
+   then every architecture of the table timed inside it: ratio = emulated / published. No model of
+   the table was fitted, so all of them are held out from this fit.
+2. Fitted on the fit half: the node's reference time rescaled by the fit half's geometric-mean ratio
+   and the governor calibrated again on it (measured, not assumed proportional), then every
+   architecture timed again: the held-out half's ratios are the check.
+Each time is the mean of RUNS medians of RUN_S seconds of forward passes (random weights: a dense
+network's time does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from benchmarks.devices import emulate, selected
+from splitbed.devices.calibration import CalibrationCache, NodeCalibration, calibrate, calibrated, cpu_model
+from splitbed.devices.catalog import DeviceProfile, load_profiles
+from splitbed.devices.cgroups import CgroupManager
+from splitbed.errors import check_output_path, run_reporting_user_errors
+from splitbed.testing.results_page import Page, table
+
+FIT_HALF = ("squeezenet1_1", "mobilenet_v2", "shufflenet_v2_x1_0", "regnet_y_400mf", "resnet18", "googlenet")
+HELD_OUT = ("mobilenet_v1", "mobilenet_v3_large", "mnasnet1_0", "efficientnet_b0", "alexnet", "resnet50", "vgg16")
+RUNS, RUN_S = 3, 3.0
+
+
+def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager) -> dict[str, float]:
+    """Every architecture of the device's table, emulated ms (the mean of its run medians)."""
+    out = {}
+    for model in profile.published.ms:
+        runs, _ = emulate(model, cal, manager, f"models-{profile.key}", runs=RUNS, seconds=RUN_S)
+        out[model] = statistics.mean(runs)
+        print(f"  {profile.key:<12} {model:<20} {out[model]:8.1f} ms  published {profile.published.ms[model]:8.1f}  "
+              f"ratio {out[model] / profile.published.ms[model]:.3f}", flush=True)
+    return out
+
+
+def spread(ratios: dict[str, float], models: tuple[str, ...]) -> dict:
+    """Median and worst of a half's ratios, by |log ratio| (a 2x and a 0.5x miss weigh the same)."""
+    half = {m: r for m, r in ratios.items() if m in models}
+    worst = max(half, key=lambda m: abs(math.log(half[m])))
+    return {"models": sorted(half), "median_ratio": statistics.median(half.values()),
+            "median_abs_log": statistics.median(abs(math.log(r)) for r in half.values()),
+            "worst_model": worst, "worst_ratio": half[worst]}
+
+
+def refitted(profile: DeviceProfile, scale: float) -> DeviceProfile:
+    """The profile whose reference workload is `scale` times faster: what the fit half asks of the node."""
+    target = profile.target
+    return dataclasses.replace(profile, references={**profile.references,
+                                                     target.workload: dataclasses.replace(target, ms=target.ms / scale)})
+
+
+def device_row(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache) -> dict:
+    published = profile.published.ms
+    cal = calibrated(profile, manager, cache)
+    if cal.warning:
+        return {"name": profile.key, "skipped": cal.warning}
+    print(f"{profile.key}: as runs use it ({cal.workload} at {cal.reference_ms} ms)", flush=True)
+    before = timed(profile, cal, manager)
+    ratios = {m: before[m] / published[m] for m in published}
+    scale = math.exp(statistics.mean(math.log(ratios[m]) for m in published if m in FIT_HALF))
+    fit_profile = refitted(profile, scale)
+    print(f"{profile.key}: fitted on the fit half ({cal.workload} at {fit_profile.target.ms:.1f} ms)", flush=True)
+    fit_cal = calibrate(fit_profile, manager, start=cal)
+    if fit_cal.warning:
+        return {"name": profile.key, "skipped": f"the fit half's speed: {fit_cal.warning}"}
+    after = timed(fit_profile, fit_cal, manager)
+    fitted = {m: after[m] / published[m] for m in published}
+    return {"name": profile.key, "device": profile.name, "framework": profile.published.framework,
+            "source": profile.published.source, "published_ms": published,
+            "as_run": {"reference_ms": cal.reference_ms, "emulated_ms": before, "ratios": ratios,
+                       "fit_half": spread(ratios, FIT_HALF), "held_out": spread(ratios, HELD_OUT),
+                       "all": spread(ratios, tuple(published))},
+            "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "calibration_ratio": fit_cal.ratio,
+                         "emulated_ms": after, "ratios": fitted, "fit_half": spread(fitted, FIT_HALF),
+                         "held_out": spread(fitted, HELD_OUT)}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json")
+    parser.add_argument("--devices", help="comma-separated profile keys (default: every one with a published table)")
+    args = parser.parse_args()
+    check_output_path(args.json, "--json")
+    if os.geteuid() != 0:
+        print("error: needs root for cgroups: sudo .venv/bin/python -m benchmarks.device_models", file=sys.stderr)
+        return 2
+    profiles = selected([p for p in load_profiles().values() if p.constrained and p.published], args.devices,
+                        "a profile with a published table")
+    manager = CgroupManager(f"splitbed-models-{os.getpid()}")
+    # the runs' calibration is read from (and refined into) this machine's cache; the fit half's is
+    # written nowhere: it is this benchmark's question, not a device's setting
+    cache, rows = CalibrationCache(), []
+    try:
+        for profile in profiles:
+            rows.append(device_row(profile, manager, cache))
+    finally:
+        manager.remove_all()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
+                                               "run_s": RUN_S, "fit_half": FIT_HALF, "held_out": HELD_OUT,
+                                               "devices": rows}, indent=1) + "\n")
+    return 0
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio:.2f}x"
+
+
+def _half(entry: dict) -> str:
+    return (f"median {_pct(entry['median_ratio'])}, median miss {math.expm1(entry['median_abs_log']) * 100:.0f}%, "
+            f"worst {entry['worst_model']} {_pct(entry['worst_ratio'])}")
+
+
+def section(data: dict, found: dict) -> list[str]:
+    devices = [d for d in data["devices"] if "skipped" not in d]
+    models = sorted({m for d in devices for m in d["published_ms"]},
+                    key=lambda m: (m not in data["fit_half"], m))
+    lines = [f"Fit half: {', '.join(data['fit_half'])}. Held-out half: {', '.join(data['held_out'])} (declared "
+             "before measuring). Ratio = emulated / published (ncnn's benchmark, 4 threads, fp32); each emulated time "
+             f"the mean of {data['runs']} medians of {data['run_s']:.0f} s. 'as run': the node calibrated on its "
+             "EfficientNet-Lite0 reference (no model here fitted); 'fit half': calibrated again so that the fit "
+             "half's geometric-mean ratio is 1.", ""]
+    rows = []
+    for m in models:
+        row = [m + ("" if m in data["fit_half"] else " (held out)")]
+        for d in devices:
+            r = d["as_run"]["ratios"].get(m)
+            f = d["half_fit"]["ratios"].get(m)
+            row.append("-" if r is None else f"{r:.2f} / {f:.2f}")
+        rows.append(row)
+    lines += table(["model", *(f"{d['name']} as run / fit half" for d in devices)], rows)
+    lines += table(["device", "as run: every model", "fit half: held-out models", "fit half: fit models",
+                    "fit scale"],
+                   [[d["name"], _half(d["as_run"]["all"]), _half(d["half_fit"]["held_out"]),
+                     _half(d["half_fit"]["fit_half"]), f"{d['half_fit']['scale']:.2f}"] for d in devices])
+    lines += [f"- {d['name']}: skipped, {d['skipped']}" for d in data["devices"] if "skipped" in d]
+    return lines
+
+
+def headline(data: dict, found: dict) -> list[list[str]]:
+    devices = [d for d in data["devices"] if "skipped" not in d]
+    return [["device emulation on held-out networks (fit on half of ncnn's published models)",
+             "; ".join(f"{d['name']} median {_pct(d['half_fit']['held_out']['median_ratio'])}, worst "
+                       f"{_pct(d['half_fit']['held_out']['worst_ratio'])}" for d in devices)]]
+
+
+PAGES = [Page("device_models", "Devices: held-out networks", order=61, argv=["-m", "benchmarks.device_models"],
+              section=section, headline=headline, headline_order=21)]
+
+
+if __name__ == "__main__":
+    sys.exit(run_reporting_user_errors(main))
