@@ -29,7 +29,14 @@ import sys
 from pathlib import Path
 
 from benchmarks.devices import emulate, selected
-from splitbed.devices.calibration import CalibrationCache, NodeCalibration, calibrate, calibrated, cpu_model
+from splitbed.devices.calibration import (
+    CalibrationCache,
+    NodeCalibration,
+    calibrate,
+    calibrated,
+    cpu_model,
+    most_threads,
+)
 from splitbed.devices.catalog import DeviceProfile, load_profiles
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.errors import check_output_path, run_reporting_user_errors
@@ -78,19 +85,22 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     scale = math.exp(statistics.mean(math.log(ratios[m]) for m in published if m in FIT_HALF))
     fit_profile = refitted(profile, scale)
     print(f"{profile.key}: fitted on the fit half ({cal.workload} at {fit_profile.target.ms:.1f} ms)", flush=True)
+    as_run = {"reference_ms": cal.reference_ms, "threads": cal.threads, "emulated_ms": before, "ratios": ratios,
+              "fit_half": spread(ratios, FIT_HALF), "held_out": spread(ratios, HELD_OUT),
+              "all": spread(ratios, tuple(published))}
+    row = {"name": profile.key, "device": profile.name, "framework": profile.published.framework,
+           "published_threads": profile.published.threads, "source": profile.published.source,
+           "published_ms": published, "as_run": as_run}
     fit_cal = calibrate(fit_profile, manager, start=cal)
+    if fit_cal.warning and fit_cal.threads < most_threads(profile):  # as calibrated() does: all the cores allowed
+        fit_cal = calibrate(fit_profile, manager, threads=most_threads(profile))
     if fit_cal.warning:
-        return {"name": profile.key, "skipped": f"the fit half's speed: {fit_cal.warning}"}
+        return {**row, "skipped": f"the fit half's speed: {fit_cal.warning}"}
     after = timed(fit_profile, fit_cal, manager)
     fitted = {m: after[m] / published[m] for m in published}
-    return {"name": profile.key, "device": profile.name, "framework": profile.published.framework,
-            "source": profile.published.source, "published_ms": published,
-            "as_run": {"reference_ms": cal.reference_ms, "emulated_ms": before, "ratios": ratios,
-                       "fit_half": spread(ratios, FIT_HALF), "held_out": spread(ratios, HELD_OUT),
-                       "all": spread(ratios, tuple(published))},
-            "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "calibration_ratio": fit_cal.ratio,
-                         "emulated_ms": after, "ratios": fitted, "fit_half": spread(fitted, FIT_HALF),
-                         "held_out": spread(fitted, HELD_OUT)}}
+    return {**row, "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "threads": fit_cal.threads,
+                                "calibration_ratio": fit_cal.ratio, "emulated_ms": after, "ratios": fitted,
+                                "fit_half": spread(fitted, FIT_HALF), "held_out": spread(fitted, HELD_OUT)}}
 
 
 def main() -> int:
@@ -110,13 +120,16 @@ def main() -> int:
     cache, rows = CalibrationCache(), []
     try:
         for profile in profiles:
-            rows.append(device_row(profile, manager, cache))
+            try:
+                rows.append(device_row(profile, manager, cache))
+            except RuntimeError as err:  # a worker that did not start: this device is lost, not the others
+                rows.append({"name": profile.key, "skipped": f"{type(err).__name__}: {err}"})
+            if args.json:  # after every device: a later failure keeps what was measured
+                Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
+                                                       "run_s": RUN_S, "fit_half": FIT_HALF, "held_out": HELD_OUT,
+                                                       "devices": rows}, indent=1) + "\n")
     finally:
         manager.remove_all()
-    if args.json:
-        Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
-                                               "run_s": RUN_S, "fit_half": FIT_HALF, "held_out": HELD_OUT,
-                                               "devices": rows}, indent=1) + "\n")
     return 0
 
 
@@ -130,7 +143,7 @@ def _half(entry: dict) -> str:
 
 
 def section(data: dict, found: dict) -> list[str]:
-    devices = [d for d in data["devices"] if "skipped" not in d]
+    devices = [d for d in data["devices"] if "half_fit" in d]
     models = sorted({m for d in devices for m in d["published_ms"]},
                     key=lambda m: (m not in data["fit_half"], m))
     lines = [f"Fit half: {', '.join(data['fit_half'])}. Held-out half: {', '.join(data['held_out'])} (declared "
@@ -148,15 +161,19 @@ def section(data: dict, found: dict) -> list[str]:
         rows.append(row)
     lines += table(["model", *(f"{d['name']} as run / fit half" for d in devices)], rows)
     lines += table(["device", "as run: every model", "fit half: held-out models", "fit half: fit models",
-                    "fit scale"],
+                    "fit scale", "node threads (device's)"],
                    [[d["name"], _half(d["as_run"]["all"]), _half(d["half_fit"]["held_out"]),
-                     _half(d["half_fit"]["fit_half"]), f"{d['half_fit']['scale']:.2f}"] for d in devices])
-    lines += [f"- {d['name']}: skipped, {d['skipped']}" for d in data["devices"] if "skipped" in d]
+                     _half(d["half_fit"]["fit_half"]), f"{d['half_fit']['scale']:.2f}",
+                     f"{d['as_run']['threads']} / {d['half_fit']['threads']} ({d['published_threads']})"]
+                    for d in devices])
+    lines += [f"- {d['name']}: skipped, {d['skipped']}"
+              + (f"; as run: {_half(d['as_run']['all'])}" if "as_run" in d else "")
+              for d in data["devices"] if "skipped" in d]
     return lines
 
 
 def headline(data: dict, found: dict) -> list[list[str]]:
-    devices = [d for d in data["devices"] if "skipped" not in d]
+    devices = [d for d in data["devices"] if "half_fit" in d]
     return [["device emulation on held-out networks (fit on half of ncnn's published models)",
              "; ".join(f"{d['name']} median {_pct(d['half_fit']['held_out']['median_ratio'])}, worst "
                        f"{_pct(d['half_fit']['held_out']['worst_ratio'])}" for d in devices)]]

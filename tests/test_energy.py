@@ -300,6 +300,8 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     budget = [r for r in rows if r["method"] == "budget"]
     plain = [r for r in rows if r["method"] == "plain"]
     assert len(budget) == 14 and len(plain) == 14
+    # planned within the budget throughout (the rows carry the mean message's prediction; that the bound
+    # is kept on the 90th-percentile message is unit-tested): no fallback to the closest option
     planned = [(r["split"], float(r["predicted_mj"])) for r in budget]
     assert all(mj <= 175 and split != "edge-only" for split, mj in planned), planned
     measured = sorted(float(r["edge_compute_mj"]) for r in budget)  # the board's: no radio modelled
@@ -310,28 +312,34 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     assert sum(r["split"] == "edge-only" and float(r["predicted_mj"]) > 175 for r in plain) >= 10
     assert statistics.mean(float(r["edge_compute_mj"]) for r in plain) > statistics.mean(measured)
     finished = {p["plan"]: p for p in json.loads((run_dir / "manifest.json").read_text())["edge_plans"]}
-    assert finished["budget"]["probes_charged"] == finished["budget"]["probes"] == 1  # its first, to size the link
+    assert finished["budget"]["probes"] == 1  # an energy plan probes once a minute: its first, to size the link
 
 
 @pytest.mark.root
 @pytest.mark.mininet
 def test_plans_taking_turns_are_charged_only_the_probes_they_would_send_alone(tmp_path):
-    """Plain AGLOP probes once a second on the wall clock while it computes locally; beside a second
-    plan it has half of that clock, so about half of its probes are charged (RadioTimeline: as if alone)."""
+    """Plain AGLOP computes locally here (100 ms each way) and probes the link once a second on the wall
+    clock; beside a second plan it has about half of that clock, so about half of its probes are
+    charged (RadioTimeline: as if alone)."""
+    import csv
     import json
 
     from tests.conftest import run_scenario_text
 
     text = (f"name: turns\nnodes: {{edge: {{device: pi_zero_2w}}}}\n"
-            f"links:\n  uplink: {{rate_mbit: 8, delay_ms: 60, radio: wifi}}\n  downlink: {{rate_mbit: 10, delay_ms: 60}}\n"
+            f"links:\n  uplink: {{rate_mbit: 8, delay_ms: 100, radio: wifi}}\n  downlink: {{rate_mbit: 10, delay_ms: 100}}\n"
             f"model: efficientnet_lite0\nworkload: {{requests: 1000, warmup: 0, deadline_s: 20, duration_s: 8}}\n"
             f"plan: {{name: plain, type: aglop, interleave: true}}\n"
             f"baselines: [{{name: local, type: fixed, split: edge-only, interleave: true}}]\n"
             f"output: {tmp_path / 'results'}\n")
     run_dir, _ = run_scenario_text(tmp_path, text, "turns", timeout=600)
+    with (run_dir / "requests.csv").open() as f:
+        plain_rows = [r for r in csv.DictReader(f) if r["method"] == "plain" and r["status"] == "ok"]
+    assert sum(r["split"] == "edge-only" for r in plain_rows) >= 0.8 * len(plain_rows)  # only probes sample the link
     finished = {p["plan"]: p for p in json.loads((run_dir / "manifest.json").read_text())["edge_plans"]}
     plain = finished["plain"]
     assert plain["probes"] >= 6 and 0.3 * plain["probes"] <= plain["probes_charged"] <= 0.75 * plain["probes"], plain
+    assert finished["local"]["probes"] == finished["local"]["probes_charged"] == 0  # a fixed plan never probes
 
 
 def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_cannot_judge(tmp_path):

@@ -140,6 +140,8 @@ class FixedPolicy:
     """The same option for every request (fixed plans and the fixed baselines). It follows the compute
     drift and sizes too, though it plans nothing: the latency model's judge (ModelJudge) predicts with it."""
 
+    probe_interval_s: float | None = None  # seconds between probes of the link; None: never probes
+
     def __init__(self, option: Option):
         self.option = option
         self.drift = ProfileDrift()

@@ -275,7 +275,9 @@ class Planner:
         large = (latency, energy)  # the bound's request, with a 90th-percentile message
         if self.objective.bounded:
             big = self.model.stages(uplink_bps, rtt_ms, self.drift, window, carry_s, large=True)
-            large = (sum(big.values()), self.energy.predict(big, self.model.large_wire_bytes, uplink_bps))
+            big_mj = None if self.objective.energy_budget_mj is None else \
+                self.energy.predict(big, self.model.large_wire_bytes, uplink_bps)  # a deadline needs no energy
+            large = (sum(big.values()), big_mj)
         predicted = self.objective.scores(latency, energy, large)
         best = int(np.argmin(predicted))
         keep = self.current is not None and predicted[self.current] <= predicted[best] * (1 + self.hysteresis)

@@ -257,13 +257,17 @@ class PlanRun:
         try:
             if self.sock is None:  # connected (and probed) before the request's clock starts
                 self.sock = edge.connect()
-            if self.policy.probe_due(edge.since_start_s(started)):
-                charged = self.alone_would_probe(started)
+            alone = self.alone_would_probe(started)
+            # where the radio is charged, the plan also probes when alone it would have (its own clock
+            # can come due between two probes due on the wall clock); elsewhere probes follow the wall
+            if self.policy.probe_due(edge.since_start_s(started)) or (alone and self.radio and len(self.group) > 1):
+                sampled = self.policy.last_sample_s
                 up_bytes, up_ms, down_bytes, down_ms = edge.probe(self.sock, self.policy)
                 self.probes += 1
-                if charged:
+                if alone:
                     self.probes_charged += 1
-                    self.sampled_own_s = self.own_s(time.monotonic_ns())
+                    if self.policy.last_sample_s != sampled:  # a probe cut short by the window is no sample
+                        self.sampled_own_s = self.own_s(time.monotonic_ns())
                     if self.radio:
                         self.probe_mj += self.radio.probe_mj(on_air_bits(up_bytes), up_ms, on_air_bits(down_bytes),
                                                              down_ms)
@@ -327,9 +331,14 @@ class PlanRun:
         return self.edge.since_start_s(now_ns) - others / 1e9
 
     def alone_would_probe(self, now_ns: int) -> bool:
+        """Whether the plan, alone, would probe now: always when it is alone; else when its own clock
+        has run a probe interval since its last link sample (never for a plan that does not probe)."""
+        interval = self.policy.probe_interval_s
+        if interval is None:
+            return False
         if len(self.group) == 1 or self.sampled_own_s is None:
             return True
-        return self.own_s(now_ns) - self.sampled_own_s >= self.policy.probe_interval_s
+        return self.own_s(now_ns) - self.sampled_own_s >= interval
 
     def energy(self, stages: list[float], wire_bytes: int, reply_bytes: int) -> dict:
         """The device's energy over an answered request, mJ: the board busy through head and encode and
