@@ -94,7 +94,26 @@ def energy_section(data: dict, found: dict) -> list[str]:
             f"the two and the fixed ends at {s['points_lowest_energy']}; median over AGLOP-latency "
             f"{s['median_over_latency_planner_pct']:+.1f}%, over the best fixed plan {s['median_over_best_fixed_pct']:+.1f}%.",
             "", *table(["trace", "device", "radio", "rounds", *methods, "over AGLOP-latency (95% CI)",
-                        "over best fixed (95% CI)", "model"], rows)]
+                        "over best fixed (95% CI)", "model"], rows),
+            "Where the two AGLOPs' most-run options differ, mean per request:", "",
+            *(why_they_differ(p) for p in data["points"] if p.get("choices_differ")), ""]
+
+
+def why_they_differ(p: dict) -> str:
+    """One line for a point where the two AGLOPs' most-run options differ: each option's mean energy per
+    request split into board and radio, and what the energy planner's choice trades."""
+    e, lat = p["methods"][PLANNER], p["methods"][LATENCY_PLANNER]
+    if not (e.get("n") and lat.get("n")):
+        return f"- {p['trace']}, {p['device']}, {p['radio']}: one of the two answered no request with an energy."
+
+    def parts(m: dict) -> tuple[float, float]:
+        return m["mean_energy_mj"] - m["mean_radio_mj"], m["mean_radio_mj"]
+
+    (eb, er), (lb, lr) = parts(e), parts(lat)
+    return (f"- {p['trace']}, {p['device']}, {p['radio']}: AGLOP-latency ran {lat['option']} ({lb:.0f} mJ board + "
+            f"{lr:.0f} mJ radio, {lat['mean_e2e_ms']:.0f} ms); AGLOP-energy ran {e['option']} ({eb:.0f} + {er:.0f} mJ, "
+            f"{e['mean_e2e_ms']:.0f} ms): {er - lr:+.0f} mJ of radio against {eb - lb:+.0f} mJ of board, "
+            f"{e['mean_e2e_ms'] - lat['mean_e2e_ms']:+.0f} ms.")
 
 
 def energy_headline(data: dict, found: dict) -> list[list[str]]:
