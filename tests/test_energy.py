@@ -261,6 +261,21 @@ def test_objective_fields_are_checked_before_anything_starts(tmp_path, capsys, p
     assert len(err) == 1 and message in err[0], err
 
 
+@pytest.mark.parametrize("links,message", [
+    ("{uplink: {rate_mbit: 5, radio: 5g-nsa}}", "links.uplink.radio"),
+    ("{uplink: {rate_mbit: 5, radio: 3}}", "links.uplink.radio"),
+    ("{uplink: {rate_mbit: 5}, downlink: {rate_mbit: 5, radio: lte}}", "named once"),
+])
+def test_a_links_radio_is_checked_before_anything_starts(tmp_path, capsys, links, message):
+    from splitbed.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"nodes: {{edge: {{device: pi_zero_2w}}}}\nlinks: {links}\nplan: {{type: aglop}}\n")
+    assert main([str(path), "--validate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def test_planning_on_energy_needs_the_devices_power(tmp_path, capsys):
     from splitbed.cli import main
 
