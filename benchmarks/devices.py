@@ -69,7 +69,8 @@ def emulate(workload: str, cal: NodeCalibration, manager: CgroupManager, name: s
 
 
 def selected(profiles: list[DeviceProfile], devices: str | None, kind: str) -> list[DeviceProfile]:
-    """The profiles --devices names (comma-separated keys; all when None), each one of `profiles`."""
+    """The profiles --devices names (comma-separated keys, in that order; all when None), each one of
+    `profiles`."""
     if not devices:
         return profiles
     wanted = devices.split(",")
@@ -77,7 +78,8 @@ def selected(profiles: list[DeviceProfile], devices: str | None, kind: str) -> l
     if unknown:
         raise UserError(f"{', '.join(unknown)} is not {kind} of splitbed/devices/devices.yaml", where="--devices",
                         fix=f"choose from {', '.join(p.key for p in profiles)}")
-    return [p for p in profiles if p.key in wanted]
+    by_key = {p.key: p for p in profiles}
+    return [by_key[key] for key in dict.fromkeys(wanted)]
 
 
 def host_noise(seconds: float) -> dict:
