@@ -110,10 +110,11 @@ def why_they_differ(p: dict) -> str:
         return m["mean_energy_mj"] - m["mean_radio_mj"], m["mean_radio_mj"]
 
     (eb, er), (lb, lr) = parts(e), parts(lat)
-    return (f"- {p['trace']}, {p['device']}, {p['radio']}: AGLOP-latency ran {lat['option']} ({lb:.0f} mJ board + "
-            f"{lr:.0f} mJ radio, {lat['mean_e2e_ms']:.0f} ms); AGLOP-energy ran {e['option']} ({eb:.0f} + {er:.0f} mJ, "
-            f"{e['mean_e2e_ms']:.0f} ms): {er - lr:+.0f} mJ of radio against {eb - lb:+.0f} mJ of board, "
-            f"{e['mean_e2e_ms'] - lat['mean_e2e_ms']:+.0f} ms.")
+    return (f"- {p['trace']}, {p['device']}, {p['radio']}: AGLOP-latency ran {lat['option']} "
+            f"({100 * lat['option_share']:.0f}% of its requests; {lb:.0f} mJ board + {lr:.0f} mJ radio, "
+            f"{lat['mean_e2e_ms']:.0f} ms); AGLOP-energy ran {e['option']} ({100 * e['option_share']:.0f}%; "
+            f"{eb:.0f} + {er:.0f} mJ, {e['mean_e2e_ms']:.0f} ms): {er - lr:+.0f} mJ of radio against "
+            f"{eb - lb:+.0f} mJ of board, {e['mean_e2e_ms'] - lat['mean_e2e_ms']:+.0f} ms.")
 
 
 def energy_headline(data: dict, found: dict) -> list[list[str]]:

@@ -394,4 +394,4 @@ def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_canno
     lines = energy_section(result, {})
     assert len({line.count("|") for line in lines if line.startswith("| ")}) == 1  # every row has the header's columns
     why = [line for line in lines if line.startswith("- x, pi_zero_2w, lte")]  # the one point where the choices differ
-    assert len(why) == 1 and "ran block11 (290 mJ board + 10 mJ radio" in why[0] and "+0 mJ of radio against -50" in why[0]
+    assert len(why) == 1 and "ran block11 (100% of its requests; 290 mJ board + 10 mJ radio" in why[0] and "+0 mJ of radio against -50" in why[0]
