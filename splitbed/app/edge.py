@@ -266,8 +266,7 @@ class PlanRun:
                 self.probes += 1
                 if alone:
                     self.probes_charged += 1
-                    if self.policy.last_sample_s != sampled:  # a probe cut short by the window is no sample
-                        self.sampled_own_s = self.own_s(time.monotonic_ns())
+                    self.note_sample(sampled)  # a probe cut short by the window is no sample
                     if self.radio:
                         self.probe_mj += self.radio.probe_mj(on_air_bits(up_bytes), up_ms, on_air_bits(down_bytes),
                                                              down_ms)
@@ -280,8 +279,7 @@ class PlanRun:
                 sampled = self.policy.last_sample_s
                 self.policy.observe(wire_bytes, stages[2], stages[6], edge.since_start_s(time.monotonic_ns()), window,
                                     min_rtt_ms(self.sock))
-                if self.policy.last_sample_s != sampled:
-                    self.sampled_own_s = self.own_s(time.monotonic_ns())
+                self.note_sample(sampled)
             # judged after the request (off its clock) but before this request's times update the drift
             sent_s = edge.since_start_s(started) + (stages[0] + stages[1]) / 1e3  # after the head and encode
             judged = self.judge.stages(choice.option, sent_s, self.policy.drift, window, wire_bytes)
@@ -300,8 +298,7 @@ class PlanRun:
             row.update({"e2e_ms": round(ms(started, now), 4), "status": f"failed: {reason}"[:200]})
             sampled = self.policy.last_sample_s
             self.policy.observe_failure(wire_bytes, ms(started, now), edge.since_start_s(now))
-            if self.policy.last_sample_s != sampled:
-                self.sampled_own_s = self.own_s(now)
+            self.note_sample(sampled)
             if self.radio and choice is not None and choice.option.offloads:
                 self.radio.since_last_ms = 0.0  # it tried to send until now: connected, no promotion next
             if self.sock is not None:
@@ -329,6 +326,11 @@ class PlanRun:
         """The plan's own clock: the run's time less the other plans' turns."""
         others = sum(run.own_ns for run in self.group if run is not self)
         return self.edge.since_start_s(now_ns) - others / 1e9
+
+    def note_sample(self, before: float | None) -> None:
+        """Set the own clock of the plan's last link sample to now if its estimator took one since `before`."""
+        if self.policy.last_sample_s != before:
+            self.sampled_own_s = self.own_s(time.monotonic_ns())
 
     def alone_would_probe(self, now_ns: int) -> bool:
         """Whether the plan, alone, would probe now: always when it is alone; else when its own clock
