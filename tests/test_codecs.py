@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from splitbed.codecs import REGISTRY, CalibrationStore, WireFormatError, decode, get_codec, wire
-from splitbed.codecs.disc_calibration import Calibration
+from splitbed.codecs.disc_calibration import Calibration, outer_per_position, project, quadratic_forms
 from splitbed.errors import UserError
 from splitbed.models import get_model
 from splitbed.models.datasets import batches, calibration_samples, evaluation_samples
@@ -85,6 +85,16 @@ def test_disc_transform_is_the_tails_metric_klt_and_inverts_exactly(fmnist_disc)
     off = covariance - np.diag(np.diag(covariance))
     assert np.abs(off).max() < 0.2 * np.diag(covariance).max()
     assert np.all(np.diff(cal.variance) <= 1e-9)
+
+
+def test_fisher_terms_from_outer_products_equal_the_squared_coefficients_summed():
+    rng = np.random.default_rng(3)
+    grads = rng.normal(size=(5, 4, 3, 2))
+    transform = rng.normal(size=(4, 4))
+    direct = (project(grads, transform) ** 2).sum(0)
+    from_outer = quadratic_forms(outer_per_position(grads), transform, 3, 2)
+    assert from_outer.shape == (4, 3, 2)
+    np.testing.assert_allclose(from_outer, direct, rtol=1e-10)
 
 
 def test_matrix_dct_equals_scipys_and_inverts():

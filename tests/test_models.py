@@ -11,6 +11,7 @@ from splitbed.errors import UserError
 from splitbed.models import EDGE_ONLY, SERVER_ONLY, get_model
 from splitbed.models.datasets import batches, load_dataset, read_idx
 from splitbed.models.efficientnet_lite import load_network
+from splitbed.models.partition import batched
 from splitbed.models.evaluate import evaluate
 from tests.conftest import REPO
 
@@ -40,6 +41,24 @@ def test_fmnist_head_then_tail_is_exact_at_every_split():
         for split in model.split_points:
             assert torch.equal(model.tail(split)(model.head(split)(x)), reference), split
     assert model.split_points == [SERVER_ONLY, "conv1", "conv2", "conv3", EDGE_ONLY]
+
+
+def test_segments_chain_to_the_network_and_the_batch_copy_agrees_without_touching_the_model():
+    model = get_model("efficientnet_lite0")
+    x = real_inputs(model, 3)
+    splits = [SERVER_ONLY, "block3", "block9", EDGE_ONLY]
+    with torch.no_grad():
+        reference = model.full()(x)
+        carried = x
+        for start, end in itertools.pairwise(splits):
+            carried = model.segment(start, end)(carried)
+        assert torch.equal(carried, reference)
+        fast = model.for_batches()
+        batched_out = batched(fast.full(), x, size=2)
+    assert batched_out.is_contiguous() and (batched_out - reference).abs().max().item() < 1e-3
+    assert (batched_out.argmax(1) == reference.argmax(1)).all()
+    weights = [m.weight for m in model.full().modules() if isinstance(m, torch.nn.Conv2d)]
+    assert weights and all(w.is_contiguous() for w in weights)  # the runtime's model keeps its layout
 
 
 def test_split_point_ends_and_unknown_split():

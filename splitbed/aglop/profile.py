@@ -34,7 +34,7 @@ from splitbed.devices.calibration import machine_key, server_threads
 from splitbed.devices.governor import limit_cpu
 from splitbed.host.cache import cache_root
 from splitbed.models.datasets import calibration_samples, evaluation_samples, photo_views
-from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel
+from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel, batched
 
 TABLE_VERSION = 2
 # The criteria a plan may budget, and the default: the expected accuracy drop resolves one point on the
@@ -138,41 +138,42 @@ def criterion_drops(losses: ViewLosses) -> dict[str, float]:
 def codec_table(model: SplitModel, options: list[Option], store: CalibrationStore, rebuild: bool = False,
                 say=print, progress: bool = True) -> dict[str, dict]:
     """option key -> {bytes_mean, bytes_p90, drops, n_items}; measured once, cached by digest (minutes on
-    a fresh 2-core machine: a progress bar counts the options, with the rate and the time left)."""
+    a fresh 2-core machine: a progress bar counts the options, with the rate and the time left).
+
+    One pass through the network: the activations at each split are carried on to the next (a head
+    from the input per split would run the early stages once per split), in the channels-last copy."""
     digest = ensure_calibrations(model, options, store, say)
     path = cache_dir() / f"codecs-{model.name.replace('/', '_')}-{digest}.json"
     if path.exists() and not rebuild:
         return json.loads(path.read_text())["options"]
     say(f"measuring sizes and accuracy of {len(options)} options for {model.name} (once, cached)")
-    inputs, labels = profile_views(model)
-    full = model.full()
-    reference = torch.cat([full(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).softmax(1).numpy()
-    lossless = {c: 0.0 for c in PLAN_CRITERIA}
-    table = {}
+    acts, labels = profile_views(model)  # the inputs, then the tensor at each split in turn
+    n_items, at, fast = len(acts), SERVER_ONLY, model.for_batches()
+    predictions, sizes = {}, {}  # option key -> top-1 per view; option key -> (mean, p90) message bytes
     bar = tqdm(total=len(options), desc="options measured", unit="option", disable=not progress)
-    for split in dict.fromkeys(o.split for o in options):
-        here = [o for o in options if o.split == split]
-        lossy = [o for o in here if o.codec not in ("", "raw")]
-        head, tail = model.head(split), model.tail(split)
-        acts = None
-        if lossy:
-            acts = torch.cat([head(inputs[i : i + 64]) for i in range(0, len(inputs), 64)]).numpy()
-        for option in here:
+    for split in sorted(dict.fromkeys(o.split for o in options), key=model.index):
+        acts, at = batched(fast.segment(at, split), acts), split
+        for option in (o for o in options if o.split == split):
             bar.update(1)
-            if option.codec == "":
-                table[option.key] = {"bytes_mean": 0.0, "bytes_p90": 0.0, "drops": lossless, "n_items": len(inputs)}
-                continue
-            if option.codec == "raw":  # lossless: its size is fixed and it changes no prediction
-                size = len(get_codec("raw").encode(head(inputs[:1])))
-                table[option.key] = {"bytes_mean": size, "bytes_p90": size, "drops": lossless, "n_items": len(inputs)}
-                continue
-            extra = {"calibration": store.get(model.name, split)} if option.codec == "disc" else {}
-            rebuilt, row = measure(get_codec(option.codec, **option.params, **extra), acts, store, timing_items=1)
-            out = torch.cat([tail(torch.from_numpy(rebuilt[i : i + 64])) for i in range(0, len(rebuilt), 64)])
-            drops = criterion_drops(ViewLosses.of(reference, out.argmax(1).numpy(), labels))
-            table[option.key] = {"bytes_mean": row["wire_bytes"], "bytes_p90": row["wire_bytes_p90"],
-                                 "drops": drops, "n_items": len(inputs)}
+            if option.codec == "":  # edge-only: nothing sent, nothing lost
+                sizes[option.key] = (0.0, 0.0)
+            elif option.codec == "raw":  # lossless: its size is fixed and it changes no prediction
+                size = len(get_codec("raw").encode(acts[:1]))
+                sizes[option.key] = (size, size)
+            else:
+                extra = {"calibration": store.get(model.name, split)} if option.codec == "disc" else {}
+                rebuilt, row = measure(get_codec(option.codec, **option.params, **extra), acts.numpy(), store,
+                                       timing_items=1)
+                sizes[option.key] = (row["wire_bytes"], row["wire_bytes_p90"])
+                predictions[option.key] = batched(fast.tail(split), torch.from_numpy(rebuilt)).argmax(1).numpy()
     bar.close()
+    reference = batched(fast.segment(at, EDGE_ONLY), acts).softmax(1).numpy()
+    table = {}
+    for option in options:
+        drops = ({c: 0.0 for c in PLAN_CRITERIA} if option.key not in predictions
+                 else criterion_drops(ViewLosses.of(reference, predictions[option.key], labels)))
+        table[option.key] = {"bytes_mean": sizes[option.key][0], "bytes_p90": sizes[option.key][1], "drops": drops,
+                             "n_items": n_items}
     write_json(path, {"model": model.name, "version": TABLE_VERSION, "options": table})
     return table
 

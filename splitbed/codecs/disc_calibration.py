@@ -22,6 +22,7 @@ from splitbed.codecs.base import CorruptPayload
 from splitbed.errors import UserError
 from splitbed.host.cache import cache_root
 from splitbed.host.memory import MIB, BoundedCache
+from splitbed.models.partition import batched
 
 CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
@@ -78,10 +79,21 @@ def project(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (matrix.T @ x.reshape(n, c, h * w)).reshape(n, matrix.shape[1], h, w)
 
 
-@torch.no_grad()
 def head_activations(model, split: str, inputs: torch.Tensor, batch: int = 32) -> np.ndarray:
-    head = model.head(split)
-    return torch.cat([head(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]).numpy()
+    return batched(model.head(split), inputs, batch).numpy()
+
+
+def outer_per_position(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (H*W, C, C): at each position, the sum over items of the channel outer product."""
+    n, c, h, w = x.shape
+    columns = x.reshape(n, c, h * w).transpose(2, 1, 0)
+    return columns @ columns.transpose(0, 2, 1)
+
+
+def quadratic_forms(outer: np.ndarray, matrix: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(H*W, C, C) outer products, (C, K) transform -> (K, H, W): at each position, the sum over items of
+    the squared coefficients (matrix.T @ x)^2, read off the outer products without the items."""
+    return (matrix[None] * (outer @ matrix)).sum(1).T.reshape(matrix.shape[1], h, w)
 
 
 def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
@@ -92,7 +104,8 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     coefficients are the principal components of L^T x. Equal quantisation error then costs equal
     output change in every component, which a plain KLT (orthonormal in activation space) ignores.
     """
-    acts = head_activations(model, split, inputs).astype(np.float64)
+    fast = model.for_batches()
+    acts = head_activations(fast, split, inputs).astype(np.float64)
     if acts.ndim != 4:
         raise UserError(f"DISC needs 4-d (N, C, H, W) activations; split {split} gives {acts.shape}",
                         fix="use another codec at this split")
@@ -100,10 +113,13 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     pixels = acts.transpose(0, 2, 3, 1).reshape(-1, c)
     mean = pixels.mean(0)
     covariance = np.atleast_2d(np.cov((pixels - mean).T))
-    channel_fisher = np.zeros((c, c))
-    for grad in tail_gradients(model, split, acts, seed):
-        g = grad.transpose(0, 2, 3, 1).reshape(-1, c)
-        channel_fisher += g.T @ g
+    # One pass of gradients, kept as channel outer products per position and per DCT frequency: the
+    # per-coefficient Fisher terms of the transform fitted below are quadratic forms of them
+    pixel_outer, dct_outer = np.zeros((h * w, c, c)), np.zeros((h * w, c, c))
+    for grad in tail_gradients(fast, split, acts, seed):
+        pixel_outer += outer_per_position(grad)
+        dct_outer += outer_per_position(dctn(grad, axes=(2, 3), norm="ortho"))
+    channel_fisher = pixel_outer.sum(0)
     channel_fisher /= max(np.trace(channel_fisher) / c, 1e-30)
     lower = np.linalg.cholesky(channel_fisher + FISHER_RIDGE * np.eye(c))
     variance, rotation = np.linalg.eigh(lower.T @ covariance @ lower)
@@ -111,11 +127,9 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     variance, rotation = np.maximum(variance[order], 0), rotation[:, order]
     analysis = lower @ rotation
     synthesis = np.linalg.solve(lower.T, rotation)
-    fisher_dct, fisher_pix = np.zeros((c, h, w)), np.zeros((c, h, w))
-    for grad in tail_gradients(model, split, acts, seed):  # the same draws again, now per coefficient
-        gz = project(grad, synthesis)  # d output / d coefficient
-        fisher_pix += (gz**2).sum(0)
-        fisher_dct += (dctn(gz, axes=(2, 3), norm="ortho") ** 2).sum(0)
+    # d output / d coefficient is synthesis.T @ (d output / d activation), position by position
+    fisher_pix = quadratic_forms(pixel_outer, synthesis, h, w)
+    fisher_dct = quadratic_forms(dct_outer, synthesis, h, w)
     z = project(acts - mean[None, :, None, None], analysis)
     return Calibration(model.name, split, mean, analysis, synthesis, variance,
                        fisher=fisher_dct / max(fisher_dct.mean(), 1e-30),
@@ -130,7 +144,8 @@ def tail_gradients(model, split: str, acts: np.ndarray, seed: int):
     tail = model.tail(split)
     generator = torch.Generator().manual_seed(seed)
     for i in range(0, len(acts), 32):
-        x = torch.from_numpy(acts[i : i + 32].astype(np.float32)).requires_grad_(True)
+        x = torch.from_numpy(acts[i : i + 32].astype(np.float32)).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
         with torch.enable_grad():  # callers may be inside no_grad
             log_probs = torch.log_softmax(tail(x), dim=1)
         for _ in range(FISHER_SAMPLES):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -57,6 +58,17 @@ class SplitModel:
     def full(self) -> nn.Sequential:
         return nn.Sequential(*(module for _, module in self.stages)).eval()
 
+    def segment(self, start: str, end: str) -> nn.Sequential:
+        """The stages between two split points: what carries the tensor at `start` to the one at `end`."""
+        return nn.Sequential(*(module for _, module in self.stages[self.index(start) : self.index(end)])).eval()
+
+    def for_batches(self) -> SplitModel:
+        """A copy whose weights are laid out channels-last: on x86 CPUs it runs batches of images 1.5-2x
+        faster than the default layout (oneDNN's native one), with the same outputs to ~1e-5. For offline
+        tables over many inputs; the runtime keeps the default layout its timings were calibrated on."""
+        stages = [(name, copy.deepcopy(module).to(memory_format=torch.channels_last)) for name, module in self.stages]
+        return replace(self, stages=stages)
+
     @torch.no_grad()
     def activations(self, batch: torch.Tensor, splits: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """The tensor crossing the network at each split point, in one pass through the stages."""
@@ -72,3 +84,16 @@ class SplitModel:
         if EDGE_ONLY in wanted:
             out[EDGE_ONLY] = x
         return out
+
+
+@torch.no_grad()
+def batched(module: nn.Module, x: torch.Tensor, size: int = 64) -> torch.Tensor:
+    """`module` over `x` in batches of `size`, 4-d inputs channels-last (see SplitModel.for_batches);
+    the result in the default (contiguous) layout, as numpy and the codecs expect."""
+    out = []
+    for i in range(0, len(x), size):
+        chunk = x[i : i + size]
+        if chunk.dim() == 4:
+            chunk = chunk.contiguous(memory_format=torch.channels_last)
+        out.append(module(chunk).contiguous())
+    return torch.cat(out)
