@@ -11,8 +11,8 @@ from splitbed.errors import UserError
 from splitbed.models import EDGE_ONLY, SERVER_ONLY, get_model
 from splitbed.models.datasets import batches, load_dataset, read_idx
 from splitbed.models.efficientnet_lite import load_network
-from splitbed.models.partition import batched
 from splitbed.models.evaluate import evaluate
+from splitbed.models.partition import batched
 from tests.conftest import REPO
 
 
