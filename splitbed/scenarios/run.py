@@ -32,7 +32,7 @@ from splitbed.app.footprint import edge_footprint
 from splitbed.app.plans import plan_groups
 from splitbed.app.server import read_start
 from splitbed.codecs import CalibrationStore, get_codec
-from splitbed.devices.calibration import HEADROOM, node_settings, server_threads
+from splitbed.devices.calibration import HEADROOM, CalibrationCache, node_settings, server_threads
 from splitbed.devices.catalog import BoardPower, get_profile
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import constrain_node
@@ -254,7 +254,8 @@ class Run:
     def calibrate_device(self, cgroups: CgroupManager) -> dict:
         profile = self.edge_profile
         if profile.constrained:
-            self.say(f"calibrating the CPU quota for {profile.name} (refined from this machine's cache)")
+            how = "refined from this machine's cache" if CalibrationCache().get(profile.key) else "once, cached"
+            self.say(f"calibrating the CPU quota for {profile.name} ({how})")
         result = node_settings(profile, cgroups)
         self.write_manifest(edge_device=result, memory_mb=self.edge_memory_mb)
         return result
