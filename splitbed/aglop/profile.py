@@ -107,14 +107,9 @@ def write_json(path: Path, data) -> None:
 
 def ensure_calibrations(model: SplitModel, options: list[Option], store: CalibrationStore, say=print) -> str:
     """Fit the DISC calibrations the options need; return a digest of them (the codec table's key)."""
-    inputs = None
-    prints = []
-    for split in dict.fromkeys(o.split for o in options if o.codec == "disc"):
-        if not store.path(model.name, split).exists():
-            if inputs is None:
-                inputs = torch.stack([s.tensor for s in calibration_samples(model)])
-            say(f"DISC calibration for {model.name} at {split} (once, cached)")
-        prints.append(store.ensure(model, split, lambda batch=inputs: batch).fingerprint)
+    calibrations = store.ensure_splits(model, (o.split for o in options if o.codec == "disc"),
+                                       lambda: torch.stack([s.tensor for s in calibration_samples(model)]), say)
+    prints = [c.fingerprint for c in calibrations]
     text = json.dumps([TABLE_VERSION, [o.key for o in options], prints])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

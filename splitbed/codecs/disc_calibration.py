@@ -193,6 +193,18 @@ class CalibrationStore:
 
         return self.loaded.get(path, load)
 
+    def ensure_splits(self, model, splits, inputs_fn, say=print) -> list[Calibration]:
+        """Each split's calibration, loaded, or fitted on inputs_fn() (called once, if any is missing) and
+        saved, saying so: a fresh machine fits a dozen of them before its first run."""
+        inputs = None
+        out = []
+        for split in dict.fromkeys(splits):
+            if not self.path(model.name, split).exists():
+                inputs = inputs if inputs is not None else inputs_fn()
+                say(f"DISC calibration for {model.name} at {split} (once, cached)")
+            out.append(self.ensure(model, split, lambda batch=inputs: batch))
+        return out
+
     def ensure(self, model, split: str, inputs_fn, refit: bool = False) -> Calibration:
         """Load, or fit on inputs_fn() and save."""
         path = self.path(model.name, split)

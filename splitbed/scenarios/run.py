@@ -317,14 +317,9 @@ class Run:
                                 "instead of a planner), or a device with more memory")
 
     def calibrate_codecs(self) -> None:
-        store = CalibrationStore()
-        inputs = None
-        for plan in self.plans:
-            if plan.get("codec") == "disc":
-                if inputs is None:
-                    inputs = torch.stack([s.tensor for s in calibration_samples(self.model)])
-                self.say(f"DISC calibration for {self.model.name} at {plan['split']} (cached)")
-                store.ensure(self.model, plan["split"], lambda batch=inputs: batch)
+        splits = [plan["split"] for plan in self.plans if plan.get("codec") == "disc"]
+        CalibrationStore().ensure_splits(
+            self.model, splits, lambda: torch.stack([s.tensor for s in calibration_samples(self.model)]), self.say)
 
     def aglop_profile(self, device: dict, cgroups: CgroupManager) -> Path | None:
         """The planners' profile (sizes, losses, times on this device), when a plan re-plans."""
