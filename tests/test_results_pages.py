@@ -138,3 +138,15 @@ def test_the_pages_are_the_summaries_rendered(tmp_path):
     assert pages.render() == 0
     assert pages.RESULTS_MD.read_text() == real.RESULTS_MD.read_text()
     assert pages.README.read_text() == real.README.read_text()
+
+
+def test_the_first_run_is_cut_into_stages_at_each_stages_first_line():
+    from benchmarks.first_run import stage_seconds
+
+    lines = [(3.0, "calibrating the CPU quota for Raspberry Pi 4 (once, cached)"),
+             (40.0, "DISC calibration for m at block1 (once, cached)"), (50.0, "DISC calibration for m at block2"),
+             (60.0, "measuring sizes and accuracy of 82 options"), (90.0, "options measured:  50%"),
+             (200.0, "edge memory: 400 MB"), (230.0, "results: results/x")]
+    assert stage_seconds(lines, 250.0) == {"start": 3.0, "device": 37.0, "disc_calibrations": 20.0,
+                                           "codec_table": 140.0, "run": 50.0}
+    assert stage_seconds([(1.0, "edge memory: 400 MB")], 10.0) == {"start": 1.0, "run": 9.0}
