@@ -13,6 +13,12 @@ before any measurement: FIT_HALF and HELD_OUT, each with depthwise-separable and
 2. Fitted on the fit half: the node's reference time rescaled by the fit half's geometric-mean ratio
    and the governor calibrated again on it (measured, not assumed proportional), then every
    architecture timed again: the held-out half's ratios are the check.
+3. At a fixed quota: the node held at the quota the governor settled on in its calibration, the
+   governor sensing only, every architecture timed again. With each network's time on one core of
+   this machine, unconstrained (timed once per run), slowdown = emulated / unconstrained says whether
+   the node slows every network alike, as a slower CPU would: its spread across networks (max / min)
+   under the governor and at the fixed quota separates what the governor's control adds from what
+   ARM and x86 cores do differently.
 Each time is the mean of RUNS medians of RUN_S seconds of forward passes (random weights: a dense
 network's time does not depend on them).
 """
@@ -32,6 +38,7 @@ from benchmarks.devices import emulate, selected
 from splitbed.devices.calibration import (
     CalibrationCache,
     NodeCalibration,
+    WorkloadWorker,
     calibrate,
     calibrated,
     cpu_model,
@@ -67,6 +74,23 @@ def spread(ratios: dict[str, float], models: tuple[str, ...]) -> dict:
             "worst_model": worst, "worst_ratio": half[worst]}
 
 
+def unconstrained_ms(models) -> dict[str, float]:
+    """Each network on one core of this machine, no quota: what a node's slowdown is measured from."""
+    out = {}
+    for model in models:
+        with WorkloadWorker(model, 1, None) as worker:
+            out[model] = statistics.mean(worker.medians(RUNS, RUN_S))
+        print(f"  unconstrained {model:<20} {out[model]:8.1f} ms", flush=True)
+    return out
+
+
+def slowdowns(emulated: dict[str, float], host: dict[str, float]) -> dict:
+    """Per network, emulated / unconstrained time, and their spread (max / min): 1 for a node that slows
+    every network alike."""
+    each = {m: emulated[m] / host[m] for m in emulated if m in host}
+    return {"each": each, "spread": max(each.values()) / min(each.values())}
+
+
 def refitted(profile: DeviceProfile, scale: float) -> DeviceProfile:
     """The profile whose reference workload is `scale` times faster: what the fit half asks of the node."""
     target = profile.target
@@ -98,6 +122,11 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
         return {**row, "skipped": f"the fit half's speed: {fit_cal.warning}"}
     after = timed(fit_profile, fit_cal, manager)
     fitted = {m: after[m] / published[m] for m in published}
+    print(f"{profile.key}: at a fixed quota of {cal.quota_cores} cores (the governor sensing only)", flush=True)
+    fixed = timed(profile, dataclasses.replace(cal, gain=0.0), manager)
+    fixed_ratios = {m: fixed[m] / published[m] for m in published}
+    row["fixed_quota"] = {"quota_cores": cal.quota_cores, "period_us": cal.period_us, "emulated_ms": fixed,
+                          "ratios": fixed_ratios, "all": spread(fixed_ratios, tuple(published))}
     return {**row, "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "threads": fit_cal.threads,
                                 "calibration_ratio": fit_cal.ratio, "emulated_ms": after, "ratios": fitted,
                                 "fit_half": spread(fitted, FIT_HALF), "held_out": spread(fitted, HELD_OUT)}}
@@ -119,15 +148,19 @@ def main() -> int:
     # written nowhere: it is this benchmark's question, not a device's setting
     cache, rows = CalibrationCache(), []
     try:
+        host = unconstrained_ms(dict.fromkeys(m for p in profiles for m in p.published.ms))
         for profile in profiles:
             try:
                 rows.append(device_row(profile, manager, cache))
+                for arm in ("as_run", "fixed_quota"):
+                    if arm in rows[-1]:
+                        rows[-1][arm]["slowdown"] = slowdowns(rows[-1][arm]["emulated_ms"], host)
             except RuntimeError as err:  # a worker that did not start: this device is lost, not the others
                 rows.append({"name": profile.key, "skipped": f"{type(err).__name__}: {err}"})
             if args.json:  # after every device: a later failure keeps what was measured
                 Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
                                                        "run_s": RUN_S, "fit_half": FIT_HALF, "held_out": HELD_OUT,
-                                                       "devices": rows}, indent=1) + "\n")
+                                                       "unconstrained_ms": host, "devices": rows}, indent=1) + "\n")
     finally:
         manager.remove_all()
     return 0
@@ -166,9 +199,30 @@ def section(data: dict, found: dict) -> list[str]:
                      _half(d["half_fit"]["fit_half"]), f"{d['half_fit']['scale']:.2f}",
                      f"{d['as_run']['threads']} / {d['half_fit']['threads']} ({d['published_threads']})"]
                     for d in devices])
+    lines += slowdown_lines([d for d in devices if "slowdown" in d.get("fixed_quota", {})], data)
     lines += [f"- {d['name']}: skipped, {d['skipped']}"
               + (f"; as run: {_half(d['as_run']['all'])}" if "as_run" in d else "")
               for d in data["devices"] if "skipped" in d]
+    return lines
+
+
+def slowdown_lines(devices: list[dict], data: dict) -> list[str]:
+    """Does the node slow every network alike? Under the governor, and at the quota it settled on."""
+    if not devices:
+        return []
+
+    def span(entry: dict) -> str:
+        each = entry["slowdown"]["each"]
+        low, high = min(each, key=each.get), max(each, key=each.get)
+        return f"{each[low]:.1f}x ({low}) to {each[high]:.1f}x ({high}): {entry['slowdown']['spread']:.2f}"
+
+    lines = ["Slowdown = emulated / the same network on one core of this machine, unconstrained (a node that "
+             "slowed every network alike, as a slower CPU does, would show one number). 'fixed quota': the node "
+             "held at the quota its governor settled on in calibration, the governor sensing only.", ""]
+    lines += table(["device", "under the governor: lowest to highest, max/min", "at a fixed quota: the same",
+                    "fixed quota (cores, period)"],
+                   [[d["name"], span(d["as_run"]), span(d["fixed_quota"]),
+                     f"{d['fixed_quota']['quota_cores']}, {d['fixed_quota']['period_us'] // 1000} ms"] for d in devices])
     return lines
 
 
