@@ -54,14 +54,20 @@ HELD_OUT = ("mobilenet_v1", "mobilenet_v3_large", "mnasnet1_0", "efficientnet_b0
 RUNS, RUN_S = 3, 3.0
 
 
-def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager) -> dict[str, float]:
-    """Every architecture of the device's table, emulated ms (the mean of its run medians)."""
+def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager,
+          governed: dict | None = None) -> dict[str, float]:
+    """Every architecture of the device's table, emulated ms (the mean of its run medians); `governed`
+    gets, per architecture, the node's mean quota (cores) and the governor's median canary ms."""
     out = {}
     for model in profile.published.ms:
-        runs, _ = emulate(model, cal, manager, f"models-{profile.key}", runs=RUNS, seconds=RUN_S)
+        runs, stats = emulate(model, cal, manager, f"models-{profile.key}", runs=RUNS, seconds=RUN_S)
         out[model] = statistics.mean(runs)
+        if governed is not None:
+            governed[model] = {"quota_cores_mean": stats.get("quota_cores_mean"),
+                               "canary_ms_median": stats.get("canary_ms_median")}
         print(f"  {profile.key:<12} {model:<20} {out[model]:8.1f} ms  published {profile.published.ms[model]:8.1f}  "
-              f"ratio {out[model] / profile.published.ms[model]:.3f}", flush=True)
+              f"ratio {out[model] / profile.published.ms[model]:.3f}  quota {stats.get('quota_cores_mean', 0):.3f}  "
+              f"canary {stats.get('canary_ms_median', 0):.2f} ms", flush=True)
     return out
 
 
@@ -104,12 +110,14 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     if cal.warning:
         return {"name": profile.key, "skipped": cal.warning}
     print(f"{profile.key}: as runs use it ({cal.workload} at {cal.reference_ms} ms)", flush=True)
-    before = timed(profile, cal, manager)
+    governed = {}
+    before = timed(profile, cal, manager, governed)
     ratios = {m: before[m] / published[m] for m in published}
     scale = math.exp(statistics.mean(math.log(ratios[m]) for m in published if m in FIT_HALF))
     fit_profile = refitted(profile, scale)
     print(f"{profile.key}: fitted on the fit half ({cal.workload} at {fit_profile.target.ms:.1f} ms)", flush=True)
     as_run = {"reference_ms": cal.reference_ms, "threads": cal.threads, "emulated_ms": before, "ratios": ratios,
+              "governor": governed,
               "fit_half": spread(ratios, FIT_HALF), "held_out": spread(ratios, HELD_OUT),
               "all": spread(ratios, tuple(published))}
     row = {"name": profile.key, "device": profile.name, "framework": profile.published.framework,
@@ -123,9 +131,11 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     after = timed(fit_profile, fit_cal, manager)
     fitted = {m: after[m] / published[m] for m in published}
     print(f"{profile.key}: at a fixed quota of {cal.quota_cores} cores (the governor sensing only)", flush=True)
-    fixed = timed(profile, dataclasses.replace(cal, gain=0.0), manager)
+    fixed_governor = {}
+    fixed = timed(profile, dataclasses.replace(cal, gain=0.0), manager, fixed_governor)
     fixed_ratios = {m: fixed[m] / published[m] for m in published}
     row["fixed_quota"] = {"quota_cores": cal.quota_cores, "period_us": cal.period_us, "emulated_ms": fixed,
+                          "governor": fixed_governor,
                           "ratios": fixed_ratios, "all": spread(fixed_ratios, tuple(published))}
     return {**row, "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "threads": fit_cal.threads,
                                 "calibration_ratio": fit_cal.ratio, "emulated_ms": after, "ratios": fitted,
@@ -219,9 +229,16 @@ def slowdown_lines(devices: list[dict], data: dict) -> list[str]:
     lines = ["Slowdown = emulated / the same network on one core of this machine, unconstrained (a node that "
              "slowed every network alike, as a slower CPU does, would show one number). 'fixed quota': the node "
              "held at the quota its governor settled on in calibration, the governor sensing only.", ""]
-    lines += table(["device", "under the governor: lowest to highest, max/min", "at a fixed quota: the same",
-                    "fixed quota (cores, period)"],
-                   [[d["name"], span(d["as_run"]), span(d["fixed_quota"]),
+    def quotas(entry: dict) -> str:
+        held = {m: g["quota_cores_mean"] for m, g in entry.get("governor", {}).items() if g.get("quota_cores_mean")}
+        if not held:
+            return "-"
+        low, high = min(held, key=held.get), max(held, key=held.get)
+        return f"{held[low]:.3f} ({low}) to {held[high]:.3f} ({high})"
+
+    lines += table(["device", "under the governor: lowest to highest, max/min", "the governor's mean quota, cores",
+                    "at a fixed quota: lowest to highest, max/min", "fixed quota (cores, period)"],
+                   [[d["name"], span(d["as_run"]), quotas(d["as_run"]), span(d["fixed_quota"]),
                      f"{d['fixed_quota']['quota_cores']}, {d['fixed_quota']['period_us'] // 1000} ms"] for d in devices])
     return lines
 
