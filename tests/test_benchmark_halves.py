@@ -48,3 +48,16 @@ def test_bytes_and_losses_over_one_half_only():
     assert report["losses"]["accuracy"]["pts"] == 50.0  # b lost its right answer, c kept it
     sizes = sizes_by_half(np.array([10, 30, 100, 300]), halves, 800)
     assert sizes["wire_bytes"] == 200 and sizes["tune_wire_bytes"] == 20 and sizes["tune_reduction_pct"] == 97.5
+
+
+def test_label_free_drops_are_counted_inside_the_labelled_interval_per_split():
+    from benchmarks.disc_accuracy import estimate_rows
+
+    def entry(split, labelled, lo, hi, calibrated, expected, codec="disc"):
+        return {"split": split, "codec": codec, "report": {
+            "accuracy": {"pts": labelled, "lo": lo, "hi": hi}, "calibrated": {"pts": calibrated},
+            "expected": {"pts": expected}}}
+
+    data = {"rows": [entry("block4", 1.0, 0.5, 1.5, 1.2, 0.2), entry("block4", 2.0, 1.0, 3.0, 0.9, 0.3),
+                     entry("block4", 9.0, 0.0, 9.9, 9.0, 9.0, codec="jpeg"), entry("block8", None, None, None, 0.1, 0.1)]}
+    assert estimate_rows(data) == [["block4", "2", "1 of 2", "-0.45", "0 of 2", "-1.25"]]
