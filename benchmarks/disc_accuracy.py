@@ -319,7 +319,7 @@ def disc_accuracy_headline(data: dict, found: dict) -> list[list[str]]:
         return []
     return [["DISC on efficientnet_lite0", f"{h['reduction_pct']:.1f}% smaller than fp32 at {h['split']}; "
              f"held-out accuracy drop: calibrated {ci(h['report'].get('calibrated', NOT_MEASURED))}, labelled "
-             f"{ci(h['report']['accuracy'])} points (95% intervals; setting chosen on other photos)"]]
+             f"{ci(h['report']['accuracy'])} points (95% intervals; chosen on other photos)"]]
 
 
 def disc_accuracy_notes(data: dict, found: dict) -> list[str]:
@@ -327,11 +327,10 @@ def disc_accuracy_notes(data: dict, found: dict) -> list[str]:
     if not data["headline"]:
         return []
     labelled, report = data["headline"]["report"]["accuracy"], data["evaluation_set"]["report"]
-    return ["DISC's Lite0 row is the seed's claim measured as stated: accuracy loss, on photos the setting was not "
-            f"chosen on. The expected drop (label-free) uses all {report['photos']} held-out photos; the labelled "
-            f"drop rests on {report['labelled_photos']} labelled ones"
-            + ("" if labelled["pts"] is None else f" (its interval spans {labelled['hi'] - labelled['lo']:.1f} points)")
-            + ". Details: [codecs.md](docs/codecs.md).", ""]
+    return [f"DISC's Lite0 row: the calibrated drop uses all {report['photos']} held-out photos, the labelled one "
+            f"{report['labelled_photos']} labelled ones"
+            + ("" if labelled["pts"] is None else f" (an interval {labelled['hi'] - labelled['lo']:.1f} points wide)")
+            + ". [codecs.md](docs/codecs.md)", ""]
 
 
 PAGES = [Page("disc_accuracy", "DISC: accuracy loss on held-out photos", order=50,
