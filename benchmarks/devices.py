@@ -4,6 +4,7 @@
     sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached] [--container IMAGE]
     sudo python benchmarks/devices.py --governor-ab 20 [--devices rpi4] [--json PATH]
     sudo python benchmarks/devices.py --host-noise 30 [--json PATH]
+    sudo python benchmarks/devices.py --quota-writes 3 [--devices rpi4] [--json PATH]
     python benchmarks/devices.py --process-spread 5 [--json PATH]
 
 For each constrained profile: calibrate the node's CPU governor on the profile's reference workload
@@ -17,6 +18,10 @@ in a container of IMAGE (its Python, under the same node cgroup and governor): `
 
 --governor-ab N shows what the governor buys: one node, N blocks of 6 s alternating between the
 governed quota and the fixed quota the calibration ended at (mean ratio and cv of block medians each).
+--quota-writes N asks whether writing a node's quota, unchanged, as often as the governor writes it
+(every 50 ms) changes the node's speed: a node held at the fixed quota its calibration ended at, no
+governor, each of a few networks in N pairs of 3 s blocks, the quota left alone, then rewritten with
+the same value; per pair, left-alone time / rewritten time (1 when writes change nothing).
 --host-noise S measures what limits all of this: the reference workload with no quota at all, one
 thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
 speed moves while nothing of ours runs beside it.
@@ -33,6 +38,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +51,7 @@ from splitbed.devices.calibration import (
 )
 from splitbed.devices.catalog import DeviceProfile, load_profiles
 from splitbed.devices.cgroups import CgroupManager
-from splitbed.devices.governor import limit_cpu
+from splitbed.devices.governor import INTERVAL_S, limit_cpu, node_cpus
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
 from splitbed.host.containers import Container, check_daemon, check_image_name, inspect_image
 from splitbed.testing.results_page import Page, table
@@ -150,6 +156,47 @@ def governor_ab(cal: NodeCalibration, manager: CgroupManager, blocks: int, block
     return result
 
 
+QUOTA_WRITE_WORKLOADS = ("efficientnet_lite0", "mobilenet_v2", "resnet18")
+
+
+def quota_writes(cal: NodeCalibration, manager: CgroupManager, pairs: int, block_s: float = 3.0) -> dict:
+    """Per workload, `pairs` pairs of blocks at the calibration's fixed quota: left alone, then rewritten
+    (the same value) every governor interval by a thread; left-alone / rewritten block medians."""
+    group = manager.create(f"writes-{cal.device}")
+    group.set_cpuset(node_cpus(cal.threads))
+    group.set_cpu(cal.quota_cores, cal.period_us)
+    rewriting, stop = threading.Event(), threading.Event()
+
+    def rewrite() -> None:
+        while not stop.wait(INTERVAL_S):
+            if rewriting.is_set():
+                group.set_cpu(cal.quota_cores, cal.period_us)
+
+    writer = threading.Thread(target=rewrite, daemon=True)
+    writer.start()
+    result = {"device": cal.device, "quota_cores": cal.quota_cores, "period_us": cal.period_us,
+              "interval_s": INTERVAL_S, "block_s": block_s, "workloads": {}}
+    try:
+        for workload in QUOTA_WRITE_WORKLOADS:
+            ratios = []
+            with WorkloadWorker(workload, cal.threads, group) as worker:
+                for _ in range(pairs):
+                    rewriting.clear()
+                    alone = worker.medians(1, block_s)[0]
+                    rewriting.set()
+                    rewritten = worker.medians(1, block_s)[0]
+                    rewriting.clear()
+                    ratios.append(alone / rewritten)
+            result["workloads"][workload] = {"left_alone_over_rewritten": ratios, "median": statistics.median(ratios)}
+            print(f"{cal.device} {workload:<20} left alone / rewritten every {INTERVAL_S * 1000:.0f} ms: "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})", flush=True)
+    finally:
+        stop.set()
+        writer.join()
+        manager.discard(group)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json")
@@ -160,6 +207,8 @@ def main() -> int:
                         help="only compare N workers with huge pages off and N with them on")
     parser.add_argument("--governor-ab", type=int, metavar="N", help="only compare governed and fixed quotas, "
                         "N alternating blocks of 6 s on the first listed device (default rpi4)")
+    parser.add_argument("--quota-writes", type=int, metavar="N", help="only compare a fixed quota left alone and "
+                        "rewritten every 50 ms, N pairs of blocks per network, on the first listed device (default rpi4)")
     parser.add_argument("--container", metavar="IMAGE", help="also run each workload in a container of IMAGE")
     args = parser.parse_args()
     check_output_path(args.json, "--json")
@@ -177,17 +226,19 @@ def main() -> int:
     profiles = selected([p for p in load_profiles().values() if p.constrained], args.devices, "a constrained profile")
     manager = CgroupManager(f"splitbed-devbench-{os.getpid()}")
     cache = CalibrationCache()
-    if args.governor_ab:
+    if args.governor_ab or args.quota_writes:
+        key = "governor_ab" if args.governor_ab else "quota_writes"
         try:
             cal = calibrated(profiles[0] if args.devices else load_profiles()["rpi4"], manager, cache)
             if cal.warning:
                 print(f"error: {cal.warning}: nothing to govern", file=sys.stderr)
                 return 2
-            result = governor_ab(cal, manager, args.governor_ab, 6.0)
+            result = (governor_ab(cal, manager, args.governor_ab, 6.0) if args.governor_ab
+                      else quota_writes(cal, manager, args.quota_writes))
         finally:
             manager.remove_all()
         if args.json:
-            Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "governor_ab": result}, indent=1) + "\n")
+            Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), key: result}, indent=1) + "\n")
         return 0
     rows, skipped, container = [], [], None
     if args.container:
