@@ -537,3 +537,47 @@ def test_through_an_outage_the_judge_and_the_oracle_wait_for_the_link_and_stay_s
         "transfer"] == pytest.approx(30_000 + 10, rel=0.01)  # the deadline, not infinity
     assert make_policy({"type": "oracle"}, outage_profile(), KnownPath(never, 5, 5)).choose(1.5).option.split == \
         "edge-only"
+
+
+def test_the_codec_table_carried_split_to_split_matches_each_option_measured_on_its_own(tmp_path, monkeypatch):
+    """The table runs the network once, carrying activations from split to split in a channels-last copy;
+    each DISC option measured from the input on its own, in the model's own layout, gives the same."""
+    import torch
+
+    from splitbed.aglop.profile import (
+        PLAN_CRITERIA,
+        candidate_options,
+        codec_table,
+        criterion_drops,
+        profile_views,
+    )
+    from splitbed.codecs import CalibrationStore, get_codec
+    from splitbed.codecs.criteria import ViewLosses
+    from splitbed.codecs.evaluation import measure
+    from splitbed.models import get_model
+
+    monkeypatch.setenv("SPLITBED_CACHE", str(tmp_path))
+    model = get_model("fmnist_cnn")  # its activations are larger than its input: DISC options given here
+    options = candidate_options(model) + [Option(split, "disc", {"step": step, "alpha": 1.0})
+                                          for split in ("conv2", "conv3") for step in (0.2, 0.8)]
+    store = CalibrationStore(tmp_path / "calibration")
+    table = codec_table(model, options, store, say=lambda _: None, progress=False)
+    assert set(table) == {o.key for o in options}
+    edge_only = next(o for o in options if o.split == "edge-only")
+    assert table[edge_only.key]["bytes_mean"] == 0 and set(table[edge_only.key]["drops"].values()) == {0.0}
+    inputs, labels = profile_views(model)
+    checked = []
+    with torch.no_grad():
+        reference = model.full()(inputs).softmax(1).numpy()
+        for option in (o for o in options if o.codec == "disc"):
+            acts = model.head(option.split)(inputs).numpy()
+            codec = get_codec("disc", **option.params, calibration=store.get(model.name, option.split))
+            rebuilt, row = measure(codec, acts, store, timing_items=1)
+            top1 = model.tail(option.split)(torch.from_numpy(rebuilt)).argmax(1).numpy()
+            drops = criterion_drops(ViewLosses.of(reference, top1, labels))
+            entry = table[option.key]
+            checked.append(option.key)
+            assert abs(entry["bytes_mean"] - row["wire_bytes"]) <= 0.001 * row["wire_bytes"], option.key
+            for criterion in PLAN_CRITERIA:
+                assert abs(entry["drops"][criterion] - drops[criterion]) <= 0.2, (option.key, criterion)
+    assert len(checked) == 4
