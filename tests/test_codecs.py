@@ -97,6 +97,18 @@ def test_fisher_terms_from_outer_products_equal_the_squared_coefficients_summed(
     np.testing.assert_allclose(from_outer, direct, rtol=1e-10)
 
 
+def test_a_calibration_too_wide_for_one_gradient_pass_takes_two_and_fits_the_same(monkeypatch):
+    from splitbed.codecs import disc_calibration
+
+    model = get_model("fmnist_cnn")
+    inputs = torch.stack([s.tensor for s in calibration_samples(model)][:64])
+    one = disc_calibration.fit(model, "conv2", inputs)
+    monkeypatch.setattr(disc_calibration, "OUTER_PRODUCT_BYTES", 0)
+    two = disc_calibration.fit(model, "conv2", inputs)
+    for name in ("variance", "fisher", "fisher_pixel", "scale"):
+        np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=1e-6, atol=1e-9, err_msg=name)
+
+
 def test_matrix_dct_equals_scipys_and_inverts():
     from scipy.fft import dctn
 

@@ -26,6 +26,7 @@ from splitbed.models.partition import batched
 
 CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
+OUTER_PRODUCT_BYTES = 512 * MIB  # one gradient pass keeps C x C per position twice: Lite0's largest is 80 MB
 FISHER_RIDGE = 1e-3  # added to the (trace-normalised) channel Fisher matrix: channels the tail ignores
 #                      still get a finite step
 
@@ -114,12 +115,22 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     mean = pixels.mean(0)
     covariance = np.atleast_2d(np.cov((pixels - mean).T))
     # One pass of gradients, kept as channel outer products per position and per DCT frequency: the
-    # per-coefficient Fisher terms of the transform fitted below are quadratic forms of them
-    pixel_outer, dct_outer = np.zeros((h * w, c, c)), np.zeros((h * w, c, c))
+    # per-coefficient Fisher terms of the transform fitted below are quadratic forms of them. Where those
+    # would not fit OUTER_PRODUCT_BYTES (wide, large activations), the channel matrix alone, and a
+    # second pass over the same draws once the transform is known.
+    one_pass = 2 * h * w * c * c * 8 <= OUTER_PRODUCT_BYTES
+    pixel_outer = np.zeros((h * w, c, c)) if one_pass else None
+    dct_outer = np.zeros((h * w, c, c)) if one_pass else None
+    channel_fisher = np.zeros((c, c))
     for grad in tail_gradients(fast, split, acts, seed):
-        pixel_outer += outer_per_position(grad)
-        dct_outer += outer_per_position(dctn(grad, axes=(2, 3), norm="ortho"))
-    channel_fisher = pixel_outer.sum(0)
+        if one_pass:
+            pixel_outer += outer_per_position(grad)
+            dct_outer += outer_per_position(dctn(grad, axes=(2, 3), norm="ortho"))
+        else:
+            g = grad.transpose(0, 2, 3, 1).reshape(-1, c)
+            channel_fisher += g.T @ g
+    if one_pass:
+        channel_fisher = pixel_outer.sum(0)
     channel_fisher /= max(np.trace(channel_fisher) / c, 1e-30)
     lower = np.linalg.cholesky(channel_fisher + FISHER_RIDGE * np.eye(c))
     variance, rotation = np.linalg.eigh(lower.T @ covariance @ lower)
@@ -128,8 +139,15 @@ def fit(model, split: str, inputs: torch.Tensor, seed: int = 0) -> Calibration:
     analysis = lower @ rotation
     synthesis = np.linalg.solve(lower.T, rotation)
     # d output / d coefficient is synthesis.T @ (d output / d activation), position by position
-    fisher_pix = quadratic_forms(pixel_outer, synthesis, h, w)
-    fisher_dct = quadratic_forms(dct_outer, synthesis, h, w)
+    if one_pass:
+        fisher_pix = quadratic_forms(pixel_outer, synthesis, h, w)
+        fisher_dct = quadratic_forms(dct_outer, synthesis, h, w)
+    else:
+        fisher_dct, fisher_pix = np.zeros((c, h, w)), np.zeros((c, h, w))
+        for grad in tail_gradients(fast, split, acts, seed):  # the same draws again
+            gz = project(grad, synthesis)
+            fisher_pix += (gz**2).sum(0)
+            fisher_dct += (dctn(gz, axes=(2, 3), norm="ortho") ** 2).sum(0)
     z = project(acts - mean[None, :, None, None], analysis)
     return Calibration(model.name, split, mean, analysis, synthesis, variance,
                        fisher=fisher_dct / max(fisher_dct.mean(), 1e-30),
