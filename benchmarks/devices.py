@@ -20,8 +20,9 @@ in a container of IMAGE (its Python, under the same node cgroup and governor): `
 governed quota and the fixed quota the calibration ended at (mean ratio and cv of block medians each).
 --quota-writes N asks whether writing a node's quota, unchanged, as often as the governor writes it
 (every 50 ms) changes the node's speed: a node held at the fixed quota its calibration ended at, no
-governor, each of a few networks in N pairs of 3 s blocks, the quota left alone, then rewritten with
-the same value; per pair, left-alone time / rewritten time (1 when writes change nothing).
+governor, each of a few networks in N pairs of 3 s blocks, the quota left alone and rewritten with
+the same value (in turns, the order alternating); per pair, left-alone time / rewritten time (1 when
+writes change nothing).
 --host-noise S measures what limits all of this: the reference workload with no quota at all, one
 thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
 speed moves while nothing of ours runs beside it.
@@ -180,13 +181,13 @@ def quota_writes(cal: NodeCalibration, manager: CgroupManager, pairs: int, block
         for workload in QUOTA_WRITE_WORKLOADS:
             ratios = []
             with WorkloadWorker(workload, cal.threads, group) as worker:
-                for _ in range(pairs):
+                for pair in range(pairs):
+                    times = {}
+                    for rewrite_now in ((False, True) if pair % 2 == 0 else (True, False)):  # order alternates
+                        rewriting.set() if rewrite_now else rewriting.clear()
+                        times[rewrite_now] = worker.medians(1, block_s)[0]
                     rewriting.clear()
-                    alone = worker.medians(1, block_s)[0]
-                    rewriting.set()
-                    rewritten = worker.medians(1, block_s)[0]
-                    rewriting.clear()
-                    ratios.append(alone / rewritten)
+                    ratios.append(times[False] / times[True])
             result["workloads"][workload] = {"left_alone_over_rewritten": ratios, "median": statistics.median(ratios)}
             print(f"{cal.device} {workload:<20} left alone / rewritten every {INTERVAL_S * 1000:.0f} ms: "
                   f"{', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})", flush=True)

@@ -67,6 +67,8 @@ def timed_run(repo: Path, scenario: str, cache: Path) -> dict:
                     last_bar = now if mark == b"\r" else last_bar
         code = process.wait()
     wall = time.monotonic() - started
+    if pending.strip():  # a last line without its newline
+        lines.append((round(wall, 1), pending.decode(errors="replace").strip()))
     if code != 0:
         raise UserError(f"the run failed (exit {code}): {' / '.join(line for _, line in lines[-3:])}")
     return {"wall_s": round(wall, 1), "stages_s": stage_seconds(lines, wall), "lines": lines}

@@ -26,7 +26,8 @@ from splitbed.models.partition import batched
 
 CALIBRATION_VERSION = 3  # bump when Calibration's fields change: old files are then fitted anew
 FISHER_SAMPLES = 2  # labels drawn from the model's own softmax per calibration input
-OUTER_PRODUCT_BYTES = 512 * MIB  # one gradient pass keeps C x C per position twice: Lite0's largest is 80 MB
+OUTER_PRODUCT_BYTES = 512 * MIB  # one gradient pass keeps C x C per position twice (1.5x that at its peak,
+#                                   while adding a batch's): Lite0's largest is 80 MB
 FISHER_RIDGE = 1e-3  # added to the (trace-normalised) channel Fisher matrix: channels the tail ignores
 #                      still get a finite step
 

@@ -89,11 +89,15 @@ class SplitModel:
 @torch.no_grad()
 def batched(module: nn.Module, x: torch.Tensor, size: int = 64) -> torch.Tensor:
     """`module` over `x` in batches of `size`, 4-d inputs channels-last (see SplitModel.for_batches);
-    the result in the default (contiguous) layout, as numpy and the codecs expect."""
-    out = []
+    the result in the default (contiguous) layout, as numpy and the codecs expect, written into one
+    tensor as it comes (a list joined at the end would hold every activation twice)."""
+    out = None
     for i in range(0, len(x), size):
         chunk = x[i : i + size]
         if chunk.dim() == 4:
             chunk = chunk.contiguous(memory_format=torch.channels_last)
-        out.append(module(chunk).contiguous())
-    return torch.cat(out)
+        result = module(chunk)
+        if out is None:
+            out = torch.empty((len(x), *result.shape[1:]), dtype=result.dtype)
+        out[i : i + len(result)] = result
+    return out if out is not None else module(x)

@@ -254,7 +254,8 @@ class Run:
     def calibrate_device(self, cgroups: CgroupManager) -> dict:
         profile = self.edge_profile
         if profile.constrained:
-            how = "refined from this machine's cache" if CalibrationCache().get(profile.key) else "once, cached"
+            cached = CalibrationCache().get(profile.key)
+            how = "refined from this machine's cache" if cached and not cached.warning else "once, cached"
             self.say(f"calibrating the CPU quota for {profile.name} ({how})")
         result = node_settings(profile, cgroups)
         self.write_manifest(edge_device=result, memory_mb=self.edge_memory_mb)
