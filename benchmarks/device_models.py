@@ -14,11 +14,12 @@ before any measurement: FIT_HALF and HELD_OUT, each with depthwise-separable and
    and the governor calibrated again on it (measured, not assumed proportional), then every
    architecture timed again: the held-out half's ratios are the check.
 3. At a fixed quota: the node held at the quota the governor settled on in its calibration, the
-   governor sensing only, every architecture timed again. With each network's time on one core of
-   this machine, unconstrained (timed once per run), slowdown = emulated / unconstrained says whether
-   the node slows every network alike, as a slower CPU would: its spread across networks (max / min)
-   under the governor and at the fixed quota separates what the governor's control adds from what
-   ARM and x86 cores do differently.
+   governor sensing only, every architecture timed again. Right before each emulated time in arms 1
+   and 3, the same network runs unconstrained on the node's core for RUN_S (paired, so that this
+   host's drift over the run cancels): slowdown = emulated / unconstrained says whether the node slows
+   every network alike, as a slower CPU would. Its spread across networks (max / min) under the
+   governor and at the fixed quota separates what the governor's control adds from what ARM and x86
+   cores do differently.
 Each time is the mean of RUNS medians of RUN_S seconds of forward passes (random weights: a dense
 network's time does not depend on them).
 """
@@ -46,6 +47,7 @@ from splitbed.devices.calibration import (
 )
 from splitbed.devices.catalog import DeviceProfile, load_profiles
 from splitbed.devices.cgroups import CgroupManager
+from splitbed.devices.governor import node_cpus
 from splitbed.errors import check_output_path, run_reporting_user_errors
 from splitbed.testing.results_page import Page, table
 
@@ -55,16 +57,19 @@ RUNS, RUN_S = 3, 3.0
 
 
 def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager,
-          governed: dict | None = None) -> dict[str, float]:
+          governed: dict | None = None, free: dict | None = None) -> dict[str, float]:
     """Every architecture of the device's table, emulated ms (the mean of its run medians); `governed`
-    gets, per architecture, the node's mean quota (cores) and the governor's median canary ms."""
+    gets, per architecture, the node's mean quota (cores) and the governor's median canary ms; `free`
+    its unconstrained ms on the node's core, timed right before."""
     out = {}
     for model in profile.published.ms:
+        if free is not None:
+            free[model] = unconstrained_ms(model, manager, cal.threads)
         runs, stats = emulate(model, cal, manager, f"models-{profile.key}", runs=RUNS, seconds=RUN_S)
         out[model] = statistics.mean(runs)
         if governed is not None:
             governed[model] = {"quota_cores_mean": stats.get("quota_cores_mean"),
-                               "canary_ms_median": stats.get("canary_ms_median")}
+                               "canary_ms_median": stats.get("canary_ms_median"), "writes": stats.get("writes")}
         print(f"  {profile.key:<12} {model:<20} {out[model]:8.1f} ms  published {profile.published.ms[model]:8.1f}  "
               f"ratio {out[model] / profile.published.ms[model]:.3f}  quota {stats.get('quota_cores_mean', 0):.3f}  "
               f"canary {stats.get('canary_ms_median', 0):.2f} ms", flush=True)
@@ -80,21 +85,23 @@ def spread(ratios: dict[str, float], models: tuple[str, ...]) -> dict:
             "worst_model": worst, "worst_ratio": half[worst]}
 
 
-def unconstrained_ms(models) -> dict[str, float]:
-    """Each network on one core of this machine, no quota: what a node's slowdown is measured from."""
-    out = {}
-    for model in models:
-        with WorkloadWorker(model, 1, None) as worker:
-            out[model] = statistics.mean(worker.medians(RUNS, RUN_S))
-        print(f"  unconstrained {model:<20} {out[model]:8.1f} ms", flush=True)
-    return out
+def unconstrained_ms(model: str, manager: CgroupManager, threads: int) -> float:
+    """The network on one thread, pinned to the (first) core a node of `threads` runs on, no quota:
+    what the node's slowdown is measured from."""
+    group = manager.create("unconstrained")
+    try:
+        group.set_cpuset(node_cpus(threads).split(",")[0])
+        with WorkloadWorker(model, 1, group) as worker:
+            return worker.medians(1, RUN_S)[0]
+    finally:
+        manager.discard(group)
 
 
 def slowdowns(emulated: dict[str, float], host: dict[str, float]) -> dict:
     """Per network, emulated / unconstrained time, and their spread (max / min): 1 for a node that slows
     every network alike."""
     each = {m: emulated[m] / host[m] for m in emulated if m in host}
-    return {"each": each, "spread": max(each.values()) / min(each.values())}
+    return {"unconstrained_ms": host, "each": each, "spread": max(each.values()) / min(each.values())}
 
 
 def refitted(profile: DeviceProfile, scale: float) -> DeviceProfile:
@@ -110,14 +117,14 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     if cal.warning:
         return {"name": profile.key, "skipped": cal.warning}
     print(f"{profile.key}: as runs use it ({cal.workload} at {cal.reference_ms} ms)", flush=True)
-    governed = {}
-    before = timed(profile, cal, manager, governed)
+    governed, free = {}, {}
+    before = timed(profile, cal, manager, governed, free)
     ratios = {m: before[m] / published[m] for m in published}
     scale = math.exp(statistics.mean(math.log(ratios[m]) for m in published if m in FIT_HALF))
     fit_profile = refitted(profile, scale)
     print(f"{profile.key}: fitted on the fit half ({cal.workload} at {fit_profile.target.ms:.1f} ms)", flush=True)
     as_run = {"reference_ms": cal.reference_ms, "threads": cal.threads, "emulated_ms": before, "ratios": ratios,
-              "governor": governed,
+              "governor": governed, "slowdown": slowdowns(before, free),
               "fit_half": spread(ratios, FIT_HALF), "held_out": spread(ratios, HELD_OUT),
               "all": spread(ratios, tuple(published))}
     row = {"name": profile.key, "device": profile.name, "framework": profile.published.framework,
@@ -131,11 +138,11 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     after = timed(fit_profile, fit_cal, manager)
     fitted = {m: after[m] / published[m] for m in published}
     print(f"{profile.key}: at a fixed quota of {cal.quota_cores} cores (the governor sensing only)", flush=True)
-    fixed_governor = {}
-    fixed = timed(profile, dataclasses.replace(cal, gain=0.0), manager, fixed_governor)
+    fixed_governor, fixed_free = {}, {}
+    fixed = timed(profile, dataclasses.replace(cal, gain=0.0), manager, fixed_governor, fixed_free)
     fixed_ratios = {m: fixed[m] / published[m] for m in published}
     row["fixed_quota"] = {"quota_cores": cal.quota_cores, "period_us": cal.period_us, "emulated_ms": fixed,
-                          "governor": fixed_governor,
+                          "governor": fixed_governor, "slowdown": slowdowns(fixed, fixed_free),
                           "ratios": fixed_ratios, "all": spread(fixed_ratios, tuple(published))}
     return {**row, "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "threads": fit_cal.threads,
                                 "calibration_ratio": fit_cal.ratio, "emulated_ms": after, "ratios": fitted,
@@ -158,19 +165,15 @@ def main() -> int:
     # written nowhere: it is this benchmark's question, not a device's setting
     cache, rows = CalibrationCache(), []
     try:
-        host = unconstrained_ms(dict.fromkeys(m for p in profiles for m in p.published.ms))
         for profile in profiles:
             try:
                 rows.append(device_row(profile, manager, cache))
-                for arm in ("as_run", "fixed_quota"):
-                    if arm in rows[-1]:
-                        rows[-1][arm]["slowdown"] = slowdowns(rows[-1][arm]["emulated_ms"], host)
             except RuntimeError as err:  # a worker that did not start: this device is lost, not the others
                 rows.append({"name": profile.key, "skipped": f"{type(err).__name__}: {err}"})
             if args.json:  # after every device: a later failure keeps what was measured
                 Path(args.json).write_text(json.dumps({"cpu_model": cpu_model(), "cpus": os.cpu_count(), "runs": RUNS,
                                                        "run_s": RUN_S, "fit_half": FIT_HALF, "held_out": HELD_OUT,
-                                                       "unconstrained_ms": host, "devices": rows}, indent=1) + "\n")
+                                                       "devices": rows}, indent=1) + "\n")
     finally:
         manager.remove_all()
     return 0
@@ -226,7 +229,8 @@ def slowdown_lines(devices: list[dict], data: dict) -> list[str]:
         low, high = min(each, key=each.get), max(each, key=each.get)
         return f"{each[low]:.1f}x ({low}) to {each[high]:.1f}x ({high}): {entry['slowdown']['spread']:.2f}"
 
-    lines = ["Slowdown = emulated / the same network on one core of this machine, unconstrained (a node that "
+    lines = ["Slowdown = emulated / the same network on the node's core of this machine, unconstrained, timed right "
+             "before it (a node that "
              "slowed every network alike, as a slower CPU does, would show one number). 'fixed quota': the node "
              "held at the quota its governor settled on in calibration, the governor sensing only.", ""]
     def quotas(entry: dict) -> str:

@@ -4,7 +4,7 @@
     sudo python benchmarks/devices.py [--json PATH] [--devices rpi4,rpi3bplus] [--cached] [--container IMAGE]
     sudo python benchmarks/devices.py --governor-ab 20 [--devices rpi4] [--json PATH]
     sudo python benchmarks/devices.py --host-noise 30 [--json PATH]
-    sudo python benchmarks/devices.py --quota-writes 3 [--devices rpi4] [--json PATH]
+    sudo python benchmarks/devices.py --quota-writes 3 [--write-every MS] [--devices rpi4] [--json PATH]
     python benchmarks/devices.py --process-spread 5 [--json PATH]
 
 For each constrained profile: calibrate the node's CPU governor on the profile's reference workload
@@ -18,11 +18,11 @@ in a container of IMAGE (its Python, under the same node cgroup and governor): `
 
 --governor-ab N shows what the governor buys: one node, N blocks of 6 s alternating between the
 governed quota and the fixed quota the calibration ended at (mean ratio and cv of block medians each).
---quota-writes N asks whether writing a node's quota, unchanged, as often as the governor writes it
-(every 50 ms) changes the node's speed: a node held at the fixed quota its calibration ended at, no
-governor, each of a few networks in N pairs of 3 s blocks, the quota left alone and rewritten with
-the same value (in turns, the order alternating); per pair, left-alone time / rewritten time (1 when
-writes change nothing).
+--quota-writes N asks whether writing a node's quota, unchanged, every --write-every ms (default 50,
+the governor's sampling interval; the governor itself writes at most every 50 CFS periods) changes
+the node's speed: a node held at the fixed quota its calibration ended at, no governor, each of a few
+networks in N pairs of 3 s blocks, the quota left alone and rewritten with the same value (in turns,
+the order alternating); per pair, left-alone time / rewritten time (1 when writes change nothing).
 --host-noise S measures what limits all of this: the reference workload with no quota at all, one
 thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
 speed moves while nothing of ours runs beside it.
@@ -160,23 +160,24 @@ def governor_ab(cal: NodeCalibration, manager: CgroupManager, blocks: int, block
 QUOTA_WRITE_WORKLOADS = ("efficientnet_lite0", "mobilenet_v2", "resnet18")
 
 
-def quota_writes(cal: NodeCalibration, manager: CgroupManager, pairs: int, block_s: float = 3.0) -> dict:
+def quota_writes(cal: NodeCalibration, manager: CgroupManager, pairs: int, interval_s: float,
+                 block_s: float = 3.0) -> dict:
     """Per workload, `pairs` pairs of blocks at the calibration's fixed quota: left alone, then rewritten
-    (the same value) every governor interval by a thread; left-alone / rewritten block medians."""
+    (the same value) every `interval_s` by a thread; left-alone / rewritten block medians."""
     group = manager.create(f"writes-{cal.device}")
     group.set_cpuset(node_cpus(cal.threads))
     group.set_cpu(cal.quota_cores, cal.period_us)
     rewriting, stop = threading.Event(), threading.Event()
 
     def rewrite() -> None:
-        while not stop.wait(INTERVAL_S):
+        while not stop.wait(interval_s):
             if rewriting.is_set():
                 group.set_cpu(cal.quota_cores, cal.period_us)
 
     writer = threading.Thread(target=rewrite, daemon=True)
     writer.start()
     result = {"device": cal.device, "quota_cores": cal.quota_cores, "period_us": cal.period_us,
-              "interval_s": INTERVAL_S, "block_s": block_s, "workloads": {}}
+              "interval_s": interval_s, "block_s": block_s, "workloads": {}}
     try:
         for workload in QUOTA_WRITE_WORKLOADS:
             ratios = []
@@ -189,7 +190,7 @@ def quota_writes(cal: NodeCalibration, manager: CgroupManager, pairs: int, block
                     rewriting.clear()
                     ratios.append(times[False] / times[True])
             result["workloads"][workload] = {"left_alone_over_rewritten": ratios, "median": statistics.median(ratios)}
-            print(f"{cal.device} {workload:<20} left alone / rewritten every {INTERVAL_S * 1000:.0f} ms: "
+            print(f"{cal.device} {workload:<20} left alone / rewritten every {interval_s * 1000:.0f} ms: "
                   f"{', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})", flush=True)
     finally:
         stop.set()
@@ -209,10 +210,15 @@ def main() -> int:
     parser.add_argument("--governor-ab", type=int, metavar="N", help="only compare governed and fixed quotas, "
                         "N alternating blocks of 6 s on the first listed device (default rpi4)")
     parser.add_argument("--quota-writes", type=int, metavar="N", help="only compare a fixed quota left alone and "
-                        "rewritten every 50 ms, N pairs of blocks per network, on the first listed device (default rpi4)")
+                        "rewritten, N pairs of blocks per network, on the first listed device (default rpi4)")
+    parser.add_argument("--write-every", type=float, metavar="MS", default=INTERVAL_S * 1000,
+                        help="with --quota-writes: how often the quota is rewritten (default: 50)")
     parser.add_argument("--container", metavar="IMAGE", help="also run each workload in a container of IMAGE")
     args = parser.parse_args()
     check_output_path(args.json, "--json")
+    if not 1 <= args.write_every <= 60_000:  # also NaN
+        print(f"error: --write-every {args.write_every}: expected 1-60000 ms", file=sys.stderr)
+        return 2
     if args.container:
         check_image_name(args.container, "--container")
     if args.host_noise or args.process_spread:
@@ -235,7 +241,7 @@ def main() -> int:
                 print(f"error: {cal.warning}: nothing to govern", file=sys.stderr)
                 return 2
             result = (governor_ab(cal, manager, args.governor_ab, 6.0) if args.governor_ab
-                      else quota_writes(cal, manager, args.quota_writes))
+                      else quota_writes(cal, manager, args.quota_writes, args.write_every / 1000))
         finally:
             manager.remove_all()
         if args.json:
