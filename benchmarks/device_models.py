@@ -10,9 +10,9 @@ before any measurement: FIT_HALF and HELD_OUT, each with depthwise-separable and
 1. As runs use it: the node calibrated on its reference workload (EfficientNet-Lite0, an estimate),
    then every architecture of the table timed inside it: ratio = emulated / published. No model of
    the table was fitted, so all of them are held out from this fit.
-2. Fitted on the fit half: the node's reference time rescaled by the fit half's geometric-mean ratio
-   and the governor calibrated again on it (measured, not assumed proportional), then every
-   architecture timed again: the held-out half's ratios are the check.
+2. Calibrated per network: each held-out network gets a node calibrated on that network itself,
+   against the device time the fit half predicts for it (arm 4's uniform scale x its one-thread time
+   here), then timed: what a run would get from calibrating on its own model.
 3. At a fixed quota: the node held at the quota the governor settled on in its calibration, the
    governor sensing only, every architecture timed again. Right before each emulated time in arms 1
    and 3, the same network runs unconstrained on the node's core for RUN_S (paired, so that this
@@ -20,6 +20,10 @@ before any measurement: FIT_HALF and HELD_OUT, each with depthwise-separable and
    every network alike, as a slower CPU would. Its spread across networks (max / min) under the
    governor and at the fixed quota separates what the governor's control adds from what ARM and x86
    cores do differently.
+4. Predicted by layer class (no emulation): each network's one-thread time on the node's core split
+   by layer class (splitbed/devices/layer_costs.py), the device's cost per class fitted on the fit
+   half's published times, every network predicted; beside it, one uniform scale fitted on the same
+   half (what a node that slowed every network alike would at best give).
 Each time is the mean of RUNS medians of RUN_S seconds of forward passes (random weights: a dense
 network's time does not depend on them).
 """
@@ -45,9 +49,11 @@ from splitbed.devices.calibration import (
     cpu_model,
     most_threads,
 )
-from splitbed.devices.catalog import DeviceProfile, load_profiles
+from splitbed.devices.catalog import DeviceProfile, Reference, load_profiles
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import node_cpus
+from splitbed.devices.layer_costs import CLASSES, class_ms, fit_costs, predict_ms
+from splitbed.devices.workload import build
 from splitbed.errors import check_output_path, run_reporting_user_errors
 from splitbed.testing.results_page import Page, table
 
@@ -69,7 +75,7 @@ def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager,
         out[model] = statistics.mean(runs)
         if governed is not None:
             governed[model] = {"quota_cores_mean": stats.get("quota_cores_mean"),
-                               "canary_ms_median": stats.get("canary_ms_median"), "writes": stats.get("writes")}
+                               "canary_ms_median": stats.get("canary_ms_median")}
         print(f"  {profile.key:<12} {model:<20} {out[model]:8.1f} ms  published {profile.published.ms[model]:8.1f}  "
               f"ratio {out[model] / profile.published.ms[model]:.3f}  quota {stats.get('quota_cores_mean', 0):.3f}  "
               f"canary {stats.get('canary_ms_median', 0):.2f} ms", flush=True)
@@ -104,14 +110,65 @@ def slowdowns(emulated: dict[str, float], host: dict[str, float]) -> dict:
     return {"unconstrained_ms": host, "each": each, "spread": max(each.values()) / min(each.values())}
 
 
-def refitted(profile: DeviceProfile, scale: float) -> DeviceProfile:
-    """The profile whose reference workload is `scale` times faster: what the fit half asks of the node."""
-    target = profile.target
-    return dataclasses.replace(profile, references={**profile.references,
-                                                     target.workload: dataclasses.replace(target, ms=target.ms / scale)})
+def class_times(models) -> dict[str, dict[str, float]]:
+    """Each network's one-thread ms per layer class, in this process pinned to a node's core."""
+    import torch
+
+    torch.set_num_threads(1)
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(node_cpus(1))})
+    try:
+        out = {}
+        for model in models:
+            out[model] = class_ms(*build(model))
+            print(f"  by class {model:<20} " + "  ".join(f"{c} {out[model][c]:6.1f}" for c in CLASSES), flush=True)
+        return out
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
-def device_row(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache) -> dict:
+def predicted(profile: DeviceProfile, host: dict[str, dict[str, float]]) -> dict:
+    """Every network's time predicted from the fit half's published times: by layer class, and by one
+    uniform scale; predicted / published."""
+    published = profile.published.ms
+    fit = fit_costs(host, {m: published[m] for m in published if m in FIT_HALF})
+    by_class = {m: predict_ms(fit["costs"], host[m]) / published[m] for m in published}
+    scale = math.exp(statistics.mean(math.log(published[m] / sum(host[m].values())) for m in published if m in FIT_HALF))
+    uniform = {m: scale * sum(host[m].values()) / published[m] for m in published}
+    return {"host_class_ms": {m: host[m] for m in published}, "ridge": fit["ridge"], "costs": fit["costs"],
+            "by_class": {"ratios": by_class, "fit_half": spread(by_class, FIT_HALF), "held_out": spread(by_class, HELD_OUT)},
+            "uniform": {"scale": scale, "ratios": uniform, "fit_half": spread(uniform, FIT_HALF),
+                        "held_out": spread(uniform, HELD_OUT)}}
+
+
+def per_network(profile: DeviceProfile, manager: CgroupManager, host: dict[str, dict[str, float]], scale: float) -> dict:
+    """Each held-out network with the node calibrated on that network itself, against the device time
+    the fit half predicts for it (`scale` x its one-thread time here): what a run of that network would
+    get if it calibrated on its own model. No held-out published time is looked at before the ratio."""
+    published, each = profile.published.ms, {}
+    for model in (m for m in HELD_OUT if m in published):
+        target = scale * sum(host[model].values())
+        reference = Reference(model, target, 1, "PyTorch here x the fit half's scale", True,
+                              "benchmarks/device_models.py", "uniform scale fitted on the fit half")
+        net_profile = dataclasses.replace(profile, calibrate_on=model, references={model: reference})
+        net_cal = calibrate(net_profile, manager)  # afresh: its own period and threads, as a run's would be
+        if net_cal.warning and net_cal.threads < most_threads(profile):  # as calibrated() does
+            net_cal = calibrate(net_profile, manager, threads=most_threads(profile))
+        if net_cal.warning:
+            each[model] = {"target_ms": target, "skipped": net_cal.warning}
+            print(f"  {profile.key:<12} {model:<20} skipped: {net_cal.warning}", flush=True)
+            continue
+        runs, _ = emulate(model, net_cal, manager, f"network-{profile.key}", runs=RUNS, seconds=RUN_S)
+        each[model] = {"target_ms": target, "calibration_ratio": net_cal.ratio, "emulated_ms": statistics.mean(runs),
+                       "ratio": statistics.mean(runs) / published[model]}
+        print(f"  {profile.key:<12} {model:<20} calibrated on itself at {target:7.1f} ms: {statistics.mean(runs):8.1f} ms"
+              f"  published {published[model]:8.1f}  ratio {each[model]['ratio']:.3f}", flush=True)
+    ratios = {m: e["ratio"] for m, e in each.items() if "ratio" in e}
+    return {"scale": scale, "models": each, "ratios": ratios, **({"held_out": spread(ratios, HELD_OUT)} if ratios else {})}
+
+
+def device_row(profile: DeviceProfile, manager: CgroupManager, cache: CalibrationCache,
+               host: dict[str, dict[str, float]]) -> dict:
     published = profile.published.ms
     cal = calibrated(profile, manager, cache)
     if cal.warning:
@@ -120,23 +177,13 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     governed, free = {}, {}
     before = timed(profile, cal, manager, governed, free)
     ratios = {m: before[m] / published[m] for m in published}
-    scale = math.exp(statistics.mean(math.log(ratios[m]) for m in published if m in FIT_HALF))
-    fit_profile = refitted(profile, scale)
-    print(f"{profile.key}: fitted on the fit half ({cal.workload} at {fit_profile.target.ms:.1f} ms)", flush=True)
-    as_run = {"reference_ms": cal.reference_ms, "threads": cal.threads, "emulated_ms": before, "ratios": ratios,
-              "governor": governed, "slowdown": slowdowns(before, free),
-              "fit_half": spread(ratios, FIT_HALF), "held_out": spread(ratios, HELD_OUT),
-              "all": spread(ratios, tuple(published))}
+    prediction = predicted(profile, host)
     row = {"name": profile.key, "device": profile.name, "framework": profile.published.framework,
            "published_threads": profile.published.threads, "source": profile.published.source,
-           "published_ms": published, "as_run": as_run}
-    fit_cal = calibrate(fit_profile, manager, start=cal)
-    if fit_cal.warning and fit_cal.threads < most_threads(profile):  # as calibrated() does: all the cores allowed
-        fit_cal = calibrate(fit_profile, manager, threads=most_threads(profile))
-    if fit_cal.warning:
-        return {**row, "skipped": f"the fit half's speed: {fit_cal.warning}"}
-    after = timed(fit_profile, fit_cal, manager)
-    fitted = {m: after[m] / published[m] for m in published}
+           "published_ms": published, "predicted": prediction,
+           "as_run": {"reference_ms": cal.reference_ms, "threads": cal.threads, "emulated_ms": before, "ratios": ratios,
+                      "governor": governed, "slowdown": slowdowns(before, free), "fit_half": spread(ratios, FIT_HALF),
+                      "held_out": spread(ratios, HELD_OUT), "all": spread(ratios, tuple(published))}}
     print(f"{profile.key}: at a fixed quota of {cal.quota_cores} cores (the governor sensing only)", flush=True)
     fixed_governor, fixed_free = {}, {}
     fixed = timed(profile, dataclasses.replace(cal, gain=0.0), manager, fixed_governor, fixed_free)
@@ -144,9 +191,9 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
     row["fixed_quota"] = {"quota_cores": cal.quota_cores, "period_us": cal.period_us, "emulated_ms": fixed,
                           "governor": fixed_governor, "slowdown": slowdowns(fixed, fixed_free),
                           "ratios": fixed_ratios, "all": spread(fixed_ratios, tuple(published))}
-    return {**row, "half_fit": {"scale": scale, "reference_ms": fit_profile.target.ms, "threads": fit_cal.threads,
-                                "calibration_ratio": fit_cal.ratio, "emulated_ms": after, "ratios": fitted,
-                                "fit_half": spread(fitted, FIT_HALF), "held_out": spread(fitted, HELD_OUT)}}
+    print(f"{profile.key}: each held-out network calibrated on itself", flush=True)
+    row["per_network"] = per_network(profile, manager, host, prediction["uniform"]["scale"])
+    return row
 
 
 def main() -> int:
@@ -165,9 +212,10 @@ def main() -> int:
     # written nowhere: it is this benchmark's question, not a device's setting
     cache, rows = CalibrationCache(), []
     try:
+        host = class_times(dict.fromkeys(m for p in profiles for m in p.published.ms))
         for profile in profiles:
             try:
-                rows.append(device_row(profile, manager, cache))
+                rows.append(device_row(profile, manager, cache, host))
             except RuntimeError as err:  # a worker that did not start: this device is lost, not the others
                 rows.append({"name": profile.key, "skipped": f"{type(err).__name__}: {err}"})
             if args.json:  # after every device: a later failure keeps what was measured
@@ -188,30 +236,37 @@ def _half(entry: dict) -> str:
             f"worst {entry['worst_model']} {_pct(entry['worst_ratio'])}")
 
 
+def _ratio(entry: dict, model: str) -> str:
+    ratio = entry.get("ratios", {}).get(model)
+    return "-" if ratio is None else f"{ratio:.2f}"
+
+
 def section(data: dict, found: dict) -> list[str]:
-    devices = [d for d in data["devices"] if "half_fit" in d]
-    models = sorted({m for d in devices for m in d["published_ms"]},
-                    key=lambda m: (m not in data["fit_half"], m))
+    devices = [d for d in data["devices"] if "per_network" in d]
+    models = sorted({m for d in devices for m in d["published_ms"]}, key=lambda m: (m not in data["fit_half"], m))
     lines = [f"Fit half: {', '.join(data['fit_half'])}. Held-out half: {', '.join(data['held_out'])} (declared "
-             "before measuring). Ratio = emulated / published (ncnn's benchmark, 4 threads, fp32); each emulated time "
-             f"the mean of {data['runs']} medians of {data['run_s']:.0f} s. 'as run': the node calibrated on its "
-             "EfficientNet-Lite0 reference (no model here fitted); 'fit half': calibrated again so that the fit "
-             "half's geometric-mean ratio is 1.", ""]
-    rows = []
-    for m in models:
-        row = [m + ("" if m in data["fit_half"] else " (held out)")]
-        for d in devices:
-            r = d["as_run"]["ratios"].get(m)
-            f = d["half_fit"]["ratios"].get(m)
-            row.append("-" if r is None else f"{r:.2f} / {f:.2f}")
-        rows.append(row)
-    lines += table(["model", *(f"{d['name']} as run / fit half" for d in devices)], rows)
-    lines += table(["device", "as run: every model", "fit half: held-out models", "fit half: fit models",
-                    "fit scale", "node threads (device's)"],
-                   [[d["name"], _half(d["as_run"]["all"]), _half(d["half_fit"]["held_out"]),
-                     _half(d["half_fit"]["fit_half"]), f"{d['half_fit']['scale']:.2f}",
-                     f"{d['as_run']['threads']} / {d['half_fit']['threads']} ({d['published_threads']})"]
-                    for d in devices])
+             "before measuring). Ratio = emulated (or predicted) / published (ncnn's benchmark, 4 threads, fp32); each "
+             f"emulated time the mean of {data['runs']} medians of {data['run_s']:.0f} s.", "",
+             "- **as run**: the node calibrated on the device's EfficientNet-Lite0 reference, as runs use it; no "
+             "network of the table was fitted.",
+             "- **per network**: the node calibrated on each held-out network itself, against the time the fit half "
+             "predicts for it (the uniform scale below x the network's one-thread time here).",
+             "- **uniform** and **by class** (predictions, no emulation): one scale, or a cost per layer class "
+             "(dense, 1x1/fully connected, depthwise, other), fitted on the fit half's published times against the "
+             "networks' one-thread times on this machine (the class costs' ridge chosen leave-one-out on the fit "
+             "half).", ""]
+    rows = [[m + ("" if m in data["fit_half"] else " (held out)"),
+             *(" / ".join([_ratio(d["as_run"], m), _ratio(d["per_network"], m), _ratio(d["predicted"]["uniform"], m),
+                           _ratio(d["predicted"]["by_class"], m)]) for d in devices)] for m in models]
+    lines += table(["model", *(f"{d['name']}: as run / per network / uniform / by class" for d in devices)], rows)
+    lines += table(["device", "as run: every network", "per network: held out", "uniform: held out",
+                    "by class: held out", "node threads (device's)"],
+                   [[d["name"], _half(d["as_run"]["all"]),
+                     _half(d["per_network"]["held_out"]) if "held_out" in d["per_network"] else "-",
+                     _half(d["predicted"]["uniform"]["held_out"]), _half(d["predicted"]["by_class"]["held_out"]),
+                     f"{d['as_run']['threads']} ({d['published_threads']})"] for d in devices])
+    lines += [f"- {d['name']}, per network: {m} skipped, {e['skipped']}"
+              for d in devices for m, e in d["per_network"]["models"].items() if "skipped" in e]
     lines += slowdown_lines([d for d in devices if "slowdown" in d.get("fixed_quota", {})], data)
     lines += [f"- {d['name']}: skipped, {d['skipped']}"
               + (f"; as run: {_half(d['as_run']['all'])}" if "as_run" in d else "")
@@ -248,15 +303,22 @@ def slowdown_lines(devices: list[dict], data: dict) -> list[str]:
 
 
 def headline(data: dict, found: dict) -> list[list[str]]:
-    """The devices as runs use them: every published network's emulated / published time (none was fitted)."""
-    devices = [d for d in data["devices"] if "as_run" in d]
+    """The held-out networks with the node calibrated on each (from the fit half's scale), and every
+    network as runs use the node (calibrated on Lite0): emulated / published."""
+    devices = [d for d in data["devices"] if "held_out" in d.get("per_network", {})]
 
-    def span(d: dict) -> str:
+    def held(d: dict) -> str:
+        h = d["per_network"]["held_out"]
+        return f"{d['name']} {_pct(h['median_ratio'])} (worst {_pct(h['worst_ratio'])})"
+
+    def as_run(d: dict) -> str:
         ratios = d["as_run"]["ratios"].values()
         return f"{d['name']} {_pct(statistics.median(ratios))} ({_pct(min(ratios))}-{_pct(max(ratios))})"
 
-    return [["devices on networks never fitted (emulated / ncnn's published time)",
-             "median (range): " + "; ".join(span(d) for d in devices)]]
+    return [["devices on held-out networks (emulated / ncnn's published time; calibrated per network on the fit "
+             "half's scale)", "median (worst): " + "; ".join(held(d) for d in devices)],
+            ["devices as runs use them (calibrated on Lite0), every network", "median (range): "
+             + "; ".join(as_run(d) for d in devices)]]
 
 
 PAGES = [Page("device_models", "Devices: held-out networks", order=61, argv=["-m", "benchmarks.device_models"],

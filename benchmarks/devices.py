@@ -19,10 +19,10 @@ in a container of IMAGE (its Python, under the same node cgroup and governor): `
 --governor-ab N shows what the governor buys: one node, N blocks of 6 s alternating between the
 governed quota and the fixed quota the calibration ended at (mean ratio and cv of block medians each).
 --quota-writes N asks whether writing a node's quota, unchanged, every --write-every ms (default 50,
-the governor's sampling interval; the governor itself writes at most every 50 CFS periods) changes
-the node's speed: a node held at the fixed quota its calibration ended at, no governor, each of a few
-networks in N pairs of 3 s blocks, the quota left alone and rewritten with the same value (in turns,
-the order alternating); per pair, left-alone time / rewritten time (1 when writes change nothing).
+as often as the governor writes it) changes the node's speed: a node held at the fixed quota its
+calibration ended at, no governor, each of a few networks in N pairs of 3 s blocks, the quota left
+alone and rewritten with the same value (in turns, the order alternating); per pair, left-alone time
+/ rewritten time (1 when writes change nothing).
 --host-noise S measures what limits all of this: the reference workload with no quota at all, one
 thread, back to back for S seconds (each point the median of 3 passes): how much this machine's own
 speed moves while nothing of ours runs beside it.

@@ -38,11 +38,10 @@ PERIODS_US = (5_000, 10_000, 20_000, 50_000, 100_000)
 QUOTA_MARGIN = 1.5  # the expected share stays this far above the floor, so the governor can go lower
 FIT_LIMIT = 0.10  # a calibration that ends further than this from the device's time is no calibration
 REFUSAL_PAUSE_S = 20.0  # a refusal must hold twice this far apart: this host's slow spells pass
-CACHE_FORMAT = 7  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
+CACHE_FORMAT = 6  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
 #                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds;
 #                  5: torch threads sleep while waiting (OMP_WAIT_POLICY, ditto): two-thread nodes change;
-#                  6: the period is chosen per device (5's slow devices sat at the quota floor, too fast);
-#                  7: the governor writes at most every 50 periods (each write refills the bandwidth)
+#                  6: the period is chosen per device (5's slow devices sat at the quota floor, too fast)
 
 
 def cpu_model() -> str:

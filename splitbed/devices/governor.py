@@ -6,11 +6,7 @@ does not move), so a fixed share is not a fixed speed. The governor senses the s
 cores with a short canary (Lite0's stem, ~1 ms, real-time priority so the node cannot delay it, timed
 on its second pass so that the node's evictions do not count) every 50 ms and sets the node's quota
 to `gain` x (recent median canary ms) ** SENSITIVITY: a slower core gets a larger share. Calibration
-fits `gain`, which, unlike a quota, carries over between moments. It writes the quota at most once
-every WRITE_PERIODS CFS periods, and only when it moved by more than WRITE_STEP: each write refills the
-node's bandwidth for the current period, so a quota written every 50 ms gave a node up to 1.9x its
-share (benchmarks/devices.py --quota-writes), by an amount that depends on how its work lines up with
-the writes.
+fits `gain`, which, unlike a quota, carries over between moments.
 
     python -m splitbed.devices.governor --cpu-dir DIR --cgroup-version {1,2} --cpus 1 --max-cores 1
 
@@ -40,9 +36,6 @@ MIN_CORES = 0.01
 # Under a node's load, Lite0 slowed 1.55-1.58x as much as the stem canary (log-log slope over 20
 # blocks of 5 s at quotas 0.28 and 0.6, this machine): the stem alone under-reacts.
 SENSITIVITY = 1.5
-# a refill gives at most one period's quota extra: one per 50 periods is at most 2% over the share
-WRITE_PERIODS = 50
-WRITE_STEP = 0.02  # smaller moves are within the canary's own noise
 
 
 class Governor(PipedChild):
@@ -103,7 +96,7 @@ class Samples:
     """What the governor saw and did since the last report."""
 
     def __init__(self):
-        self.canary_ms, self.quotas, self.capped, self.floored, self.writes = [], [], 0, 0, 0
+        self.canary_ms, self.quotas, self.capped, self.floored = [], [], 0, 0
 
     def report(self, realtime: bool) -> dict:
         canary, quotas = self.canary_ms or [0.0], self.quotas or [0.0]
@@ -112,7 +105,7 @@ class Samples:
                   "quota_cores_mean": statistics.mean(quotas), "quota_cores_min": min(quotas),
                   "quota_cores_max": max(quotas), "capped_fraction": self.capped / max(1, len(self.quotas)),
                   "floored_fraction": self.floored / max(1, len(self.quotas)),
-                  "writes": self.writes, "realtime": realtime}
+                  "realtime": realtime}
         self.__init__()
         return result
 
@@ -158,8 +151,6 @@ def main() -> int:
             canary(x)
         print("ready", flush=True)
         turn, pending = 0, b""
-        written, written_at = None, 0.0  # the quota in force (None: write at the next sample)
-        write_every_s = WRITE_PERIODS * args.period_us / 1e6
         while True:
             readable, _, _ = select.select([sys.stdin], [], [], INTERVAL_S)
             if readable:  # raw reads: a buffered readline would hide a second queued command from select
@@ -169,7 +160,7 @@ def main() -> int:
                 *lines, pending = (pending + chunk).split(b"\n")
                 for command in (line.split() for line in lines):
                     if command[:1] == [b"gain"]:
-                        gain, written = float(command[1]), None  # a new gain applies at once
+                        gain = float(command[1])
                     elif command[:1] == [b"stats"]:
                         print(json.dumps(samples.report(realtime)), flush=True)
                 continue
@@ -185,12 +176,8 @@ def main() -> int:
                 cores = min(max(wanted, floor), args.max_cores)
                 samples.capped += wanted > args.max_cores
                 samples.floored += wanted < floor  # the kernel's smallest quota: the node runs faster
-                now = time.monotonic()
-                if written is None or (now - written_at >= write_every_s and abs(cores / written - 1) > WRITE_STEP):
-                    group.set_cpu(cores, args.period_us)
-                    written, written_at = cores, now
-                    samples.writes += 1
-                samples.quotas.append(written)
+                samples.quotas.append(cores)
+                group.set_cpu(cores, args.period_us)
 
 
 if __name__ == "__main__":
