@@ -60,6 +60,7 @@ from splitbed.testing.results_page import Page, table
 FIT_HALF = ("squeezenet1_1", "mobilenet_v2", "shufflenet_v2_x1_0", "regnet_y_400mf", "resnet18", "googlenet")
 HELD_OUT = ("mobilenet_v1", "mobilenet_v3_large", "mnasnet1_0", "efficientnet_b0", "alexnet", "resnet50", "vgg16")
 RUNS, RUN_S = 3, 3.0
+CLASS_ROUNDS = 5
 
 
 def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager,
@@ -111,20 +112,23 @@ def slowdowns(emulated: dict[str, float], host: dict[str, float]) -> dict:
 
 
 def class_times(models) -> dict[str, dict[str, float]]:
-    """Each network's one-thread ms per layer class, in this process pinned to a node's core."""
+    """Each network's one-thread ms per layer class, in this process pinned to a node's core: the
+    median of CLASS_ROUNDS rounds through every network (this host's speed moves within seconds, and
+    a network's first passes after building it run slow)."""
     import torch
 
     torch.set_num_threads(1)
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(node_cpus(1))})
     try:
-        out = {}
-        for model in models:
-            out[model] = class_ms(*build(model))
-            print(f"  by class {model:<20} " + "  ".join(f"{c} {out[model][c]:6.1f}" for c in CLASSES), flush=True)
-        return out
+        built = {model: build(model) for model in models}
+        rounds = [{model: class_ms(*built[model]) for model in models} for _ in range(CLASS_ROUNDS)]
     finally:
         os.sched_setaffinity(0, allowed)
+    out = {m: {c: statistics.median(r[m][c] for r in rounds) for c in CLASSES} for m in models}
+    for model, times in out.items():
+        print(f"  by class {model:<20} " + "  ".join(f"{c} {times[c]:6.1f}" for c in CLASSES), flush=True)
+    return out
 
 
 def predicted(profile: DeviceProfile, host: dict[str, dict[str, float]]) -> dict:

@@ -66,7 +66,7 @@ from splitbed.models.photos import load_manifest, summary  # noqa: E402
 from splitbed.testing.results_page import Page, ci, pct, table  # noqa: E402
 
 BAR_PTS = 1.0
-SPLITS, QUICK_SPLITS = ["block4", "block6", "block8", "block11", "block13", "block15"], ["block8", "block15"]
+SPLITS, QUICK_SPLITS = ["block4", "block5", "block6", "block8", "block11", "block13", "block15"], ["block8", "block15"]
 DISC_STEPS, QUICK_DISC_STEPS = (0.3, 0.5, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0), (0.5, 1.2, 2.0)
 # (deadzone, dct): the default, a wider dead zone, and no DCT (the transform choice)
 DISC_VARIANTS, QUICK_DISC_VARIANTS = ((0.65, True), (0.8, True), (0.65, False)), ((0.65, True),)
