@@ -312,17 +312,16 @@ def headline(data: dict, found: dict) -> list[list[str]]:
     devices = [d for d in data["devices"] if "held_out" in d.get("per_network", {})]
 
     def held(d: dict) -> str:
-        h = d["per_network"]["held_out"]
-        return f"{d['name']} {_pct(h['median_ratio'])} (worst {_pct(h['worst_ratio'])})"
+        return f"{d['name']} {_pct(d['per_network']['held_out']['median_ratio'])} ({_pct(d['per_network']['held_out']['worst_ratio'])})"
 
     def as_run(d: dict) -> str:
         ratios = d["as_run"]["ratios"].values()
-        return f"{d['name']} {_pct(statistics.median(ratios))} ({_pct(min(ratios))}-{_pct(max(ratios))})"
+        return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
-    return [["devices on held-out networks (emulated / ncnn's published time; calibrated per network on the fit "
-             "half's scale)", "median (worst): " + "; ".join(held(d) for d in devices)],
-            ["devices as runs use them (calibrated on Lite0), every network", "median (range): "
-             + "; ".join(as_run(d) for d in devices)]]
+    return [["devices on networks never fitted (emulated / ncnn's published time)",
+             "held-out half, node calibrated on each from the fit half's scale, median (worst): "
+             + "; ".join(held(d) for d in devices) + ". As runs use them (Lite0), every network: "
+             + "; ".join(f"{d['name']} {as_run(d)}" for d in devices)]]
 
 
 PAGES = [Page("device_models", "Devices: held-out networks", order=61, argv=["-m", "benchmarks.device_models"],
