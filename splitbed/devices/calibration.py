@@ -169,7 +169,7 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
         manager.discard(group)
     if warning is None and abs(ratio - 1) > FIT_LIMIT:
         warning = (f"{profile.name} could not be calibrated on this machine: {measured:.1f} ms against "
-                   f"{reference.ms} ms on the device after {iteration} steps")
+                   f"{reference.ms:.1f} ms on the device after {iteration} steps")
     return NodeCalibration(profile.key, reference.workload, reference.ms, threads, cpus, gain or 0.0,
                            sensed["canary_ms_median"], round(quota, 4), period, measured, ratio, iteration,
                            machine_key(), cpu_model(), warning, time.time())
@@ -182,7 +182,7 @@ def floor_warning(profile: DeviceProfile, measured_ms: float, floored_fraction: 
         return None
     return (f"{profile.name} is slower than a {period_us} us period can throttle this machine to: the node sat "
             f"at the kernel's smallest quota {100 * floored_fraction:.0f}% of the time ({measured_ms:.1f} ms vs "
-            f"{profile.target.ms} ms on the device)")
+            f"{profile.target.ms:.1f} ms on the device)")
 
 
 def limit_warning(profile: DeviceProfile, threads: int, measured_ms: float, quota_cores: float,
@@ -197,12 +197,12 @@ def limit_warning(profile: DeviceProfile, threads: int, measured_ms: float, quot
         if capped_fraction <= CAPPED_LIMIT and quota_cores * HEADROOM <= threads:
             return None
         return (f"{profile.name} is at the limit of what this machine can emulate: it needs {quota_cores:.2f} of "
-                f"{threads} full cores on average ({measured_ms:.1f} ms vs {reference.ms} ms on the device), which "
+                f"{threads} full cores on average ({measured_ms:.1f} ms vs {reference.ms:.1f} ms on the device), which "
                 f"leaves its governor less than {HEADROOM}x to make up this host's slow moments (at the cap "
                 f"{100 * capped_fraction:.0f}% of the time)")
     if measured_ms / reference.ms > 1 + TOLERANCE and (capped_fraction > 0.5 or at_full_cores):
         return (f"{profile.name} is faster than this machine can emulate: "
-                f"{measured_ms:.1f} ms at {threads} full cores vs {reference.ms} ms on the device")
+                f"{measured_ms:.1f} ms at {threads} full cores vs {reference.ms:.1f} ms on the device")
     return None
 
 
