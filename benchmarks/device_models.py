@@ -60,7 +60,6 @@ from splitbed.testing.results_page import Page, table
 FIT_HALF = ("squeezenet1_1", "mobilenet_v2", "shufflenet_v2_x1_0", "regnet_y_400mf", "resnet18", "googlenet")
 HELD_OUT = ("mobilenet_v1", "mobilenet_v3_large", "mnasnet1_0", "efficientnet_b0", "alexnet", "resnet50", "vgg16")
 RUNS, RUN_S = 3, 3.0
-CLASS_ROUNDS = 5
 
 
 def timed(profile: DeviceProfile, cal: NodeCalibration, manager: CgroupManager,
@@ -112,23 +111,21 @@ def slowdowns(emulated: dict[str, float], host: dict[str, float]) -> dict:
 
 
 def class_times(models) -> dict[str, dict[str, float]]:
-    """Each network's one-thread ms per layer class, in this process pinned to a node's core: the
-    median of CLASS_ROUNDS rounds through every network (this host's speed moves within seconds, and
-    a network's first passes after building it run slow)."""
+    """Each network's one-thread ms per layer class, in this process pinned to a node's core."""
     import torch
 
+    threads, allowed = torch.get_num_threads(), os.sched_getaffinity(0)
     torch.set_num_threads(1)
-    allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {int(node_cpus(1))})
     try:
-        built = {model: build(model) for model in models}
-        rounds = [{model: class_ms(*built[model]) for model in models} for _ in range(CLASS_ROUNDS)]
+        out = {}
+        for model in models:
+            out[model] = class_ms(*build(model))
+            print(f"  by class {model:<20} " + "  ".join(f"{c} {out[model][c]:6.1f}" for c in CLASSES), flush=True)
+        return out
     finally:
         os.sched_setaffinity(0, allowed)
-    out = {m: {c: statistics.median(r[m][c] for r in rounds) for c in CLASSES} for m in models}
-    for model, times in out.items():
-        print(f"  by class {model:<20} " + "  ".join(f"{c} {times[c]:6.1f}" for c in CLASSES), flush=True)
-    return out
+        torch.set_num_threads(threads)
 
 
 def predicted(profile: DeviceProfile, host: dict[str, dict[str, float]]) -> dict:
@@ -196,7 +193,10 @@ def device_row(profile: DeviceProfile, manager: CgroupManager, cache: Calibratio
                           "governor": fixed_governor, "slowdown": slowdowns(fixed, fixed_free),
                           "ratios": fixed_ratios, "all": spread(fixed_ratios, tuple(published))}
     print(f"{profile.key}: each held-out network calibrated on itself", flush=True)
-    row["per_network"] = per_network(profile, manager, host, prediction["uniform"]["scale"])
+    try:
+        row["per_network"] = per_network(profile, manager, host, prediction["uniform"]["scale"])
+    except RuntimeError as err:  # a worker that did not start: the arms measured so far are kept
+        row["per_network"] = {"skipped": f"{type(err).__name__}: {err}", "models": {}}
     return row
 
 
@@ -212,8 +212,8 @@ def main() -> int:
     profiles = selected([p for p in load_profiles().values() if p.constrained and p.published], args.devices,
                         "a profile with a published table")
     manager = CgroupManager(f"splitbed-models-{os.getpid()}")
-    # the runs' calibration is read from (and refined into) this machine's cache; the fit half's is
-    # written nowhere: it is this benchmark's question, not a device's setting
+    # the runs' calibration is read from (and refined into) this machine's cache; the per-network ones
+    # are written nowhere: they are this benchmark's question, not a device's setting
     cache, rows = CalibrationCache(), []
     try:
         host = class_times(dict.fromkeys(m for p in profiles for m in p.published.ms))
@@ -269,6 +269,8 @@ def section(data: dict, found: dict) -> list[str]:
                      _half(d["per_network"]["held_out"]) if "held_out" in d["per_network"] else "-",
                      _half(d["predicted"]["uniform"]["held_out"]), _half(d["predicted"]["by_class"]["held_out"]),
                      f"{d['as_run']['threads']} ({d['published_threads']})"] for d in devices])
+    lines += [f"- {d['name']}, per network: skipped, {d['per_network']['skipped']}"
+              for d in devices if "skipped" in d["per_network"]]
     lines += [f"- {d['name']}, per network: {m} skipped, {e['skipped']}"
               for d in devices for m, e in d["per_network"]["models"].items() if "skipped" in e]
     lines += slowdown_lines([d for d in devices if "slowdown" in d.get("fixed_quota", {})], data)
@@ -312,15 +314,18 @@ def headline(data: dict, found: dict) -> list[list[str]]:
     devices = [d for d in data["devices"] if "held_out" in d.get("per_network", {})]
 
     def held(d: dict) -> str:
-        return f"{d['name']} {_pct(d['per_network']['held_out']['median_ratio'])} ({_pct(d['per_network']['held_out']['worst_ratio'])})"
+        held_out, each = d["per_network"]["held_out"], d["per_network"]["models"]
+        skipped = sum("skipped" in e for e in each.values())
+        return (f"{d['name']} {_pct(held_out['median_ratio'])} ({_pct(held_out['worst_ratio'])}"
+                + (f"; {len(each) - skipped} of {len(each)}" if skipped else "") + ")")
 
     def as_run(d: dict) -> str:
         ratios = d["as_run"]["ratios"].values()
-        return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        return f"{_pct(statistics.median(ratios))} ({min(ratios):.2f}-{_pct(max(ratios))})"
 
     return [["devices on networks never fitted (emulated / ncnn's published time)",
-             "held-out half, node calibrated on each from the fit half's scale, median (worst): "
-             + "; ".join(held(d) for d in devices) + ". As runs use them (Lite0), every network: "
+             "held out, node calibrated on each from the fit half's scale, median (worst): "
+             + "; ".join(held(d) for d in devices) + ". As runs use them (Lite0), all: "
              + "; ".join(f"{d['name']} {as_run(d)}" for d in devices)]]
 
 

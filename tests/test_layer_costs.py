@@ -1,6 +1,8 @@
 """Layer classes and per-class device costs (splitbed/devices/layer_costs.py)."""
 
 import math
+import statistics
+import time
 
 import pytest
 import torch
@@ -29,6 +31,33 @@ def test_class_times_split_the_forward_time_where_the_work_is():
     assert dense_only["dense"] > 0.8 * sum(dense_only.values())  # the hooks' own time is not a class
 
 
+class ConvThenSort(nn.Module):
+    """A layer, then work in forward code outside any layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        for _ in range(20):
+            y = torch.sort(y.flatten(), stable=True).values.view_as(y)
+        return y
+
+
+def test_work_outside_any_layer_counts_as_other_and_the_classes_add_up_to_the_plain_time():
+    net, x = ConvThenSort().eval(), torch.zeros(1, 3, 64, 64)
+    times = class_ms(net, x)
+    assert times["other"] > 3 * times["gemm"]
+    with torch.no_grad():
+        plain = []
+        for _ in range(7):
+            begun = time.perf_counter()
+            net(x)
+            plain.append(1000 * (time.perf_counter() - begun))
+    assert 0.5 < sum(times.values()) / statistics.median(plain) < 2
+
+
 def synthetic_host(n: int = 8) -> dict[str, dict[str, float]]:
     """Networks with different mixes of the classes (deterministic)."""
     return {f"net{i}": {c: 1.0 + ((i * 7 + j * 3) % 5) * (1 + j) for j, c in enumerate(CLASSES)} for i in range(n)}
@@ -41,6 +70,24 @@ def test_fitted_costs_predict_networks_left_out_of_the_fit():
     for n in list(host)[6:]:
         assert predict_ms(fit["costs"], host[n]) == pytest.approx(device[n], rel=0.05)
     assert fit["costs"]["depthwise"] > 2 * fit["costs"]["dense"]  # the mix is read, not one scale
+
+
+def test_networks_outside_the_fit_do_not_move_it():
+    host, truth = synthetic_host(), {"dense": 2.0, "gemm": 3.0, "depthwise": 8.0, "other": 1.5}
+    device = {n: predict_ms(truth, host[n]) for n in list(host)[:6]}
+    changed = {**host, **{n: {c: 100.0 for c in CLASSES} for n in list(host)[6:]}}
+    assert fit_costs(changed, device) == fit_costs(host, device)
+
+
+def test_noise_around_one_scale_is_fitted_as_one_scale():
+    """Left out in turn, per-class costs fitted to noise predict worse than one scale: the ridge is strong."""
+    host = synthetic_host(10)
+    noise = [1.15, 0.87, 1.1, 0.9, 1.2, 0.85, 1.05, 0.95, 1.12, 0.88]
+    device = {n: 4.0 * sum(t.values()) * e for (n, t), e in zip(host.items(), noise, strict=True)}
+    fit = fit_costs(host, device)
+    assert fit["ridge"] >= 10
+    costs = list(fit["costs"].values())
+    assert max(costs) / min(costs) < 1.2
 
 
 def test_a_device_that_slows_every_class_alike_gets_one_scale():
