@@ -552,7 +552,7 @@ def test_the_codec_table_carried_split_to_split_matches_each_option_measured_on_
         profile_views,
     )
     from splitbed.codecs import CalibrationStore, get_codec
-    from splitbed.codecs.criteria import ViewLosses
+    from splitbed.codecs.criteria import ViewLosses, fit_temperature, softmax
     from splitbed.codecs.evaluation import measure
     from splitbed.models import get_model
 
@@ -568,13 +568,14 @@ def test_the_codec_table_carried_split_to_split_matches_each_option_measured_on_
     inputs, labels = profile_views(model)
     checked = []
     with torch.no_grad():
-        reference = model.full()(inputs).softmax(1).numpy()
+        logits = model.full()(inputs).numpy().astype("float64")
+        reference, calibrated = softmax(logits), softmax(logits, fit_temperature(logits, labels))
         for option in (o for o in options if o.codec == "disc"):
             acts = model.head(option.split)(inputs).numpy()
             codec = get_codec("disc", **option.params, calibration=store.get(model.name, option.split))
             rebuilt, row = measure(codec, acts, store, timing_items=1)
             top1 = model.tail(option.split)(torch.from_numpy(rebuilt)).argmax(1).numpy()
-            drops = criterion_drops(ViewLosses.of(reference, top1, labels))
+            drops = criterion_drops(ViewLosses.of(reference, top1, labels, calibrated))
             entry = table[option.key]
             checked.append(option.key)
             assert abs(entry["bytes_mean"] - row["wire_bytes"]) <= 0.001 * row["wire_bytes"], option.key

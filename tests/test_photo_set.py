@@ -204,3 +204,17 @@ def test_the_calibrated_expected_drop_counts_a_flip_of_an_unsure_but_right_refer
     assert np.allclose(losses["expected"], 0.1) and np.allclose(losses["accuracy"], 1.0)
     assert np.allclose(losses["calibrated"], (0.5**4 - 0.4**4) / (0.5**4 + 0.4**4 + 0.1**4), atol=1e-9)
     assert "calibrated" not in ViewLosses.of(softmax(logits), coded, labels).losses
+
+
+def test_the_profile_calibrates_its_reference_where_items_are_labelled_and_not_where_none_is():
+    from splitbed.aglop.profile import reference_probabilities
+    from splitbed.codecs.criteria import softmax
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 1.5, (2000, 10))
+    labels = [(int(rng.choice(10, p=p)),) for p in softmax(logits, 0.5)]
+    plain, calibrated, t = reference_probabilities(logits, labels)
+    assert t == pytest.approx(0.5, rel=0.1) and np.allclose(plain, softmax(logits))
+    assert np.allclose(calibrated, softmax(logits, t))
+    plain, calibrated, t = reference_probabilities(logits, [()] * len(logits))  # no label: T = 1
+    assert t == 1.0 and np.allclose(calibrated, plain)

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from splitbed.codecs import CalibrationStore, get_codec, wire
-from splitbed.codecs.criteria import ViewLosses
+from splitbed.codecs.criteria import ViewLosses, fit_temperature, softmax
 from splitbed.codecs.disc_calibration import CALIBRATION_VERSION
 from splitbed.codecs.evaluation import measure
 from splitbed.devices.calibration import CACHE_FORMAT as DEVICE_CALIBRATION_FORMAT
@@ -36,10 +36,11 @@ from splitbed.host.cache import cache_root
 from splitbed.models.datasets import calibration_samples, evaluation_samples, photo_views
 from splitbed.models.partition import EDGE_ONLY, SERVER_ONLY, SplitModel, batched
 
-TABLE_VERSION = 2
+TABLE_VERSION = 3  # 3: the calibrated criterion and the temperature it used
 # The criteria a plan may budget, and the default: the expected accuracy drop resolves one point on the
-# photo set, where the labelled drop (about 100 labelled photos per half) cannot (docs/codecs.md)
-PLAN_CRITERIA = ("expected", "accuracy", "agreement")
+# photo set, where the labelled drop (about 100 labelled photos per half) cannot (docs/codecs.md); the
+# calibrated one is the expected drop at the temperature the table's labelled views fit
+PLAN_CRITERIA = ("expected", "accuracy", "agreement", "calibrated")
 DEFAULT_CRITERION = "expected"
 DISC_STEPS = (0.15, 0.2, 0.3, 0.4)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
 JPEG_QUALITIES = (75, 85, 95)  # server-only: the input image as a JPEG
@@ -123,6 +124,16 @@ def profile_views(model: SplitModel) -> tuple[torch.Tensor, list[tuple[int, ...]
     return torch.stack([s.tensor for s in samples]), [() if s.label is None else (s.label,) for s in samples]
 
 
+def reference_probabilities(logits: np.ndarray, labels: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The reference's probabilities, as they are and recalibrated by the temperature its labelled views
+    fit (1 where none is labelled: the calibrated criterion is then the expected one)."""
+    try:
+        temperature = fit_temperature(logits, labels)
+    except ValueError:
+        temperature = 1.0
+    return softmax(logits), softmax(logits, temperature), temperature
+
+
 def criterion_drops(losses: ViewLosses) -> dict[str, float]:
     """criterion -> mean loss in points (the accuracy criterion over labelled views only)."""
     return {c: float(100 * np.nanmean(losses.losses[c])) if not np.isnan(losses.losses[c]).all() else 0.0
@@ -162,14 +173,15 @@ def codec_table(model: SplitModel, options: list[Option], store: CalibrationStor
                 sizes[option.key] = (row["wire_bytes"], row["wire_bytes_p90"])
                 predictions[option.key] = batched(fast.tail(split), torch.from_numpy(rebuilt)).argmax(1).numpy()
     bar.close()
-    reference = batched(fast.segment(at, EDGE_ONLY), acts).softmax(1).numpy()
+    logits = batched(fast.segment(at, EDGE_ONLY), acts).numpy().astype(np.float64)
+    reference, calibrated, temperature = reference_probabilities(logits, labels)
     table = {}
     for option in options:
         drops = ({c: 0.0 for c in PLAN_CRITERIA} if option.key not in predictions
-                 else criterion_drops(ViewLosses.of(reference, predictions[option.key], labels)))
+                 else criterion_drops(ViewLosses.of(reference, predictions[option.key], labels, calibrated)))
         table[option.key] = {"bytes_mean": sizes[option.key][0], "bytes_p90": sizes[option.key][1], "drops": drops,
                              "n_items": n_items}
-    write_json(path, {"model": model.name, "version": TABLE_VERSION, "options": table})
+    write_json(path, {"model": model.name, "version": TABLE_VERSION, "temperature": temperature, "options": table})
     return table
 
 
