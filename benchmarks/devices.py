@@ -217,8 +217,7 @@ def main() -> int:
     args = parser.parse_args()
     check_output_path(args.json, "--json")
     if not 1 <= args.write_every <= 60_000:  # also NaN
-        print(f"error: --write-every {args.write_every}: expected 1-60000 ms", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.write_every} ms is out of range", where="--write-every", fix="give 1-60000 ms")
     if args.container:
         check_image_name(args.container, "--container")
     if args.host_noise or args.process_spread:
