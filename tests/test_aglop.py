@@ -250,9 +250,11 @@ def test_oracle_and_neurosurgeon_plans():
 
 def test_a_plan_budgets_the_criterion_it_names():
     disc = Option("block5", "disc", {"step": 1.0}, bytes_mean=900, head_ms=30, encode_ms=2, tail_ms=8,
-                  drops={"expected": 0.4, "accuracy": 2.0, "agreement": 6.0})
+                  drops={"calibrated": 0.6, "expected": 0.4, "accuracy": 2.0, "agreement": 6.0})
     profile = {"options": [vars(o) for o in (Option("edge-only", "", head_ms=100), disc)]}
-    assert make_policy({"type": "aglop"}, profile).planner.allowed[-1].codec == "disc"  # default: expected
+    assert make_policy({"type": "aglop"}, profile).planner.allowed[-1].codec == "disc"  # default: calibrated
+    assert make_policy({"type": "aglop", "budget_pts": 0.5}, profile).planner.allowed[-1].codec == ""
+    assert make_policy({"type": "aglop", "budget_pts": 0.5, "criterion": "expected"}, profile).planner.allowed[-1].codec == "disc"
     for criterion in ("accuracy", "agreement"):
         allowed = make_policy({"type": "aglop", "criterion": criterion}, profile).planner.allowed
         assert [o.split for o in allowed] == ["edge-only"]

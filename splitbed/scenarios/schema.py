@@ -16,7 +16,7 @@ import yaml
 
 from splitbed.aglop.energy import OBJECTIVES
 from splitbed.aglop.online import POLICIES
-from splitbed.aglop.profile import PLAN_CRITERIA
+from splitbed.aglop.profile import DEFAULT_CRITERION, PLAN_CRITERIA
 from splitbed.devices.catalog import load_profiles
 from splitbed.errors import UserError
 from splitbed.host.containers import check_image_name
@@ -331,7 +331,7 @@ def check_values(data: dict, root: yaml.Node, path: Path) -> None:
         where = f"{field}.type" if field == "plan" else "baselines"
         kind = plan.get("type", "fixed")
         POLICIES.lookup(kind, where=f"{path}:{line_of(root, where)} ({where})")
-        if plan.get("criterion", PLAN_CRITERIA[0]) not in PLAN_CRITERIA:
+        if plan.get("criterion", DEFAULT_CRITERION) not in PLAN_CRITERIA:
             fail(f"{field}.criterion" if field == "plan" else "baselines",
                  f"unknown accuracy criterion {plan['criterion']!r}", f"one of: {', '.join(PLAN_CRITERIA)}")
         if kind == "fixed":
