@@ -52,7 +52,7 @@ from splitbed.devices.calibration import (
 from splitbed.devices.catalog import DeviceProfile, Reference, load_profiles
 from splitbed.devices.cgroups import CgroupManager
 from splitbed.devices.governor import node_cpus
-from splitbed.devices.layer_costs import CLASSES, class_ms, fit_costs, predict_ms
+from splitbed.devices.layer_costs import CLASSES, ONE_SCALE, class_ms, fit_costs, hindsight_worst, predict_ms
 from splitbed.devices.workload import build
 from splitbed.errors import check_output_path, run_reporting_user_errors
 from splitbed.testing.results_page import Page, table
@@ -269,6 +269,7 @@ def section(data: dict, found: dict) -> list[str]:
                      _half(d["per_network"]["held_out"]) if "held_out" in d["per_network"] else "-",
                      _half(d["predicted"]["uniform"]["held_out"]), _half(d["predicted"]["by_class"]["held_out"]),
                      f"{d['as_run']['threads']} ({d['published_threads']})"] for d in devices])
+    lines += floor_lines(devices, data)
     lines += [f"- {d['name']}, per network: skipped, {d['per_network']['skipped']}"
               for d in devices if "skipped" in d["per_network"]]
     lines += [f"- {d['name']}, per network: {m} skipped, {e['skipped']}"
@@ -278,6 +279,22 @@ def section(data: dict, found: dict) -> list[str]:
               + (f"; as run: {_half(d['as_run']['all'])}" if "as_run" in d else "")
               for d in data["devices"] if "skipped" in d]
     return lines
+
+
+def floor_lines(devices: list[dict], data: dict) -> list[str]:
+    """How close any prediction from this machine's one-thread times can come on the held-out networks,
+    its costs chosen knowing their published times (layer_costs.hindsight_worst): a floor under the
+    per-network arm's worst miss that no fit, and no emulator that slows a network uniformly, goes below."""
+    rows = []
+    for d in devices:
+        host, published = d["predicted"]["host_class_ms"], d["published_ms"]
+        held = {m: published[m] for m in data["held_out"] if m in published}
+        rows.append([d["name"], _pct(hindsight_worst(host, held, ONE_SCALE)), _pct(hindsight_worst(host, held)),
+                     _pct(hindsight_worst(host, published))])
+    return ["The best any prediction from this machine's one-thread times can do: the smallest worst miss (either "
+            "way) over the held-out networks, one scale or a cost per layer class chosen knowing their published "
+            "times (computed from the summary's published and one-thread times when this page is written).", "",
+            *table(["device", "one scale: held out", "by class: held out", "by class: every network"], rows)]
 
 
 def slowdown_lines(devices: list[dict], data: dict) -> list[str]:
