@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.aglop_grid import median_of, point_label, study_command
-from splitbed.analysis.judgement import judge_energy_point
+from splitbed.aglop.profile import DEFAULT_CRITERION
+from splitbed.analysis.judgement import fixed_over_budget, judge_energy_point
 from splitbed.app.breakdown import read_rows
 from splitbed.errors import UserError, run_reporting_user_errors
 from splitbed.testing.results_page import Page, pct, table
@@ -40,9 +41,13 @@ def judge_study(folder: Path) -> dict:
             continue
         manifest = json.loads((run_dir / "manifest.json").read_text())
         types = {p["name"]: p.get("type", "fixed") for p in manifest["plans"]}
+        plans = {p["name"]: p for p in manifest["plans"]}
+        planner = plans[PLANNER]
+        over = fixed_over_budget(plans, json.loads((run_dir / "aglop-profile.json").read_text()),
+                                 planner.get("criterion", DEFAULT_CRITERION), planner.get("budget_pts", 1.0))
         try:
             points.append({**label, **judge_energy_point(read_rows(run_dir / "requests.csv"), types, PLANNER,
-                                                         LATENCY_PLANNER)})
+                                                         LATENCY_PLANNER), "fixed_over_budget": over})
         except ValueError as err:  # a run whose energy cannot be judged is reported, not skipped
             points.append({**label, "status": f"not judged: {err}"})
     judged = [p for p in points if "methods" in p]
@@ -55,6 +60,8 @@ def judge_study(folder: Path) -> dict:
         "median_over_best_fixed_pct": statistics.median(p["over_best_fixed_pct"] for p in judged),
         "points_lowest_energy": sum(p["over_best_fixed_pct"] <= 0 and p["over_latency_planner_pct"] <= 0 for p in judged),
         "energy_model_error_pct": median_of([p["energy_model_error_pct"] for p in judged]),
+        # a fixed plan over the planners' accuracy budget would win on accuracy they may not spend
+        "fixed_over_budget": ", ".join(sorted({m for p in judged for m in p["fixed_over_budget"]})) or "none",
     }
     return {"summary": summary, "points": points}
 
@@ -92,7 +99,8 @@ def energy_section(data: dict, found: dict) -> list[str]:
             f"included, against the request's measured energy). AGLOP-energy's most-run option differs from "
             f"AGLOP-latency's at {s['points_choices_differ']} of {s['judged_points']} points; it spends the least of "
             f"the two and the fixed ends at {s['points_lowest_energy']}; median over AGLOP-latency "
-            f"{s['median_over_latency_planner_pct']:+.1f}%, over the best fixed plan {s['median_over_best_fixed_pct']:+.1f}%.",
+            f"{s['median_over_latency_planner_pct']:+.1f}%, over the best fixed plan {s['median_over_best_fixed_pct']:+.1f}%."
+            + (f" Fixed plans over the planners' accuracy budget: {s['fixed_over_budget']}." if "fixed_over_budget" in s else ""),
             "", *table(["trace", "device", "radio", "rounds", *methods, "over AGLOP-latency (95% CI)",
                         "over best fixed (95% CI)", "model"], rows),
             "Where the two AGLOPs' most-run options differ, mean per request:", "",

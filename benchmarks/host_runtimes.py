@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does the devices' own runtime, run on this machine, predict their published times better than PyTorch?
 
-    sudo .venv/bin/python -m benchmarks.host_runtimes [--json PATH]    # needs: .venv/bin/pip install -e '.[runtimes]'
+    .venv/bin/python -m benchmarks.host_runtimes [--json PATH]    # needs: .venv/bin/pip install -e '.[runtimes]'
 
 A node's device time for a network is predicted from that network's time on this machine (one scale per
 device, fitted on the fit half: benchmarks/device_models.py). The published tables come from ncnn on ARM;
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.device_models import FIT_HALF, HELD_OUT, spread
+from benchmarks.device_models import FIT_HALF, HELD_OUT, fit_half_scale, spread
 from splitbed.devices.calibration import cpu_model
 from splitbed.devices.catalog import load_profiles
 from splitbed.devices.governor import node_cpus
@@ -90,35 +89,42 @@ def ncnn_forward(model, x, folder: Path):
     return functools.partial(run, image)
 
 
-def host_times(models: list[str]) -> dict[str, dict[str, float]]:
-    """Each network's one-thread ms in each runtime, on the core a one-thread node runs on."""
+def host_times(models: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """Each network's one-thread ms in each runtime, on the core a one-thread node runs on, the runtimes
+    taking turns (and the first turn alternating); and the networks that could not be converted, why."""
     import torch
 
     torch.set_num_threads(1)
     os.sched_setaffinity(0, {int(node_cpus(1))})
-    times = {r: {} for r in RUNTIMES}
+    times, skipped = {r: {} for r in RUNTIMES}, {}
     for model_name in models:
         model, x = build(model_name)
         if hasattr(model, "set_swish"):  # EfficientNet-B0: the plain swish traces (the same arithmetic)
             model.set_swish(memory_efficient=False)
         with tempfile.TemporaryDirectory(prefix="splitbed-ncnn-") as folder, torch.no_grad():
-            calls = {"pytorch": functools.partial(model, x), "ncnn": ncnn_forward(model, x, Path(folder))}
+            try:
+                calls = {"pytorch": functools.partial(model, x), "ncnn": ncnn_forward(model, x, Path(folder))}
+            except RuntimeError as err:  # this network is lost, not the others
+                skipped[model_name] = str(err)
+                print(f"  {model_name:<20} skipped: {err}", flush=True)
+                continue
             rounds = {r: [] for r in RUNTIMES}
-            for _ in range(ROUNDS):
-                for runtime in RUNTIMES:
+            for turn in range(ROUNDS):
+                for runtime in RUNTIMES[::-1] if turn % 2 else RUNTIMES:
                     rounds[runtime].append(median_ms(calls[runtime]))
         for runtime in RUNTIMES:
             times[runtime][model_name] = statistics.mean(rounds[runtime])
         print(f"  {model_name:<20} pytorch {times['pytorch'][model_name]:7.2f} ms   ncnn {times['ncnn'][model_name]:7.2f} ms",
               flush=True)
-    return times
+    return times, skipped
 
 
 def device_entry(profile, times: dict[str, dict[str, float]]) -> dict:
-    published, entry = profile.published.ms, {"name": profile.key, "published_ms": profile.published.ms}
+    published = {m: t for m, t in profile.published.ms.items() if m in times["pytorch"]}  # converted ones
+    entry = {"name": profile.key, "published_ms": published}
     for runtime in RUNTIMES:
         host = {m: {"all": times[runtime][m]} for m in published}
-        scale = math.exp(statistics.mean(math.log(published[m] / times[runtime][m]) for m in published if m in FIT_HALF))
+        scale = fit_half_scale(published, times[runtime])
         ratios = {m: scale * times[runtime][m] / published[m] for m in published}
         entry[runtime] = {"scale": scale, "ratios": ratios, "held_out": spread(ratios, HELD_OUT),
                           "floor_held_out": hindsight_worst(host, {m: published[m] for m in published if m in HELD_OUT},
@@ -140,11 +146,12 @@ def main() -> int:
         raise UserError(f"this benchmark needs ncnn and pnnx ({err})", where="benchmarks.host_runtimes",
                         fix=f"install them: {INSTALL}") from None
     profiles = [p for p in load_profiles().values() if p.constrained and p.published]
-    times = host_times(list(dict.fromkeys(m for p in profiles for m in p.published.ms)))
+    times, skipped = host_times(list(dict.fromkeys(m for p in profiles for m in p.published.ms)))
     data = {"cpu_model": cpu_model(), "rounds": ROUNDS, "run_s": RUN_S, "fit_half": FIT_HALF, "held_out": HELD_OUT,
-            "host_ms": times, "devices": [device_entry(p, times) for p in profiles]}
+            "host_ms": times, "skipped": skipped, "devices": [device_entry(p, times) for p in profiles]}
     if args.json:
         Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+    print("\n".join(section(data, {})))
     return 0
 
 
@@ -168,7 +175,7 @@ def section(data: dict, found: dict) -> list[str]:
                          f"{entry['floor_held_out']:.2f}x", f"{entry['floor_fit_half']:.2f}x"])
     lines += table(["device", "runtime here", "held out: median", "held out: worst", "best one scale: held out",
                     "best one scale: fit half"], rows)
-    return lines
+    return lines + [f"- {m}: not converted, {why}" for m, why in data.get("skipped", {}).items()]
 
 
 PAGES = [Page("host_runtimes", "Devices: predicting from ncnn or PyTorch on this machine", order=62,

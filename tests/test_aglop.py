@@ -322,7 +322,7 @@ def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses
         assert sum(r["split"] != "edge-only" for r in early) >= 0.8 * len(early), method
         assert sum(r["split"] == "edge-only" for r in late) >= 0.8 * len(late), method
         assert all(r["predicted_ms"] and r["estimate_mbps"] for r in mine)
-        # the budget (1 point of expected drop on the profile's photos) holds for every option run ...
+        # the budget (1 point of calibrated drop, the default, on the profile's photos) holds for every option run ...
         assert all(drops[(r["split"], r["codec"], r["codec_params"])] < 1.0 for r in mine), method
         # ... and on this run's 20 images top-1 agreement stays near it (a JPEG of the input agrees a few
         # points less here than on the profile's photos)
@@ -332,6 +332,8 @@ def test_aglop_offloads_on_a_fast_link_and_stays_on_the_device_when_it_collapses
     assert all(float(r["estimate_mbps"]) < 1 for r in aglop if float(r["start_s"]) > 9)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [p["plan"] for p in manifest["edge_plans"]] == ["aglop", "oracle"]
+    # the manifest says what the planners budgeted, the defaults written out
+    assert [(p["criterion"], p["budget_pts"]) for p in manifest["plans"]] == [("calibrated", 1.0)] * 2
     # the scenario's congestion control (default cubic), whatever this machine's sysctl says
     assert {p["tcp_congestion_control"] for p in manifest["edge_plans"]} == {"cubic"}
     assert (run_dir / "aglop-profile.json").exists()

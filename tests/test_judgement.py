@@ -8,6 +8,7 @@ import pytest
 from splitbed.analysis.judgement import (
     block_resamples,
     estimate_ratio,
+    fixed_over_budget,
     hindsight_coverage,
     jitter_floor_errors,
     judge_energy_point,
@@ -197,3 +198,21 @@ def test_the_point_lists_what_the_planner_ran_beside_each_fixed_plans_mean():
     assert list(ran) == ['server-only jpeg {"step": 0.4}', "edge-only"]  # most run first
     assert ran["edge-only"] == {"n": 2, "mean_e2e_ms": 60.0}
     assert point["fixed_option_means"] == {"edge-only": 50.0, 'server-only jpeg {"step": 0.4}': 90.0}
+
+
+def test_a_fixed_plan_over_the_planners_budget_is_named():
+    """Under the budget's criterion: JPEG q85 (1.4 points) is over 1 point, q95 and edge-only are not;
+    a plan whose option the profile lacks counts as over (nothing says it is within)."""
+    profile = {"options": [
+        {"split": "edge-only", "codec": "", "params": {}, "drops": {"calibrated": 0.0, "expected": 0.0}},
+        {"split": "server-only", "codec": "jpeg", "params": {"quality": 85, "rgb": True},
+         "drops": {"calibrated": 1.4, "expected": 0.9}},
+        {"split": "server-only", "codec": "jpeg", "params": {"rgb": True, "quality": 95},
+         "drops": {"calibrated": 0.5, "expected": 0.3}}]}
+    plans = {"aglop": {"type": "aglop"}, "edge-only": {"type": "fixed", "split": "edge-only"},
+             "q85": {"type": "fixed", "split": "server-only", "codec": "jpeg", "params": {"rgb": True, "quality": 85}},
+             "q95": {"type": "fixed", "split": "server-only", "codec": "jpeg", "params": {"quality": 95, "rgb": True}},
+             "unknown": {"type": "fixed", "split": "block3", "codec": "disc", "params": {"step": 9}}}
+    assert fixed_over_budget(plans, profile, "calibrated", 1.0) == ["q85", "unknown"]
+    assert fixed_over_budget(plans, profile, "expected", 1.0) == ["unknown"]
+    assert fixed_over_budget(plans, profile, "calibrated", 0.5) == ["q85", "q95", "unknown"]

@@ -123,3 +123,6 @@ def test_the_hindsight_floor_is_the_best_any_costs_can_do():
     fitted = fit_costs(host, noisy)["costs"]
     worst = max(max(r, 1 / r) for r in (predict_ms(fitted, host[n]) / noisy[n] for n in host))
     assert worst >= hindsight_worst(host, noisy) - 1e-4
+    for bad in ({}, {**noisy, "a": float("nan")}, {**noisy, "a": 0.0}):
+        with pytest.raises(ValueError):
+            hindsight_worst(host, bad)

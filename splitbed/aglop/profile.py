@@ -2,7 +2,8 @@
 
 Two tables, both cached under ~/.cache/splitbed/aglop/ and rebuilt on request:
 - the codec table, the same on every machine: wire bytes (mean and p90) and the loss under each
-  criterion of codecs/criteria.py (expected accuracy drop, labelled accuracy drop, top-1 agreement) on
+  criterion of codecs/criteria.py (calibrated and plain expected accuracy drop, labelled accuracy drop,
+  top-1 agreement) on
   the tuning half of the photo evaluation set for ImageNet models (models/photos.py; the reporting half
   is left for benchmarks), the first test images for Fashion-MNIST; never the DISC calibration images.
   A plan picks its criterion (`criterion:`, default DEFAULT_CRITERION);

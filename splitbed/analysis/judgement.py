@@ -296,9 +296,23 @@ def estimate_ratio(rows: list[dict], method: str) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
+def profiled_drops(profile: dict, criterion: str) -> dict[tuple[str, str, str], float]:
+    """(split, codec, params as the CSV writes them) -> the profile's loss under `criterion`, points."""
+    return {(o["split"], o["codec"], json.dumps(o["params"], sort_keys=True)): o["drops"][criterion]
+            for o in profile["options"]}
+
+
 def chosen_drops(rows: list[dict], method: str, profile: dict, criterion: str) -> list[float]:
     """The profile's loss (under `criterion`) of every option the method ran, request by request."""
-    drops = {(o["split"], o["codec"], json.dumps(o["params"], sort_keys=True)): o["drops"][criterion]
-             for o in profile["options"]}
+    drops = profiled_drops(profile, criterion)
     return [drops.get((r["split"], r["codec"], r["codec_params"]), float("nan"))
             for r in rows if r["method"] == method and r["status"] == "ok"]
+
+
+def fixed_over_budget(plans: dict[str, dict], profile: dict, criterion: str, budget_pts: float) -> list[str]:
+    """The fixed plans whose profiled loss is at or over the planner's budget (an option missing from the
+    profile counts as over): in a hindsight set, such a plan is one the planner was not allowed to run."""
+    drops = profiled_drops(profile, criterion)
+    return [name for name, p in plans.items() if p.get("type", "fixed") == "fixed"
+            and drops.get((p["split"], p.get("codec", ""), json.dumps(p.get("params", {}), sort_keys=True)),
+                          math.inf) >= budget_pts]

@@ -125,8 +125,11 @@ def hindsight_worst(times: dict[str, dict[str, float]], device_ms: dict[str, flo
     from scipy.optimize import linprog
 
     nets = sorted(device_ms)
-    a = np.array([[sum(times[n][c] for c in group) for group in groups] for n in nets])
-    y = np.array([device_ms[n] for n in nets])
+    a = np.array([[sum(times[n][c] for c in group) for group in groups] for n in nets], dtype=float)
+    y = np.array([device_ms[n] for n in nets], dtype=float)
+    if not nets or not (np.all(np.isfinite(a)) and np.all(a >= 0) and np.all(a.sum(axis=1) > 0)
+                        and np.all(np.isfinite(y)) and np.all(y > 0)):
+        raise ValueError("hindsight_worst needs networks with finite, positive times")
     ratio = y / a.sum(axis=1)
     low, high = 0.0, 0.5 * math.log(ratio.max() / ratio.min())
     while high - low > 1e-5:

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from splitbed import __version__
-from splitbed.aglop.profile import build_profile
+from splitbed.aglop.profile import DEFAULT_CRITERION, build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
 from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
@@ -70,14 +70,23 @@ def link_spec(link: dict, trace: Trace | None) -> LinkSpec:
                     link.get("queue_packets", 100), outages=bool(trace is not None and trace.outages()))
 
 
+def with_budget(plan: dict) -> dict:
+    """A re-planning plan with its accuracy budget and criterion written out, defaults included, so the
+    manifest says what the run budgeted whatever the defaults become."""
+    if plan["type"] == "fixed":
+        return plan
+    return {**plan, "criterion": plan.get("criterion", DEFAULT_CRITERION), "budget_pts": plan.get("budget_pts", 1.0)}
+
+
 class Run:
     def __init__(self, scenario: Scenario, quick: bool = False, quiet: bool = False, out: Path | None = None,
                  oversubscribe: bool = False, extra_manifest: dict | None = None):
         self.scenario, self.quick, self.quiet = scenario, quick, quiet
         self.oversubscribe, self.extra_manifest = oversubscribe, extra_manifest or {}
         data = scenario.data
-        self.plans = [{"name": data["plan"].get("name", "plan"), "type": "fixed", **data["plan"]}] + [
-            {"name": b.get("name", f"baseline{i + 1}"), "type": "fixed", **b} for i, b in enumerate(data["baselines"])]
+        self.plans = [with_budget({"name": data["plan"].get("name", "plan"), "type": "fixed", **data["plan"]})] + [
+            with_budget({"name": b.get("name", f"baseline{i + 1}"), "type": "fixed", **b})
+            for i, b in enumerate(data["baselines"])]
         self.workload = dict(data["workload"])
         if quick:
             self.workload["requests"] = min(self.workload["requests"], 10)
