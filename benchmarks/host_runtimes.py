@@ -24,14 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from benchmarks.device_models import FIT_HALF, HELD_OUT, fit_half_scale, spread
 from splitbed.devices.calibration import cpu_model
 from splitbed.devices.catalog import load_profiles
 from splitbed.devices.governor import node_cpus
-from splitbed.devices.layer_costs import hindsight_worst
+from splitbed.devices.layer_costs import hindsight_worst, median_ms
 from splitbed.devices.workload import build
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
 from splitbed.testing.results_page import Page, table
@@ -39,17 +38,6 @@ from splitbed.testing.results_page import Page, table
 RUNTIMES = ("pytorch", "ncnn")
 ROUNDS, RUN_S = 2, 3.0
 INSTALL = ".venv/bin/pip install -e '.[runtimes]'"
-
-
-def median_ms(forward, seconds: float = RUN_S) -> float:
-    """Median of back-to-back calls for `seconds`, after one untimed call."""
-    forward()
-    times, end = [], time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        begun = time.perf_counter()
-        forward()
-        times.append((time.perf_counter() - begun) * 1000)
-    return statistics.median(times)
 
 
 def ncnn_forward(model, x, folder: Path):
@@ -99,8 +87,6 @@ def host_times(models: list[str]) -> tuple[dict[str, dict[str, float]], dict[str
     times, skipped = {r: {} for r in RUNTIMES}, {}
     for model_name in models:
         model, x = build(model_name)
-        if hasattr(model, "set_swish"):  # EfficientNet-B0: the plain swish traces (the same arithmetic)
-            model.set_swish(memory_efficient=False)
         with tempfile.TemporaryDirectory(prefix="splitbed-ncnn-") as folder, torch.no_grad():
             try:
                 calls = {"pytorch": functools.partial(model, x), "ncnn": ncnn_forward(model, x, Path(folder))}
@@ -111,7 +97,7 @@ def host_times(models: list[str]) -> tuple[dict[str, dict[str, float]], dict[str
             rounds = {r: [] for r in RUNTIMES}
             for turn in range(ROUNDS):
                 for runtime in RUNTIMES[::-1] if turn % 2 else RUNTIMES:
-                    rounds[runtime].append(median_ms(calls[runtime]))
+                    rounds[runtime].append(median_ms(calls[runtime], RUN_S))
         for runtime in RUNTIMES:
             times[runtime][model_name] = statistics.mean(rounds[runtime])
         print(f"  {model_name:<20} pytorch {times['pytorch'][model_name]:7.2f} ms   ncnn {times['ncnn'][model_name]:7.2f} ms",
@@ -178,8 +164,18 @@ def section(data: dict, found: dict) -> list[str]:
     return lines + [f"- {m}: not converted, {why}" for m, why in data.get("skipped", {}).items()]
 
 
+def headline(data: dict, found: dict) -> list[list[str]]:
+    """Per runtime here: the held-out networks' predicted / published, medians' and worst misses' range."""
+    def spans(runtime: str) -> str:
+        held = [d[runtime]["held_out"] for d in data["devices"]]
+        medians, worst = [h["median_ratio"] for h in held], [h["worst_ratio"] for h in held]
+        return (f"{min(medians):.2f}-{max(medians):.2f}x (worst {min(worst):.2f}x to {max(worst):.2f}x)")
+    return [["device times predicted from this machine's one-thread times (held out, median)",
+             f"PyTorch {spans('pytorch')}; ncnn {spans('ncnn')}"]]
+
+
 PAGES = [Page("host_runtimes", "Devices: predicting from ncnn or PyTorch on this machine", order=62,
-              argv=["-m", "benchmarks.host_runtimes"], section=section)]
+              argv=["-m", "benchmarks.host_runtimes"], section=section, headline=headline, headline_order=22)]
 
 
 if __name__ == "__main__":

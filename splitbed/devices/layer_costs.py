@@ -33,10 +33,22 @@ def layer_class(module) -> str:
     return "gemm" if isinstance(module, nn.Linear) else "other"
 
 
-def class_ms(model, x) -> dict[str, float]:
-    """The network's one-thread forward time on this machine (median of PASSES, no hooks), split by
-    layer class in the proportions timed with a hook around every leaf layer; time outside any leaf
-    (additions, concatenations in forward code) counts as `other`."""
+def median_ms(forward, seconds: float = 0.0, least: int = PASSES) -> float:
+    """Median ms of back-to-back calls, at least `least` of them and for at least `seconds`, after one
+    untimed call. This host's speed moves within seconds: a sample of a few passes is one moment of it."""
+    forward()
+    times, end = [], time.perf_counter() + seconds
+    while len(times) < least or time.perf_counter() < end:
+        begun = time.perf_counter()
+        forward()
+        times.append((time.perf_counter() - begun) * 1000)
+    return statistics.median(times)
+
+
+def class_ms(model, x, seconds: float = 0.0) -> dict[str, float]:
+    """The network's one-thread forward time on this machine (the median of at least PASSES passes and
+    `seconds` of them, no hooks), split by layer class in the proportions timed with a hook around every
+    leaf layer; time outside any leaf (additions, concatenations in forward code) counts as `other`."""
     import torch
     from torch import nn
 
@@ -66,14 +78,10 @@ def class_ms(model, x) -> dict[str, float]:
         finally:
             for hook in hooks:
                 hook.remove()
-        plain = []
-        for _ in range(PASSES):
-            begun = time.perf_counter()
-            model(x)
-            plain.append(time.perf_counter() - begun)
+        plain = median_ms(lambda: model(x), seconds)
     total, parts = sorted(passes, key=lambda p: p[0])[len(passes) // 2]
     parts["other"] += max(total - sum(parts.values()), 0.0)
-    return {c: 1000 * statistics.median(plain) * parts[c] / total for c in CLASSES}
+    return {c: plain * parts[c] / total for c in CLASSES}
 
 
 def _fit(times: np.ndarray, device_ms: np.ndarray, ridge: float) -> np.ndarray:
