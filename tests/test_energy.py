@@ -369,7 +369,11 @@ def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_canno
     from splitbed.app.breakdown import NAMES
 
     plans = [{"name": "aglop-energy", "type": "aglop"}, {"name": "aglop", "type": "aglop"},
-             {"name": "edge-only", "type": "fixed"}, {"name": "server-only", "type": "fixed"}]
+             {"name": "edge-only", "type": "fixed", "split": "edge-only"},
+             {"name": "server-only", "type": "fixed", "split": "server-only", "codec": "jpeg", "params": {"quality": 85}}]
+    # the JPEG is over the planners' (default) budget in this profile: the summary names it
+    profile = {"options": [{"split": "edge-only", "codec": "", "params": {}, "drops": {"calibrated": 0.0}},
+                           {"split": "server-only", "codec": "jpeg", "params": {"quality": 85}, "drops": {"calibrated": 1.4}}]}
     splits = {"aglop-energy": "edge-only", "aglop": "block11", "edge-only": "edge-only", "server-only": "server-only"}
     means = {"aglop-energy": 250.0, "aglop": 300.0, "edge-only": 252.0, "server-only": 400.0}
     runs = {}
@@ -378,6 +382,7 @@ def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_canno
                                                          "links.uplink.radio": "lte", "links.uplink.delay_ms": 20}}
         (tmp_path / "runs" / run_id).mkdir(parents=True)
         (tmp_path / "runs" / run_id / "manifest.json").write_text(json.dumps({"plans": plans}))
+        (tmp_path / "runs" / run_id / "aglop-profile.json").write_text(json.dumps(profile))
         with (tmp_path / "runs" / run_id / "requests.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=NAMES)
             writer.writeheader()
@@ -393,6 +398,7 @@ def test_the_energy_benchmark_judges_a_study_folder_and_reports_a_point_it_canno
     assert judged["choices_differ"] and judged["over_latency_planner_pct"] == pytest.approx(-16.7, abs=0.5)
     assert judged["energy_model_error_pct"] == pytest.approx(100 * 15 / 275, abs=0.01)  # the median: 260 vs 275
     assert unjudged["status"].startswith("not judged") and result["summary"]["judged_points"] == 1
+    assert judged["fixed_over_budget"] == ["server-only"] and result["summary"]["fixed_over_budget"] == "server-only"
     lines = energy_section(result, {})
     assert len({line.count("|") for line in lines if line.startswith("| ")}) == 1  # every row has the header's columns
     why = [line for line in lines if line.startswith("- x, pi_zero_2w, lte")]  # the one point where the choices differ
