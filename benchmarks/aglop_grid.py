@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from splitbed import __version__
-from splitbed.aglop.profile import DEFAULT_CRITERION
+from splitbed.aglop.profile import DEFAULT_BUDGET_PTS, DEFAULT_CRITERION
 from splitbed.analysis.judgement import (
     chosen_drops,
     estimate_ratio,
@@ -40,6 +40,7 @@ from splitbed.analysis.judgement import (
     jitter_floor_errors,
     judge_point,
     model_errors,
+    over_budget_names,
     planner_errors,
     same_option_spread_pct,
 )
@@ -109,7 +110,7 @@ def judge_study(folder: Path) -> dict:
         aglop = plans["aglop"]
         criterion = aglop.get("criterion", DEFAULT_CRITERION)
         drops += chosen_drops(rows, "aglop", profile, criterion)
-        point["fixed_over_budget"] = fixed_over_budget(plans, profile, criterion, aglop.get("budget_pts", 1.0))
+        point["fixed_over_budget"] = fixed_over_budget(plans, profile, criterion, aglop.get("budget_pts", DEFAULT_BUDGET_PTS))
         decisions += [p["decision_ms_median"] for p in manifest.get("edge_plans", [])
                       if p["plan"] == "aglop" and p.get("decision_ms_median") is not None]
         point["aglop_prediction_error_pct"] = planner_errors(rows, "aglop")
@@ -123,7 +124,7 @@ def judge_study(folder: Path) -> dict:
     if not judged:
         raise UserError(f"no complete run in {folder}", fix="run the study first (without --from)")
     errors = model_errors(all_rows)
-    budget = max(p.get("budget_pts", 1.0) for p in json.loads((folder / "runs" / judged[0]["run_id"] /
+    budget = max(p.get("budget_pts", DEFAULT_BUDGET_PTS) for p in json.loads((folder / "runs" / judged[0]["run_id"] /
                                                                "manifest.json").read_text())["plans"]
                  if p.get("type") == "aglop")
     # a point whose halves could not be judged (too few rounds) counts as over the bar, not as a pass
@@ -142,7 +143,7 @@ def judge_study(folder: Path) -> dict:
         "aglop_own_prediction_error_pct": median_of(own_errors),
         "aglop_max_profiled_drop_pts": max(drops) if drops else None, "budget_pts": budget, "criterion": criterion,
         # a fixed plan over AGLOP's budget would let the hindsight set win on accuracy AGLOP may not spend
-        "fixed_over_budget": ", ".join(sorted({m for p in judged for m in p["fixed_over_budget"]})) or "none",
+        "fixed_over_budget": over_budget_names(judged),
         # the share of AGLOP's requests on options no fixed plan of its run ran (the hindsight set's blind spot)
         "aglop_outside_sweep_share_max": max(p["hindsight_coverage"]["aglop"]["outside_share"] or 0 for p in judged),
         # the host's noise: how far apart two methods' means of one option lie, per point
@@ -259,7 +260,8 @@ def grid_summary_cell(summary: dict, key, form: str) -> str:
 
 
 def aglop_grids_side_by_side(found: dict) -> list[str]:
-    """The tune grid (where AGLOP was developed) and the report grid (never used to tune it) in one table, above the report grid's section; a grid not measured at this commit shows as such."""
+    """The tune grid (where AGLOP was developed) and the report grid (never used to tune it) in one table,
+    above the report grid's section; a grid not measured at this commit shows as such."""
     grids = [("tune grid", found.get("aglop_grid")), ("report grid", found.get("aglop_report"))]
     rows = [[label] + ["not measured" if g is None else grid_summary_cell(g[0]["summary"], key, form)
                        for _, g in grids] for label, key, form in GRID_SUMMARY]

@@ -101,6 +101,13 @@ def fit_half_scale(published: dict[str, float], host_ms: dict[str, float]) -> fl
     return math.exp(statistics.mean(math.log(published[m] / host_ms[m]) for m in published if m in FIT_HALF))
 
 
+def best_scale_worst(published: dict[str, float], host_ms: dict[str, float]) -> float:
+    """The smallest worst miss (a ratio >= 1, either way) any one scale reaches on these networks, chosen
+    knowing their published times: half the log spread of published / here, a floor under any fit."""
+    ratios = [published[m] / host_ms[m] for m in published]
+    return math.sqrt(max(ratios) / min(ratios))
+
+
 def unconstrained_ms(model: str, manager: CgroupManager, threads: int) -> float:
     """The network on one thread, pinned to the (first) core a node of `threads` runs on, no quota:
     what the node's slowdown is measured from."""

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.aglop_grid import median_of, point_label, study_command
-from splitbed.aglop.profile import DEFAULT_CRITERION
-from splitbed.analysis.judgement import fixed_over_budget, judge_energy_point
+from splitbed.aglop.profile import DEFAULT_BUDGET_PTS, DEFAULT_CRITERION
+from splitbed.analysis.judgement import fixed_over_budget, judge_energy_point, over_budget_names
 from splitbed.app.breakdown import read_rows
 from splitbed.errors import UserError, run_reporting_user_errors
 from splitbed.testing.results_page import Page, pct, table
@@ -44,7 +44,7 @@ def judge_study(folder: Path) -> dict:
         plans = {p["name"]: p for p in manifest["plans"]}
         planner = plans[PLANNER]
         over = fixed_over_budget(plans, json.loads((run_dir / "aglop-profile.json").read_text()),
-                                 planner.get("criterion", DEFAULT_CRITERION), planner.get("budget_pts", 1.0))
+                                 planner.get("criterion", DEFAULT_CRITERION), planner.get("budget_pts", DEFAULT_BUDGET_PTS))
         try:
             points.append({**label, **judge_energy_point(read_rows(run_dir / "requests.csv"), types, PLANNER,
                                                          LATENCY_PLANNER), "fixed_over_budget": over})
@@ -61,7 +61,7 @@ def judge_study(folder: Path) -> dict:
         "points_lowest_energy": sum(p["over_best_fixed_pct"] <= 0 and p["over_latency_planner_pct"] <= 0 for p in judged),
         "energy_model_error_pct": median_of([p["energy_model_error_pct"] for p in judged]),
         # a fixed plan over the planners' accuracy budget would win on accuracy they may not spend
-        "fixed_over_budget": ", ".join(sorted({m for p in judged for m in p["fixed_over_budget"]})) or "none",
+        "fixed_over_budget": over_budget_names(judged),
     }
     return {"summary": summary, "points": points}
 

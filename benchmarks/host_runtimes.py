@@ -26,11 +26,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.device_models import FIT_HALF, HELD_OUT, fit_half_scale, spread
+from benchmarks.device_models import FIT_HALF, HELD_OUT, best_scale_worst, fit_half_scale, spread
 from splitbed.devices.calibration import cpu_model
 from splitbed.devices.catalog import load_profiles
 from splitbed.devices.governor import node_cpus
-from splitbed.devices.layer_costs import hindsight_worst, median_ms
+from splitbed.devices.layer_costs import median_ms
 from splitbed.devices.workload import build
 from splitbed.errors import UserError, check_output_path, run_reporting_user_errors
 from splitbed.testing.results_page import Page, table
@@ -109,14 +109,13 @@ def device_entry(profile, times: dict[str, dict[str, float]]) -> dict:
     published = {m: t for m, t in profile.published.ms.items() if m in times["pytorch"]}  # converted ones
     entry = {"name": profile.key, "published_ms": published}
     for runtime in RUNTIMES:
-        host = {m: {"all": times[runtime][m]} for m in published}
         scale = fit_half_scale(published, times[runtime])
         ratios = {m: scale * times[runtime][m] / published[m] for m in published}
         entry[runtime] = {"scale": scale, "ratios": ratios, "held_out": spread(ratios, HELD_OUT),
-                          "floor_held_out": hindsight_worst(host, {m: published[m] for m in published if m in HELD_OUT},
-                                                            (("all",),)),
-                          "floor_fit_half": hindsight_worst(host, {m: published[m] for m in published if m in FIT_HALF},
-                                                            (("all",),))}
+                          "floor_held_out": best_scale_worst({m: published[m] for m in published if m in HELD_OUT},
+                                                             times[runtime]),
+                          "floor_fit_half": best_scale_worst({m: published[m] for m in published if m in FIT_HALF},
+                                                             times[runtime])}
     return entry
 
 

@@ -10,10 +10,8 @@ from torch import nn
 
 from splitbed.devices.layer_costs import (
     CLASSES,
-    ONE_SCALE,
     class_ms,
     fit_costs,
-    hindsight_worst,
     layer_class,
     predict_ms,
 )
@@ -104,25 +102,3 @@ def test_a_device_that_slows_every_class_alike_gets_one_scale():
     fit = fit_costs(host, device)
     assert all(math.isclose(k, 4.0, rel_tol=0.02) for k in fit["costs"].values())
 
-
-def test_the_hindsight_floor_is_the_best_any_costs_can_do():
-    """One scale: half the log spread of device / machine time, whatever the classes. Networks whose
-    device times a cost per class produces exactly: 1 by class, above 1 for one scale; noise that no
-    costs explain: a floor above 1 for both, the class costs' no higher than one scale's."""
-    host = {"a": {"dense": 10, "gemm": 2, "depthwise": 1, "other": 1}, "b": {"dense": 1, "gemm": 8, "depthwise": 1, "other": 2},
-            "c": {"dense": 2, "gemm": 1, "depthwise": 9, "other": 3}, "d": {"dense": 1, "gemm": 1, "depthwise": 1, "other": 9},
-            "e": {"dense": 5, "gemm": 5, "depthwise": 1, "other": 1}}
-    costs = {"dense": 2.0, "gemm": 5.0, "depthwise": 1.0, "other": 0.5}
-    exact = {n: predict_ms(costs, t) for n, t in host.items()}
-    assert hindsight_worst(host, exact) == pytest.approx(1.0, abs=1e-4)
-    ratios = [exact[n] / sum(host[n].values()) for n in host]
-    assert hindsight_worst(host, exact, ONE_SCALE) == pytest.approx(math.sqrt(max(ratios) / min(ratios)), rel=1e-4)
-    noisy = {n: ms * f for (n, ms), f in zip(exact.items(), (1.3, 0.8, 1.0, 1.2, 0.9), strict=True)}
-    assert 1.01 < hindsight_worst(host, noisy) <= hindsight_worst(host, noisy, ONE_SCALE) + 1e-4
-    # no costs do better than the floor: the least-squares fit's worst miss is at or above it
-    fitted = fit_costs(host, noisy)["costs"]
-    worst = max(max(r, 1 / r) for r in (predict_ms(fitted, host[n]) / noisy[n] for n in host))
-    assert worst >= hindsight_worst(host, noisy) - 1e-4
-    for bad in ({}, {**noisy, "a": float("nan")}, {**noisy, "a": 0.0}):
-        with pytest.raises(ValueError):
-            hindsight_worst(host, bad)

@@ -50,7 +50,7 @@ from splitbed.aglop.planner import (
     transfer_ms,
     wire_bits,
 )
-from splitbed.aglop.profile import DEFAULT_CRITERION, Option, load_options
+from splitbed.aglop.profile import DEFAULT_BUDGET_PTS, DEFAULT_CRITERION, Option, load_options
 from splitbed.models.partition import EDGE_ONLY
 from splitbed.network.traces import Trace
 from splitbed.registry import Registry
@@ -310,7 +310,7 @@ def planner(plan: dict, options: list[Option], edge: EdgeEnergy | None, probe_in
     energy = None
     if edge is not None and edge.board is not None:
         energy = EnergyModel(edge, probe_interval_s, PROBE_BYTES if probe_interval_s else 0)
-    return Planner(options, plan.get("budget_pts", 1.0), hysteresis_pct, explore_pct, objective(plan), energy)
+    return Planner(options, plan.get("budget_pts", DEFAULT_BUDGET_PTS), hysteresis_pct, explore_pct, objective(plan), energy)
 
 
 def aglop_policy(plan: dict, profile: dict | None, path: KnownPath | None, edge: EdgeEnergy | None) -> EstimatingPolicy:

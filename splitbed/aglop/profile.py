@@ -3,9 +3,9 @@
 Two tables, both cached under ~/.cache/splitbed/aglop/ and rebuilt on request:
 - the codec table, the same on every machine: wire bytes (mean and p90) and the loss under each
   criterion of codecs/criteria.py (calibrated and plain expected accuracy drop, labelled accuracy drop,
-  top-1 agreement) on
-  the tuning half of the photo evaluation set for ImageNet models (models/photos.py; the reporting half
-  is left for benchmarks), the first test images for Fashion-MNIST; never the DISC calibration images.
+  top-1 agreement) on the tuning half of the photo evaluation set for ImageNet models (models/photos.py;
+  the reporting half is left for benchmarks), the first test images for Fashion-MNIST; never the DISC
+  calibration images.
   A plan picks its criterion (`criterion:`, default DEFAULT_CRITERION);
 - the timing table per (model, edge device, machine): head and encode ms measured inside a cgroup at the
   device's calibrated, governed quota (splitbed.aglop.measure), decode and tail ms on the server node's cores.
@@ -44,6 +44,7 @@ TABLE_VERSION = 3  # 3: the calibrated criterion and the temperature it used
 # labelled photos per half) cannot (docs/codecs.md)
 PLAN_CRITERIA = ("calibrated", "expected", "accuracy", "agreement")
 DEFAULT_CRITERION = "calibrated"
+DEFAULT_BUDGET_PTS = 1.0  # the loss a plan may spend, in points of its criterion
 DISC_STEPS = (0.15, 0.2, 0.3, 0.4)  # the DISC settings AGLOP may choose from, per split (alpha 1.0)
 JPEG_QUALITIES = (75, 85, 95)  # server-only: the input image as a JPEG
 MAX_EVALUATION_ITEMS = 1000

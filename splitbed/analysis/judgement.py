@@ -316,3 +316,8 @@ def fixed_over_budget(plans: dict[str, dict], profile: dict, criterion: str, bud
     return [name for name, p in plans.items() if p.get("type", "fixed") == "fixed"
             and drops.get((p["split"], p.get("codec", ""), json.dumps(p.get("params", {}), sort_keys=True)),
                           math.inf) >= budget_pts]
+
+
+def over_budget_names(points: list[dict]) -> str:
+    """The fixed plans any judged point found over the planner's budget, for a summary ('none' if none)."""
+    return ", ".join(sorted({m for p in points for m in p["fixed_over_budget"]})) or "none"

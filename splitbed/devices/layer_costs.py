@@ -117,33 +117,3 @@ def fit_costs(host: dict[str, dict[str, float]], device_ms: dict[str, float]) ->
 def predict_ms(costs: dict[str, float], times: dict[str, float]) -> float:
     return sum(costs[c] * times[c] for c in CLASSES)
 
-
-BY_CLASS = tuple((c,) for c in CLASSES)  # a cost per layer class
-ONE_SCALE = (CLASSES,)  # one cost for all of them
-
-
-def hindsight_worst(times: dict[str, dict[str, float]], device_ms: dict[str, float], groups=BY_CLASS) -> float:
-    """The smallest worst miss (a ratio >= 1, either way) that any non-negative costs, one per group of
-    classes (BY_CLASS, or ONE_SCALE), reach on the networks of `device_ms`, the costs chosen knowing every
-    device time there: a floor under the worst miss of every prediction of that form, however fitted.
-
-    For a miss e^t, 'some costs k >= 0 put every network within e^t' is a linear feasibility problem
-    (y e^-t <= times . k <= y e^t), so t is found by bisection; one scale over all classes is always
-    feasible at half the log spread of device / machine time, which starts it."""
-    from scipy.optimize import linprog
-
-    nets = sorted(device_ms)
-    a = np.array([[sum(times[n][c] for c in group) for group in groups] for n in nets], dtype=float)
-    y = np.array([device_ms[n] for n in nets], dtype=float)
-    if not nets or not (np.all(np.isfinite(a)) and np.all(a >= 0) and np.all(a.sum(axis=1) > 0)
-                        and np.all(np.isfinite(y)) and np.all(y > 0)):
-        raise ValueError("hindsight_worst needs networks with finite, positive times")
-    ratio = y / a.sum(axis=1)
-    low, high = 0.0, 0.5 * math.log(ratio.max() / ratio.min())
-    while high - low > 1e-5:
-        t = (low + high) / 2
-        bounds = np.concatenate([y * math.exp(t), -y * math.exp(-t)])
-        feasible = linprog(np.zeros(len(groups)), A_ub=np.vstack([a, -a]), b_ub=bounds, bounds=(0, None),
-                           method="highs").status == 0
-        low, high = (low, t) if feasible else (t, high)
-    return math.exp(high)

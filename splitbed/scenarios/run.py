@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from splitbed import __version__
-from splitbed.aglop.profile import DEFAULT_CRITERION, build_profile
+from splitbed.aglop.profile import DEFAULT_BUDGET_PTS, DEFAULT_CRITERION, build_profile
 from splitbed.analysis.report import report
 from splitbed.app.breakdown import NAMES
 from splitbed.app.edge_config import EdgeConfig, PathFacts, Workload
@@ -75,7 +75,7 @@ def with_budget(plan: dict) -> dict:
     manifest says what the run budgeted whatever the defaults become."""
     if plan["type"] == "fixed":
         return plan
-    return {**plan, "criterion": plan.get("criterion", DEFAULT_CRITERION), "budget_pts": plan.get("budget_pts", 1.0)}
+    return {**plan, "criterion": plan.get("criterion", DEFAULT_CRITERION), "budget_pts": plan.get("budget_pts", DEFAULT_BUDGET_PTS)}
 
 
 class Run:
