@@ -293,8 +293,8 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     ms, runs measure 100-160) is the fastest and costs 1.75 W through it; sending the input as a JPEG
     (about 240 ms) costs about 145 mJ (the board idles at 0.6 W through the round trip). Plain AGLOP
     computes locally; under a 175 mJ budget AGLOP offloads, every request is planned within it and
-    measures within it, but for those whose edge work the CPU quota stalled. No radio: a WiFi radio's share grows with each photo's JPEG size (6-27 KB),
-    which the budget's 90th-percentile message bounds in the planner (unit-tested) but which would
+    measures within it, but for those whose edge work the CPU quota stalled. No radio: a WiFi radio's
+    share grows with each photo's JPEG size (6-27 KB), which the budget's 90th-percentile message bounds in the planner (unit-tested) but which would
     put the two options' measured ranges over each other here. TCP keeps its window between requests:
     restarted after each idle turn, every JPEG over ten segments would wait a round trip more. The
     accuracy budget is the expected drop, under which the JPEG at quality 85 is in it (under the
@@ -323,8 +323,8 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     assert all(mj <= 175 and split != "edge-only" for split, mj in planned), planned
     measured = sorted(float(r["edge_compute_mj"]) for r in budget)  # the board's: no radio modelled
     # every request within, but those the node's CPU quota stalled: the edge's ~1 ms of work (preprocess,
-    # JPEG encode) now and then waits out the rest of a 20 ms CFS period whose quota was spent (5-30 ms,
-    # up to 50 mJ at 1.75 W), an artefact of quota emulation no plan can foresee: up to 4 of 14 here
+    # JPEG encode) now and then waits out the rest of a 20 ms CFS period whose quota was spent (5-26 ms,
+    # up to 60 mJ at 1.75 W), an artefact of quota emulation no plan can foresee: up to 5 of 14 here
     def edge_work_ms(r):
         return float(r["edge_compute_ms"]) + float(r["encode_ms"])
 
