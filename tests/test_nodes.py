@@ -253,6 +253,9 @@ def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager
         low, high = (max(0.3 * governed[k] ** SENSITIVITY * PERIOD, MIN_QUOTA_US)
                      for k in ("canary_ms_min", "canary_ms_max"))
         assert low - 1 <= quota_us <= high + 1
+        # what calibration divides by: the quotas' mean is the gain times the law's mean, unless floored
+        if governed["floored_fraction"] == 0:
+            assert governed["quota_cores_mean"] == pytest.approx(0.3 * governed["law_mean"], rel=1e-6)
         governor.set_gain(100.0)  # more than the node's one core: capped, never beyond
         time.sleep(0.3)
         assert governor.stats()["capped_fraction"] > 0.5

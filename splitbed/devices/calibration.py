@@ -22,7 +22,7 @@ from pathlib import Path
 from splitbed.devices.catalog import DeviceProfile
 from splitbed.devices.cgroups import CgroupManager, NodeGroup, min_cores
 from splitbed.devices.child import PipedChild
-from splitbed.devices.governor import SENSITIVITY, Governor, node_cpus
+from splitbed.devices.governor import Governor, node_cpus
 from splitbed.errors import UserError
 from splitbed.host.cache import cache_root
 
@@ -38,10 +38,11 @@ PERIODS_US = (5_000, 10_000, 20_000, 50_000, 100_000)
 QUOTA_MARGIN = 1.5  # the expected share stays this far above the floor, so the governor can go lower
 FIT_LIMIT = 0.10  # a calibration that ends further than this from the device's time is no calibration
 REFUSAL_PAUSE_S = 20.0  # a refusal must hold twice this far apart: this host's slow spells pass
-CACHE_FORMAT = 6  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
+CACHE_FORMAT = 7  # 2: the governor's gain instead of a fixed quota; 3: gain on canary ms ** SENSITIVITY;
 #                  4: torch buffers on huge pages (splitbed/__init__.py), which changes the speeds;
 #                  5: torch threads sleep while waiting (OMP_WAIT_POLICY, ditto): two-thread nodes change;
-#                  6: the period is chosen per device (5's slow devices sat at the quota floor, too fast)
+#                  6: the period is chosen per device (5's slow devices sat at the quota floor, too fast);
+#                  7: the gain estimated from the mean of the governor's law, two governed steps at least
 
 
 def cpu_model() -> str:
@@ -142,7 +143,7 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
         period = period_for(free_one / reference.ms)
     cpus = node_cpus(threads)
     group = manager.create(f"calibrate-{profile.key}")
-    warning, gains = None, []
+    warning, gains, governed = None, [], 0
     try:
         group.set_cpuset(cpus)
         group.set_cpu(min(proposal, threads), period)  # the first step senses at this fixed quota
@@ -154,13 +155,14 @@ def calibrate(profile: DeviceProfile, manager: CgroupManager, runs: int = 5, sec
                 sensed = governor.stats()
                 ratio = measured / reference.ms
                 quota = sensed["quota_cores_mean"] if gain else min(proposal, threads)
-                gains.append(quota * ratio / sensed["canary_ms_median"] ** SENSITIVITY)  # what this step asked for
-                converged = bool(gain) and abs(ratio - 1) <= TOLERANCE
+                gains.append(quota * ratio / sensed["law_mean"])  # what this step asked for
+                governed += bool(gain)  # two at least: one 6 s step alone can catch a passing moment
+                converged = governed >= 2 and abs(ratio - 1) <= TOLERANCE
                 warning = limit_warning(profile, threads, measured, quota, sensed["capped_fraction"], converged,
                                         at_full_cores=not gain and quota >= threads) or floor_warning(
                     profile, measured, sensed.get("floored_fraction", 0.0), period)
                 if converged:
-                    gain = statistics.median(gains[-3:])  # one 6 s step alone can catch a passing moment
+                    gain = statistics.median(gains[-3:])
                 if converged or warning:
                     break
                 gain = gains[-1]

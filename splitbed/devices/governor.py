@@ -96,11 +96,15 @@ class Samples:
     """What the governor saw and did since the last report."""
 
     def __init__(self):
-        self.canary_ms, self.quotas, self.capped, self.floored = [], [], 0, 0
+        self.canary_ms, self.quotas, self.laws, self.capped, self.floored = [], [], [], 0, 0
 
     def report(self, realtime: bool) -> dict:
         canary, quotas = self.canary_ms or [0.0], self.quotas or [0.0]
         result = {"samples": len(self.canary_ms), "canary_ms_median": statistics.median(canary),
+                  # what the quotas were divided by the gain: calibration's estimate of the gain must
+                  # divide by this mean, not by the step's median canary ** SENSITIVITY (the canary's
+                  # skew put that 5-10% lower, and calibrated nodes ran that much too fast)
+                  "law_mean": statistics.mean(self.laws or [0.0]),
                   "canary_ms_min": min(canary), "canary_ms_max": max(canary),
                   "quota_cores_mean": statistics.mean(quotas), "quota_cores_min": min(quotas),
                   "quota_cores_max": max(quotas), "capped_fraction": self.capped / max(1, len(self.quotas)),
@@ -171,8 +175,9 @@ def main() -> int:
             canary(x)
             recent.append((time.perf_counter_ns() - started) / 1e6)
             samples.canary_ms.append(recent[-1])
+            samples.laws.append(statistics.median(recent) ** SENSITIVITY)
             if gain > 0:
-                wanted = gain * statistics.median(recent) ** SENSITIVITY
+                wanted = gain * samples.laws[-1]
                 cores = min(max(wanted, floor), args.max_cores)
                 samples.capped += wanted > args.max_cores
                 samples.floored += wanted < floor  # the kernel's smallest quota: the node runs faster
