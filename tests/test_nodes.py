@@ -253,9 +253,17 @@ def test_governor_sets_the_quota_from_the_canary_and_ends_with_its_input(manager
         low, high = (max(0.3 * governed[k] ** SENSITIVITY * PERIOD, MIN_QUOTA_US)
                      for k in ("canary_ms_min", "canary_ms_max"))
         assert low - 1 <= quota_us <= high + 1
-        # what calibration divides by: the quotas' mean is the gain times the law's mean, unless floored
-        if governed["floored_fraction"] == 0:
-            assert governed["quota_cores_mean"] == pytest.approx(0.3 * governed["law_mean"], rel=1e-6)
+        # what calibration divides by: the quotas' mean is the gain times the law's mean. A gain that
+        # puts the quota near half a core, far from the floor and the cap; samples counted only after
+        # the new gain holds (a sample taken before it has a law but no quota)
+        gain = 0.5 / governed["canary_ms_median"] ** SENSITIVITY
+        governor.set_gain(gain)
+        time.sleep(0.2)
+        governor.stats()
+        time.sleep(0.6)
+        steady = governor.stats()
+        assert steady["samples"] >= 5 and steady["floored_fraction"] == 0 and steady["capped_fraction"] == 0
+        assert steady["quota_cores_mean"] == pytest.approx(gain * steady["law_mean"], rel=1e-6)
         governor.set_gain(100.0)  # more than the node's one core: capped, never beyond
         time.sleep(0.3)
         assert governor.stats()["capped_fraction"] > 0.5
