@@ -294,8 +294,9 @@ def test_an_energy_budget_is_honoured_request_by_request(tmp_path):
     (about 240 ms) costs about 145 mJ (the board idles at 0.6 W through the round trip). Plain AGLOP
     computes locally; under a 175 mJ budget AGLOP offloads, every request is planned within it and
     measures within it, but for those whose edge work the CPU quota stalled. No radio: a WiFi radio's
-    share grows with each photo's JPEG size (6-27 KB), which the budget's 90th-percentile message bounds in the planner (unit-tested) but which would
-    put the two options' measured ranges over each other here. TCP keeps its window between requests:
+    share grows with each photo's JPEG size (6-27 KB), which the budget's 90th-percentile message
+    bounds in the planner (unit-tested) but which would put the two options' measured ranges over each
+    other here. TCP keeps its window between requests:
     restarted after each idle turn, every JPEG over ten segments would wait a round trip more. The
     accuracy budget is the expected drop, under which the JPEG at quality 85 is in it (under the
     calibrated drop only quality 95 is, over the energy budget here)."""

@@ -103,7 +103,6 @@ class Samples:
         result = {"samples": len(self.canary_ms), "canary_ms_median": statistics.median(canary),
                   # the quotas' mean over the gain: calibration's estimate of the gain divides by this,
                   # not by the step's median canary ** SENSITIVITY, which the canary's skew puts lower
-                  # (7% in a traced calibration: its nodes ran that much too fast)
                   "law_mean": statistics.mean(self.laws or [0.0]),
                   "canary_ms_min": min(canary), "canary_ms_max": max(canary),
                   "quota_cores_mean": statistics.mean(quotas), "quota_cores_min": min(quotas),
